@@ -1,0 +1,11 @@
+// asyncio.hpp - Python's asyncio in C++20. Brings in every part.
+#pragma once
+
+#include <asyncio/coroutines.hpp>
+#include <asyncio/events.hpp>
+#include <asyncio/exceptions.hpp>
+#include <asyncio/futures.hpp>
+#include <asyncio/runners.hpp>
+#include <asyncio/taskgroups.hpp>
+#include <asyncio/tasks.hpp>
+#include <asyncio/timeouts.hpp>

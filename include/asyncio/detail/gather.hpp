@@ -1,0 +1,276 @@
+// asyncio/detail/gather.hpp - asyncio::gather (part of asyncio/tasks.hpp).
+//
+// Python's rules: coroutines become tasks at once; the outer future completes with the first
+// child exception (the other children go on running) or, when all are done, with every
+// result; cancelling the outer future cancels every child; a child cancelled on its own makes
+// gather raise CancelledError. With return_exceptions, failures and cancellations are
+// returned in place of values (asyncio::Result<T>).
+#pragma once
+
+#include <asyncio/futures.hpp>
+#include <asyncio/tasks.hpp>
+
+#include <tuple>
+#include <variant>
+#include <vector>
+
+namespace asyncio {
+
+/// The tag selecting gather's return_exceptions=True.
+struct ReturnExceptions {};
+inline constexpr ReturnExceptions return_exceptions{};
+
+/// A value or the exception that took its place (gather with return_exceptions).
+template <class T>
+class Result {
+public:
+    using value_type = detail::stored_t<T>;
+    explicit Result(value_type v) : v_(std::in_place_index<0>, std::move(v)) {}
+    explicit Result(std::exception_ptr e) : v_(std::in_place_index<1>, std::move(e)) {}
+    bool has_value() const noexcept { return v_.index() == 0; }
+    explicit operator bool() const noexcept { return has_value(); }
+    /// The value; rethrows the error when there is none.
+    value_type& value() & {
+        if (!has_value()) std::rethrow_exception(std::get<1>(v_));
+        return std::get<0>(v_);
+    }
+    const value_type& value() const& {
+        if (!has_value()) std::rethrow_exception(std::get<1>(v_));
+        return std::get<0>(v_);
+    }
+    value_type&& value() && { return std::move(value()); }
+    /// The exception (null when there is a value).
+    std::exception_ptr error() const noexcept { return has_value() ? nullptr : std::get<1>(v_); }
+
+private:
+    std::variant<value_type, std::exception_ptr> v_;
+};
+
+namespace detail {
+
+class GatherState final : public FutureStateBase, public PoolAllocated {
+public:
+    using PoolAllocated::operator new;
+    using PoolAllocated::operator delete;
+    GatherState(EventLoop& loop, std::vector<RefPtr<FutureStateBase>> children, bool return_exceptions);
+    /// Registers the done callbacks (after construction, once the state is owned).
+    void start();
+    bool cancel(std::string msg) override;
+    void on_child_done(ChildNode<GatherState>& node);
+    const std::vector<RefPtr<FutureStateBase>>& children() const noexcept { return children_; }
+    std::string repr() const override { return "<_GatheringFuture " + FutureStateBase::repr().substr(8); }
+
+private:
+    ~GatherState() override;
+    void last_release() noexcept override {
+        FutureStateBase::last_release();
+        delete this;
+    }
+    std::vector<RefPtr<FutureStateBase>> children_;
+    std::vector<ChildNode<GatherState>> nodes_;  // one per distinct child
+    std::size_t nfuts_ = 0;
+    std::size_t nfinished_ = 0;
+    bool return_exceptions_;
+    bool cancel_requested_ = false;
+};
+
+/// A child of gather: its state and typed access to its value.
+template <class T>
+struct GatherChild {
+    RefPtr<FutureStateBase> state;
+    ValueHolder<T>* values;
+};
+
+template <class T>
+GatherChild<T> gather_child(Coro<T>&& coro) {
+    Task<T> t = create_task(std::move(coro));
+    auto* st = static_cast<TaskState<T>*>(t.state_ptr());
+    return {RefPtr<FutureStateBase>(st), st};
+}
+template <class T>
+GatherChild<T> gather_child(const Task<T>& task) {
+    auto* st = static_cast<TaskState<T>*>(task.state_ptr());
+    if (!st) throw InvalidStateError("gather(): empty Task handle");
+    return {RefPtr<FutureStateBase>(st), st};
+}
+template <class T>
+GatherChild<T> gather_child(const Future<T>& fut) {
+    auto* st = static_cast<FutureState<T>*>(fut.state_ptr());
+    if (!st) throw InvalidStateError("gather(): empty Future handle");
+    return {RefPtr<FutureStateBase>(st), st};
+}
+
+inline GatherChild<void> gather_child(const AnyTask& task) {
+    if (!task.state_ptr()) throw InvalidStateError("gather(): empty Task handle");
+    return {RefPtr<FutureStateBase>(task.state_ptr()), nullptr};
+}
+
+template <class A>
+struct awaitable_traits;
+template <class T>
+struct awaitable_traits<Coro<T>> {
+    using type = T;
+};
+template <class T>
+struct awaitable_traits<Task<T>> {
+    using type = T;
+};
+template <class T>
+struct awaitable_traits<Future<T>> {
+    using type = T;
+};
+template <>
+struct awaitable_traits<AnyTask> {
+    using type = void;
+};
+template <class A>
+using await_result_t = typename awaitable_traits<std::remove_cvref_t<A>>::type;
+
+template <class T>
+stored_t<T> take_child_value(const GatherChild<T>& c) {
+    if constexpr (std::is_void_v<T>) {
+        return std::monostate{};
+    } else {
+        return c.values->get_for_await();
+    }
+}
+template <class T>
+Result<T> take_child_result(const GatherChild<T>& c) {
+    FutureStateBase& st = *c.state;
+    if (st.cancelled()) return Result<T>(std::make_exception_ptr(st.make_cancelled_error()));
+    if (std::exception_ptr e = st.exception()) return Result<T>(e);
+    return Result<T>(take_child_value(c));
+}
+
+/// What gather() returns: an awaitable handle on the outer future.
+template <class R, class Children>
+class Gathering {
+public:
+    Gathering(RefPtr<GatherState> state, Children children, bool return_exceptions)
+        : state_(std::move(state)), children_(std::move(children)), return_exceptions_(return_exceptions) {}
+
+    bool done() const noexcept { return state_->done(); }
+    bool cancelled() const noexcept { return state_->cancelled(); }
+    bool cancel(std::string msg = {}) { return state_->cancel(std::move(msg)); }
+
+    struct Awaiter {
+        FutureAwaiter<GatherState, void> inner;
+        Gathering* self;
+        bool await_ready() const noexcept { return inner.await_ready(); }
+        void await_suspend(std::coroutine_handle<> h) { inner.await_suspend(h); }
+        R await_resume() {
+            inner.await_resume();
+            return self->build();
+        }
+    };
+    Awaiter operator co_await() & { return Awaiter{{state_}, this}; }
+    Awaiter operator co_await() && { return Awaiter{{state_}, this}; }
+
+private:
+    R build() {
+        if constexpr (requires { typename Children::value_type; }) {
+            R out;
+            out.reserve(children_.size());
+            for (auto& c : children_) {
+                if constexpr (std::is_constructible_v<typename R::value_type, decltype(take_child_result(c))>)
+                    out.push_back(take_child_result(c));
+                else
+                    out.push_back(take_child_value(c));
+            }
+            return out;
+        } else {
+            return std::apply(
+                [this](auto&... c) {
+                    if constexpr (requires { R(take_child_result(c)...); })
+                        return R(take_child_result(c)...);
+                    else
+                        return R(take_child_value(c)...);
+                },
+                children_);
+        }
+    }
+    RefPtr<GatherState> state_;
+    Children children_;
+    bool return_exceptions_;
+};
+
+template <class R, class Children, class States>
+Gathering<R, Children> make_gathering(Children children, States states, bool return_exceptions) {
+    EventLoop& loop = get_running_loop();
+    auto st = RefPtr<GatherState>::adopt(new GatherState(loop, std::move(states), return_exceptions));
+    st->start();
+    return Gathering<R, Children>(std::move(st), std::move(children), return_exceptions);
+}
+
+template <class... Cs>
+std::vector<RefPtr<FutureStateBase>> states_of(const std::tuple<Cs...>& children) {
+    std::vector<RefPtr<FutureStateBase>> v;
+    std::apply([&](auto&... c) { (v.push_back(c.state), ...); }, children);
+    return v;
+}
+
+template <class A>
+concept GatherArg = is_coro_v<std::remove_cvref_t<A>> ||
+                    std::is_base_of_v<AnyFuture, std::remove_cvref_t<A>>;
+
+}  // namespace detail
+
+/// gather(a(), b(), ...) -> std::tuple<A, B, ...> (void -> std::monostate).
+template <detail::GatherArg... As>
+auto gather(As&&... aws) {
+    using R = std::tuple<detail::stored_t<detail::await_result_t<As>>...>;
+    std::tuple<detail::GatherChild<detail::await_result_t<As>>...> children{
+        detail::gather_child(std::forward<As>(aws))...};
+    auto states = detail::states_of(children);
+    return detail::make_gathering<R>(std::move(children), std::move(states), false);
+}
+
+/// gather(return_exceptions, a(), b(), ...) -> std::tuple<Result<A>, Result<B>, ...>.
+template <detail::GatherArg... As>
+auto gather(ReturnExceptions, As&&... aws) {
+    using R = std::tuple<Result<detail::await_result_t<As>>...>;
+    std::tuple<detail::GatherChild<detail::await_result_t<As>>...> children{
+        detail::gather_child(std::forward<As>(aws))...};
+    auto states = detail::states_of(children);
+    return detail::make_gathering<R>(std::move(children), std::move(states), true);
+}
+
+namespace detail {
+template <class A>
+auto gather_vector(std::vector<A> aws, bool return_exceptions) {
+    using T = await_result_t<A>;
+    std::vector<GatherChild<T>> children;
+    children.reserve(aws.size());
+    std::vector<RefPtr<FutureStateBase>> states;
+    states.reserve(aws.size());
+    for (auto& a : aws) {
+        if constexpr (is_coro_v<A>)
+            children.push_back(gather_child(std::move(a)));
+        else
+            children.push_back(gather_child(a));
+        states.push_back(children.back().state);
+    }
+    return std::pair{std::move(children), std::move(states)};
+}
+}  // namespace detail
+
+/// gather(std::vector<Coro<T>> / std::vector<Task<T>> / std::vector<Future<T>>)
+///     -> std::vector<T> (void -> std::monostate).
+template <class A>
+    requires detail::GatherArg<A>
+auto gather(std::vector<A> aws) {
+    using T = detail::await_result_t<A>;
+    auto [children, states] = detail::gather_vector(std::move(aws), false);
+    return detail::make_gathering<std::vector<detail::stored_t<T>>>(std::move(children), std::move(states), false);
+}
+
+/// gather(return_exceptions, vector) -> std::vector<Result<T>>.
+template <class A>
+    requires detail::GatherArg<A>
+auto gather(ReturnExceptions, std::vector<A> aws) {
+    using T = detail::await_result_t<A>;
+    auto [children, states] = detail::gather_vector(std::move(aws), true);
+    return detail::make_gathering<std::vector<Result<T>>>(std::move(children), std::move(states), true);
+}
+
+}  // namespace asyncio

@@ -1,0 +1,96 @@
+// asyncio/detail/ready_queue.hpp - the loop's intrusive FIFO of runnable items.
+//
+// Everything that "runs soon" - a call_soon handle, a task step, a done callback - is a
+// ReadyItem embedded in the object that owns it, so scheduling never allocates. An item is in
+// at most one list at a time: the ready queue or a future's list of done callbacks (the same
+// link serves both, because a callback moves from the second to the first when the future
+// completes).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace asyncio::detail {
+
+struct ReadyItem;
+
+/// What the loop can do with an item: run it; discard it unrun from the ready queue (loop
+/// closing); drop it from a future's callback list where it was never scheduled (callback
+/// removed, future destroyed or abandoned); describe it (debug mode's slow-callback log).
+struct ReadyItemOps {
+    void (*run)(ReadyItem*);
+    void (*discard)(ReadyItem*) noexcept;
+    void (*drop)(ReadyItem*) noexcept;
+    std::string (*describe)(const ReadyItem*);
+};
+
+struct ReadyItem {
+    const ReadyItemOps* ops = nullptr;
+    ReadyItem* next = nullptr;
+};
+
+/// Singly linked FIFO with O(1) push/pop and O(n) removal of an arbitrary item.
+class ItemList {
+public:
+    bool empty() const noexcept { return head_ == nullptr; }
+    std::size_t size() const noexcept { return size_; }
+    ReadyItem* front() const noexcept { return head_; }
+
+    void push_back(ReadyItem* item) noexcept {
+        item->next = nullptr;
+        if (tail_)
+            tail_->next = item;
+        else
+            head_ = item;
+        tail_ = item;
+        ++size_;
+    }
+    ReadyItem* pop_front() noexcept {
+        ReadyItem* item = head_;
+        if (item) {
+            head_ = item->next;
+            if (!head_) tail_ = nullptr;
+            item->next = nullptr;
+            --size_;
+        }
+        return item;
+    }
+    /// Removes `item` if present; returns whether it was.
+    bool remove(ReadyItem* item) noexcept {
+        ReadyItem* prev = nullptr;
+        for (ReadyItem* it = head_; it; prev = it, it = it->next) {
+            if (it != item) continue;
+            if (prev)
+                prev->next = it->next;
+            else
+                head_ = it->next;
+            if (tail_ == it) tail_ = prev;
+            it->next = nullptr;
+            --size_;
+            return true;
+        }
+        return false;
+    }
+    /// Moves all items out, leaving this list empty.
+    ItemList take_all() noexcept {
+        ItemList out;
+        out.head_ = head_;
+        out.tail_ = tail_;
+        out.size_ = size_;
+        head_ = tail_ = nullptr;
+        size_ = 0;
+        return out;
+    }
+    bool contains(const ReadyItem* item) const noexcept {
+        for (ReadyItem* it = head_; it; it = it->next)
+            if (it == item) return true;
+        return false;
+    }
+
+private:
+    ReadyItem* head_ = nullptr;
+    ReadyItem* tail_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+}  // namespace asyncio::detail

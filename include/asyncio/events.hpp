@@ -1,0 +1,307 @@
+// asyncio/events.hpp - the event loop (Python's asyncio.events / base_events).
+//
+// An EventLoop runs callbacks, task steps and timers on one thread. Like Python's:
+//  * call_soon() callbacks run in FIFO order, one "iteration" at a time: callbacks scheduled
+//    while an iteration runs wait for the next one;
+//  * timers (call_later/call_at) become ready when the loop's monotonic clock reaches them;
+//  * the only thread-safe entry is call_soon_threadsafe() (an eventfd wakes the loop);
+//  * a closed loop refuses everything with RuntimeError("Event loop is closed").
+// The loop core lives in src/loop/; the I/O backend behind it in src/backend/.
+#pragma once
+
+#include <asyncio/detail/ready_queue.hpp>
+#include <asyncio/detail/ref_ptr.hpp>
+#include <asyncio/exceptions.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace asyncio {
+
+class EventLoop;
+template <class T>
+class Coro;
+template <class T>
+class Task;
+template <class T>
+class Future;
+class AnyTask;
+
+namespace detail {
+class TaskBase;
+class FutureStateBase;
+struct LoopAccess;
+
+/// Converts a Python-style delay (double seconds) or any chrono duration to seconds.
+template <class D>
+double to_seconds(D d) {
+    if constexpr (std::is_arithmetic_v<D>)
+        return static_cast<double>(d);
+    else
+        return std::chrono::duration_cast<std::chrono::duration<double>>(d).count();
+}
+
+template <class D>
+concept Delay = std::is_arithmetic_v<D> || requires(D d) {
+    std::chrono::duration_cast<std::chrono::duration<double>>(d);
+};
+
+/// Lets handles, futures and tasks find out whether their loop still exists and is open.
+/// Shared (atomically counted: handles from call_soon_threadsafe live on other threads).
+struct LoopAnchor {
+    std::atomic<std::uint32_t> refs{1};
+    EventLoop* loop = nullptr;
+    std::atomic<bool> closed{false};
+    void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+    void release() noexcept {
+        if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    }
+    /// The loop, or RuntimeError("Event loop is closed").
+    EventLoop& open_loop() const;
+};
+
+/// Something the timer queue can fire. Embedded in handles and tasks (sleep) so timers never
+/// allocate. `generation` is bumped on cancellation: a queued entry whose generation no longer
+/// matches is skipped (O(1) cancellation; the queue compacts when stale entries pile up).
+struct TimerNode;
+struct TimerOps {
+    void (*fire)(TimerNode*);
+    void (*add_ref)(TimerNode*) noexcept;
+    void (*release)(TimerNode*) noexcept;
+};
+struct TimerNode {
+    const TimerOps* timer_ops = nullptr;
+    std::uint32_t generation = 0;
+};
+
+/// Shared state of Handle/TimerHandle.
+struct HandleState final : ReadyItem, TimerNode {
+    std::atomic<std::uint32_t> refs{1};
+    std::atomic<bool> cancelled{false};
+    bool is_timer = false;
+    bool queued = false;
+    double when = 0;
+    RefPtr<LoopAnchor> anchor;
+    std::function<void()> callback;
+
+    void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+    void release() noexcept {
+        if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    }
+    static const ReadyItemOps ready_ops;
+    static const TimerOps timer_ops_table;
+};
+}  // namespace detail
+
+/// What call_exception_handler() receives; Python's context dict as a struct.
+struct ExceptionContext {
+    std::string message;           ///< always set
+    std::exception_ptr exception;  ///< may be null
+    std::string future;            ///< repr of the task/future involved, or ""
+    std::string handle;            ///< repr of the callback handle involved, or ""
+};
+
+/// A callback scheduled with call_soon(). cancel() prevents it from running.
+class Handle {
+public:
+    Handle() = default;
+    void cancel();
+    bool cancelled() const noexcept { return state_ && state_->cancelled.load(); }
+    explicit operator bool() const noexcept { return bool(state_); }
+
+protected:
+    friend class EventLoop;
+    explicit Handle(detail::RefPtr<detail::HandleState> s) : state_(std::move(s)) {}
+    detail::RefPtr<detail::HandleState> state_;
+};
+
+/// A callback scheduled with call_later()/call_at(); when() is its absolute loop time.
+class TimerHandle : public Handle {
+public:
+    TimerHandle() = default;
+    double when() const noexcept { return state_ ? state_->when : 0.0; }
+
+private:
+    friend class EventLoop;
+    using Handle::Handle;
+};
+
+/// Marker accepted by EventLoop::set_task_factory(): every create_task() starts eagerly
+/// (Python 3.12's asyncio.eager_task_factory).
+struct EagerTaskFactory {};
+inline constexpr EagerTaskFactory eager_task_factory{};
+
+/// Construction options of an EventLoop.
+struct LoopOptions {
+    bool debug = false;
+    /// Test clock: time() only advances when the loop would otherwise sleep, and then jumps
+    /// straight to the next timer (like CPython's test_utils.TestLoop). Deterministic, instant.
+    bool virtual_clock = false;
+};
+
+class EventLoop {
+public:
+    using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+
+    EventLoop();
+    explicit EventLoop(LoopOptions options);
+    ~EventLoop();
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+
+    // ---- running and stopping -----------------------------------------------------------
+    /// Runs until stop() is called.
+    void run_forever();
+    /// Runs the coroutine as a task (or waits for the task/future) and returns its result.
+    template <class T>
+    T run_until_complete(Coro<T> coro);
+    template <class T>
+    T run_until_complete(Task<T> task);
+    template <class T>
+    T run_until_complete(Future<T> future);
+    /// Stops the loop after the current iteration.
+    void stop() noexcept;
+    bool is_running() const noexcept { return running_; }
+    bool is_closed() const noexcept { return closed_; }
+    /// Closes the loop: pending callbacks are dropped, pending tasks' coroutines destroyed.
+    /// RuntimeError if running. Idempotent.
+    void close();
+
+    // ---- time and callbacks -------------------------------------------------------------
+    /// Monotonic time in seconds (virtual time with LoopOptions::virtual_clock).
+    double time() const noexcept;
+    template <class F>
+    Handle call_soon(F&& fn) {
+        return call_soon_impl(std::function<void()>(std::forward<F>(fn)));
+    }
+    template <detail::Delay D, class F>
+    TimerHandle call_later(D delay, F&& fn) {
+        return call_at_impl(time() + detail::to_seconds(delay),
+                            std::function<void()>(std::forward<F>(fn)));
+    }
+    template <class F>
+    TimerHandle call_at(double when, F&& fn) {
+        return call_at_impl(when, std::function<void()>(std::forward<F>(fn)));
+    }
+    /// The only method callable from another thread.
+    template <class F>
+    Handle call_soon_threadsafe(F&& fn) {
+        return call_soon_threadsafe_impl(std::function<void()>(std::forward<F>(fn)));
+    }
+
+    // ---- tasks --------------------------------------------------------------------------
+    template <class T>
+    Task<T> create_task(Coro<T> coro, std::string name = {});
+    /// Python's loop.create_future(): a Future<T> bound to this loop.
+    template <class T = void>
+    Future<T> create_future();
+    void set_task_factory(EagerTaskFactory) noexcept { eager_tasks_ = true; }
+    void set_task_factory(std::nullptr_t) noexcept { eager_tasks_ = false; }
+    bool eager_task_factory_enabled() const noexcept { return eager_tasks_; }
+
+    // ---- errors and debugging -----------------------------------------------------------
+    void set_exception_handler(ExceptionHandler handler);
+    void set_exception_handler(std::nullptr_t) { set_exception_handler(ExceptionHandler{}); }
+    const ExceptionHandler& get_exception_handler() const noexcept;
+    /// Logs the context to the asyncio logger (stderr by default).
+    void default_exception_handler(const ExceptionContext& context);
+    /// Calls the installed handler, or the default one. Never throws.
+    void call_exception_handler(const ExceptionContext& context) noexcept;
+    void set_debug(bool enabled) noexcept { debug_ = enabled; }
+    bool get_debug() const noexcept { return debug_; }
+    /// In debug mode, a callback or task step that runs longer than this is logged.
+    double slow_callback_duration() const noexcept { return slow_callback_duration_; }
+    void set_slow_callback_duration(double seconds) noexcept { slow_callback_duration_ = seconds; }
+
+    // ---- Unix signals (main thread only, like Python) -------------------------------------
+    /// Runs `fn` on the loop (as a callback) whenever signal `sig` arrives.
+    /// std::invalid_argument for an invalid signal, RuntimeError outside the main thread.
+    template <class F>
+    void add_signal_handler(int sig, F&& fn) {
+        add_signal_handler_impl(sig, std::function<void()>(std::forward<F>(fn)));
+    }
+    /// Removes the handler for `sig`; false if there was none. The default disposition (or
+    /// ignoring, for SIGINT's KeyboardInterrupt default) is restored.
+    bool remove_signal_handler(int sig);
+
+    // ---- shutdown hooks used by asyncio::run / Runner ------------------------------------
+    /// Finalizes async generators still open (nothing to do until they exist).
+    void shutdown_asyncgens() {}
+    /// Shuts down the default executor (nothing to do until executors exist).
+    void shutdown_default_executor() {}
+
+    /// The number of callbacks in the ready queue and of live timers (for tests).
+    std::size_t ready_count() const noexcept { return ready_.size(); }
+    std::size_t timer_count() const noexcept;
+
+private:
+    friend struct detail::LoopAccess;
+    struct Impl;
+
+    Handle call_soon_impl(std::function<void()> fn);
+    TimerHandle call_at_impl(double when, std::function<void()> fn);
+    Handle call_soon_threadsafe_impl(std::function<void()> fn);
+    void add_signal_handler_impl(int sig, std::function<void()> fn);
+    void dispatch_signals();
+    void check_closed() const;
+    void run_once();
+    void run_ready_batch();
+    void drain_threadsafe_inbox();
+    void process_timers();
+    void run_item(detail::ReadyItem* item);
+
+    detail::ItemList ready_;
+    detail::TaskBase* current_task_ = nullptr;
+    detail::TaskBase* tasks_head_ = nullptr;  // pending tasks (the loop owns them)
+    std::size_t task_count_ = 0;
+    std::uint64_t task_counter_ = 0;          // for default task names "Task-N"
+    detail::LoopAnchor* anchor_;
+    bool running_ = false;
+    bool stopping_ = false;
+    bool closed_ = false;
+    bool debug_ = false;
+    bool eager_tasks_ = false;
+    double slow_callback_duration_ = 0.1;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// The loop running in this thread; RuntimeError("no running event loop") outside one.
+EventLoop& get_running_loop();
+/// Like get_running_loop() but returns nullptr instead of throwing.
+EventLoop* get_running_loop_or_null() noexcept;
+
+/// Where the runtime's log messages go (Python's "asyncio" logger). The default writes to
+/// stderr. Set an empty function to restore the default.
+using LogHandler = std::function<void(std::string_view message)>;
+void set_log_handler(LogHandler handler);
+void log_message(std::string_view message);
+
+namespace detail {
+/// The runtime's private door into the loop, used by tasks, futures and awaiters.
+struct LoopAccess {
+    static void schedule(EventLoop& loop, ReadyItem* item) noexcept { loop.ready_.push_back(item); }
+    static TaskBase*& current_task(EventLoop& loop) noexcept { return loop.current_task_; }
+    static LoopAnchor* anchor(EventLoop& loop) noexcept { return loop.anchor_; }
+    static void add_timer(EventLoop& loop, TimerNode* node, double when);
+    static void cancel_timer(EventLoop& loop, TimerNode* node) noexcept;
+    static void register_task(EventLoop& loop, TaskBase* task) noexcept;
+    static void unregister_task(EventLoop& loop, TaskBase* task) noexcept;
+    static TaskBase* tasks_head(EventLoop& loop) noexcept { return loop.tasks_head_; }
+    static std::uint64_t next_task_number(EventLoop& loop) noexcept { return ++loop.task_counter_; }
+    static void check_open(const EventLoop& loop) { loop.check_closed(); }
+};
+
+/// The running loop of this thread (nullptr when none); set by run_forever.
+extern thread_local EventLoop* tl_running_loop;
+}  // namespace detail
+
+}  // namespace asyncio

@@ -1,0 +1,388 @@
+// asyncio/futures.hpp - Future<T> (Python's asyncio.futures).
+//
+// A Future is a result that is not there yet. It is bound to one loop; it is PENDING, then
+// FINISHED (with a result or an exception) or CANCELLED. Done callbacks are never run inline:
+// when the future completes each one is scheduled with the loop's call_soon, in the order they
+// were added, exactly like Python. Future<T> is a cheap shared handle to one state object.
+#pragma once
+
+#include <asyncio/coroutines.hpp>
+#include <asyncio/events.hpp>
+
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace asyncio {
+
+namespace detail {
+
+/// Anything a task can be suspended on that task.cancel() can cancel: a future, a sleep.
+/// Python's Task._fut_waiter.
+class Cancellable {
+public:
+    virtual bool cancel(std::string msg) = 0;
+
+protected:
+    ~Cancellable() = default;
+};
+
+class FutureStateBase;
+
+/// A user's done callback: owned by the future's callback list until the future completes,
+/// then queued on the loop (holding a reference to the future) and deleted after it ran.
+struct CallbackNode final : ReadyItem, PoolAllocated {
+    FutureStateBase* future = nullptr;
+    std::function<void(FutureStateBase*)> fn;
+    std::uint64_t id = 0;
+    const void* identity = nullptr;  // the function pointer, for remove_done_callback(fn)
+    static const ReadyItemOps ops_table;
+};
+
+enum class FutureStatus : std::uint8_t { pending, cancelled, finished };
+
+class FutureStateBase : public Cancellable {
+public:
+    explicit FutureStateBase(EventLoop& loop) noexcept;
+    FutureStateBase(const FutureStateBase&) = delete;
+    FutureStateBase& operator=(const FutureStateBase&) = delete;
+
+    void add_ref() noexcept { ++refs_; }
+    void release() noexcept {
+        if (--refs_ == 0) last_release();
+    }
+
+    bool done() const noexcept { return status_ != FutureStatus::pending; }
+    bool cancelled() const noexcept { return status_ == FutureStatus::cancelled; }
+    FutureStatus status() const noexcept { return status_; }
+
+    /// Future.cancel(msg): False if already done; else cancels and schedules callbacks.
+    bool cancel(std::string msg) override;
+    /// Future.set_exception(); InvalidStateError when done.
+    void set_exception(std::exception_ptr e);
+    /// Future.exception(): CancelledError if cancelled, InvalidStateError if pending; marks
+    /// the exception as retrieved.
+    std::exception_ptr exception();
+    /// Throws what result() must throw (CancelledError, InvalidStateError, the exception);
+    /// returns normally when a value is available. Marks the exception as retrieved.
+    void check_result() ;
+    /// The CancelledError to raise for a cancelled future (carries the cancel message).
+    CancelledError make_cancelled_error() const;
+    const std::string& cancel_message() const noexcept { return cancel_message_; }
+
+    /// Adds a callback node; if the future is already done it is scheduled at once.
+    void add_callback_node(ReadyItem* node);
+    /// Removes a not-yet-scheduled node; returns whether it was there.
+    bool remove_callback_node(ReadyItem* node) noexcept { return callbacks_.remove(node); }
+    std::uint64_t add_done_callback(std::function<void(FutureStateBase*)> fn, const void* identity);
+    std::size_t remove_done_callback(std::uint64_t id) noexcept;
+    std::size_t remove_done_callback_by_identity(const void* identity) noexcept;
+
+    /// The loop, or RuntimeError("Event loop is closed").
+    EventLoop& loop() const { return anchor_->open_loop(); }
+    /// The loop object even when closed; nullptr when destroyed.
+    EventLoop* loop_or_null() const noexcept { return anchor_->loop; }
+    LoopAnchor* anchor() const noexcept { return anchor_.get(); }
+
+    virtual bool is_task() const noexcept { return false; }
+    /// "<Future pending>", "<Task finished name='x' result=...>" ...
+    virtual std::string repr() const;
+    std::string status_name() const;
+
+protected:
+    virtual ~FutureStateBase();
+    /// Called once the last handle went away.
+    virtual void last_release() noexcept;
+    /// Marks done and schedules the callbacks.
+    void finish(FutureStatus status);
+    /// Drops callbacks that will never run.
+    void drop_callbacks() noexcept;
+    /// Sets cancelled state with message and schedules callbacks (Future.cancel's body).
+    void cancel_now(std::string msg);
+public:
+    /// Completes with an exception without the state checks (the caller knows it is pending).
+    void set_exception_now(std::exception_ptr e);
+protected:
+    /// Throws InvalidStateError("<state>: <repr>") when already done; also checks the loop.
+    void check_can_complete() const;
+
+    std::uint32_t refs_ = 1;
+    FutureStatus status_ = FutureStatus::pending;
+    bool log_traceback_ = false;
+    RefPtr<LoopAnchor> anchor_;
+    ItemList callbacks_;
+    std::exception_ptr exception_;
+    std::string cancel_message_;
+    std::uint64_t next_callback_id_ = 0;
+};
+
+/// The value half of a future or task state.
+template <class T>
+struct ValueHolder {
+    std::optional<stored_t<T>> value;
+
+    /// Result for `co_await`: copies when T is copyable (any number of awaiters, like
+    /// Python); moves a move-only result out (it can be awaited once).
+    T get_for_await() {
+        if constexpr (std::is_void_v<T>) {
+            return;
+        } else if constexpr (std::is_copy_constructible_v<T>) {
+            return *value;
+        } else {
+            return std::move(*value);
+        }
+    }
+};
+
+template <class T>
+class FutureState final : public FutureStateBase, public ValueHolder<T>, public PoolAllocated {
+public:
+    using FutureStateBase::FutureStateBase;
+    using PoolAllocated::operator new;
+    using PoolAllocated::operator delete;
+
+    template <class... A>
+    void set_result(A&&... args) {
+        check_can_complete();
+        this->value.emplace(std::forward<A>(args)...);
+        finish(FutureStatus::finished);
+    }
+    std::string repr() const override { return FutureStateBase::repr(); }
+
+private:
+    ~FutureState() override = default;
+    void last_release() noexcept override {
+        FutureStateBase::last_release();
+        delete this;
+    }
+};
+
+class TaskBase;
+
+/// Suspends the current task on `target` (a future) from an awaiter's await_suspend.
+/// Throws RuntimeError when not called inside a task, when a task awaits itself, or when the
+/// future belongs to another loop.
+TaskBase* suspend_current_task_on(FutureStateBase* target, std::coroutine_handle<> h);
+/// Called by an awaiter's await_resume after a suspension: throws the CancelledError that a
+/// cancel() issued while the task could not cancel its waiter has left pending.
+void throw_if_must_cancel(TaskBase* task);
+/// Called from an awaiter's destructor: if `task` is still suspended on `target` (the frame
+/// is destroyed without resuming, e.g. at loop close) unregisters its wake-up.
+void forget_suspension(TaskBase* task, FutureStateBase* target) noexcept;
+
+/// Awaits a future-like state S (FutureState<T> / TaskState<T>) from inside a task.
+template <class S, class T>
+struct FutureAwaiter {
+    RefPtr<S> state;
+    TaskBase* task = nullptr;
+
+    bool await_ready() const noexcept { return state->done(); }
+    void await_suspend(std::coroutine_handle<> h) { task = suspend_current_task_on(state.get(), h); }
+    T await_resume() {
+        if (task) {
+            TaskBase* t = std::exchange(task, nullptr);
+            throw_if_must_cancel(t);
+        }
+        state->check_result();
+        if constexpr (!std::is_void_v<T>) return state->get_for_await();
+    }
+    ~FutureAwaiter() {
+        if (task) forget_suspension(task, state.get());
+    }
+    FutureAwaiter(RefPtr<S> s) noexcept : state(std::move(s)) {}
+    FutureAwaiter(FutureAwaiter&& o) noexcept
+        : state(std::move(o.state)), task(std::exchange(o.task, nullptr)) {}
+};
+
+template <class F, class H>
+std::function<void(FutureStateBase*)> wrap_done_callback(F&& fn) {
+    return [fn = std::forward<F>(fn)](FutureStateBase* st) mutable {
+        if constexpr (std::is_invocable_v<F&, const H&>) {
+            H h = H::from_state(st);
+            fn(h);
+        } else {
+            fn();
+        }
+    };
+}
+
+template <class F>
+const void* callback_identity(const F& fn) noexcept {
+    if constexpr (std::is_pointer_v<std::decay_t<F>> &&
+                  std::is_function_v<std::remove_pointer_t<std::decay_t<F>>>)
+        return reinterpret_cast<const void*>(fn);
+    else
+        return nullptr;
+}
+
+}  // namespace detail
+
+/// Identifies a done callback for remove_done_callback().
+using CallbackId = std::uint64_t;
+
+/// A type-erased Future handle: everything but the typed result.
+class AnyFuture {
+public:
+    AnyFuture() = default;
+    bool done() const { return state().done(); }
+    bool cancelled() const { return state().cancelled(); }
+    bool cancel(std::string msg = {}) { return state().cancel(std::move(msg)); }
+    std::exception_ptr exception() { return state().exception(); }
+    void set_exception(std::exception_ptr e) { state().set_exception(std::move(e)); }
+    template <class E>
+        requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr>)
+    void set_exception(E&& e) {
+        set_exception(std::make_exception_ptr(std::forward<E>(e)));
+    }
+    EventLoop& get_loop() const { return state().loop(); }
+    std::size_t remove_done_callback(CallbackId id) { return state().remove_done_callback(id); }
+    template <class R, class... A>
+    std::size_t remove_done_callback(R (*fn)(A...)) {
+        return state().remove_done_callback_by_identity(reinterpret_cast<const void*>(fn));
+    }
+    std::string repr() const { return state().repr(); }
+    explicit operator bool() const noexcept { return bool(state_); }
+    friend bool operator==(const AnyFuture& a, const AnyFuture& b) noexcept {
+        return a.state_.get() == b.state_.get();
+    }
+    detail::FutureStateBase* state_ptr() const noexcept { return state_.get(); }
+
+protected:
+    explicit AnyFuture(detail::RefPtr<detail::FutureStateBase> s) noexcept : state_(std::move(s)) {}
+    detail::FutureStateBase& state() const {
+        if (!state_) throw InvalidStateError("empty future handle");
+        return *state_;
+    }
+    detail::RefPtr<detail::FutureStateBase> state_;
+};
+
+template <class T = void>
+class Future : public AnyFuture {
+    using State = detail::FutureState<T>;
+
+public:
+    using value_type = T;
+    /// A future bound to the running loop (RuntimeError "no running event loop" outside one).
+    Future() : Future(get_running_loop()) {}
+    explicit Future(EventLoop& loop) : AnyFuture(detail::RefPtr<detail::FutureStateBase>::adopt(new State(loop))) {
+        detail::LoopAccess::check_open(loop);
+    }
+
+    template <class... A>
+    void set_result(A&&... args) {
+        typed().set_result(std::forward<A>(args)...);
+    }
+    /// The result; CancelledError if cancelled, InvalidStateError if not done, or the
+    /// exception set with set_exception().
+    decltype(auto) result() const {
+        typed().check_result();
+        if constexpr (!std::is_void_v<T>) return static_cast<const T&>(*typed().value);
+    }
+    template <class F>
+    CallbackId add_done_callback(F&& fn) {
+        auto identity = detail::callback_identity(fn);
+        return state().add_done_callback(detail::wrap_done_callback<F, Future>(std::forward<F>(fn)),
+                                         identity);
+    }
+    auto operator co_await() const {
+        return detail::FutureAwaiter<State, T>(detail::RefPtr<State>(&typed()));
+    }
+    static Future from_state(detail::FutureStateBase* st) { return Future(st); }
+
+private:
+    explicit Future(detail::FutureStateBase* st) : AnyFuture(detail::RefPtr<detail::FutureStateBase>(st)) {}
+    State& typed() const { return static_cast<State&>(state()); }
+};
+
+template <class T>
+Future<T> EventLoop::create_future() {
+    return Future<T>(*this);
+}
+
+}  // namespace asyncio
+
+namespace asyncio::detail {
+
+/// An internal done callback of a combinator (gather, wait, shield, TaskGroup...) that is
+/// registered on a child future and calls `owner->on_child_done(node)`. It keeps the owner
+/// alive while registered or queued, and never allocates: owners embed their nodes.
+template <class Owner>
+struct ChildNode : ReadyItem {
+    Owner* owner = nullptr;
+    FutureStateBase* child = nullptr;
+    std::size_t index = 0;
+
+    void attach(Owner* o, FutureStateBase* c, std::size_t i) {
+        owner = o;
+        child = c;
+        index = i;
+        ops = &ops_table;
+        o->add_ref();
+        c->add_callback_node(this);
+    }
+    /// Unregisters from a child that has not completed yet; true if it was registered.
+    bool detach() noexcept {
+        if (child && child->remove_callback_node(this)) {
+            child = nullptr;
+            owner->release();
+            return true;
+        }
+        return false;
+    }
+    static const ReadyItemOps ops_table;
+};
+
+template <class Owner>
+const ReadyItemOps ChildNode<Owner>::ops_table = {
+    /*run=*/[](ReadyItem* item) {
+        auto* n = static_cast<ChildNode*>(item);
+        Owner* o = n->owner;
+        try {
+            o->on_child_done(*n);
+        } catch (...) {
+            if (EventLoop* loop = o->loop_or_null())
+                loop->call_exception_handler({"Exception in internal done callback",
+                                              std::current_exception(), o->repr(), {}});
+        }
+        n->child = nullptr;
+        o->release();
+    },
+    /*discard=*/[](ReadyItem* item) noexcept { static_cast<ChildNode*>(item)->owner->release(); },
+    /*drop=*/[](ReadyItem* item) noexcept {
+        auto* n = static_cast<ChildNode*>(item);
+        Owner* o = n->owner;
+        n->child = nullptr;
+        if constexpr (requires { o->on_child_dropped(*n); }) o->on_child_dropped(*n);
+        o->release();
+    },
+    /*describe=*/[](const ReadyItem* item) -> std::string {
+        return "<internal callback of " + static_cast<const ChildNode*>(item)->owner->repr() + ">";
+    },
+};
+
+/// A future with no value of its own, used as the outer future of combinators.
+class PlainFutureState : public FutureStateBase, public PoolAllocated {
+public:
+    using FutureStateBase::FutureStateBase;
+    using PoolAllocated::operator new;
+    using PoolAllocated::operator delete;
+    void set_done() {
+        check_can_complete();
+        finish(FutureStatus::finished);
+    }
+    using FutureStateBase::set_exception_now;
+
+protected:
+    ~PlainFutureState() override = default;
+    void last_release() noexcept override {
+        FutureStateBase::last_release();
+        delete this;
+    }
+};
+
+}  // namespace asyncio::detail

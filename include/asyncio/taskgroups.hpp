@@ -1,0 +1,103 @@
+// asyncio/taskgroups.hpp - structured concurrency (Python 3.11+'s asyncio.TaskGroup).
+//
+//     co_await asyncio::task_group([&](asyncio::TaskGroup& tg) -> asyncio::Coro<> {
+//         tg.create_task(work(1));
+//         tg.create_task(work(2));
+//         co_return;
+//     });
+//
+// task_group() returns when the body and every child task are done. The first child failure
+// cancels the other children and the body; the failures are then raised together as an
+// ExceptionGroup (CancelledErrors are not collected). A cancellation of the parent task from
+// outside cancels the children and propagates once they finished. Python's rules, including
+// the cancelling()/uncancel() bookkeeping, are followed line by line (src/taskgroups.cpp).
+#pragma once
+
+#include <asyncio/coroutines.hpp>
+#include <asyncio/tasks.hpp>
+
+#include <exception>
+#include <string>
+#include <vector>
+
+namespace asyncio {
+
+class TaskGroup {
+public:
+    TaskGroup() = default;
+    TaskGroup(const TaskGroup&) = delete;
+    TaskGroup& operator=(const TaskGroup&) = delete;
+    ~TaskGroup();
+
+    /// Creates a child task. RuntimeError if the group was not entered, is finished, or is
+    /// shutting down after a failure.
+    template <class T>
+    Task<T> create_task(Coro<T> coro, TaskOptions options = {}) {
+        if (const char* why = cannot_create()) {
+            if (auto h = coro.release()) h.destroy();  // Python closes the coroutine: no warning
+            throw RuntimeError(why);
+        }
+        EventLoop& loop = *loop_;
+        auto* st = new detail::TaskState<T>(loop, coro.release(), std::move(options.name));
+        Task<T> task = Task<T>::adopt(st);
+        st->start(options.eager_start || loop.eager_task_factory_enabled());
+        adopt_task(st);
+        return task;
+    }
+    template <class T>
+    Task<T> create_task(Coro<T> coro, std::string name) {
+        return create_task(std::move(coro), TaskOptions{std::move(name), false});
+    }
+    template <class T>
+    Task<T> create_task(Coro<T> coro, const char* name) {
+        return create_task(std::move(coro), TaskOptions{name, false});
+    }
+
+    /// `async with` entry and exit, used by task_group(). aexit() takes the body's exception
+    /// (null if none) and throws what Python's __aexit__ raises.
+    void enter();
+    Coro<> aexit(std::exception_ptr body_exception);
+
+private:
+    /// Why create_task() must refuse now, or nullptr.
+    const char* cannot_create() const noexcept;
+    void adopt_task(detail::TaskBase* task);
+    void on_task_done(detail::TaskBase* task);
+    void abort();
+    static bool is_base_error(const std::exception_ptr& e) noexcept;
+
+    EventLoop* loop_ = nullptr;
+    AnyTask parent_task_;
+    bool entered_ = false;
+    bool exiting_ = false;
+    bool aborting_ = false;
+    bool parent_cancel_requested_ = false;
+    std::vector<AnyTask> tasks_;
+    std::vector<std::exception_ptr> errors_;
+    std::exception_ptr base_error_;
+    std::optional<Future<void>> on_completed_fut_;
+};
+
+/// Runs `body(tg)` with a fresh TaskGroup and returns what the body returns.
+template <class F>
+auto task_group(F body) -> decltype(body(std::declval<TaskGroup&>())) {
+    using R = typename decltype(body(std::declval<TaskGroup&>()))::value_type;
+    TaskGroup tg;
+    tg.enter();
+    std::exception_ptr error;
+    std::optional<detail::stored_t<R>> result;
+    try {
+        if constexpr (std::is_void_v<R>) {
+            co_await body(tg);
+        } else {
+            result.emplace(co_await body(tg));
+        }
+    } catch (...) {
+        error = std::current_exception();
+    }
+    co_await tg.aexit(error);
+    if (error) std::rethrow_exception(error);
+    if constexpr (!std::is_void_v<R>) co_return std::move(*result);
+}
+
+}  // namespace asyncio

@@ -1,0 +1,223 @@
+// src/futures.cpp - the non-template half of Future: state transitions, done callbacks,
+// "exception was never retrieved", and suspending a task on a future.
+#include <asyncio/detail/task_state.hpp>
+#include <asyncio/futures.hpp>
+
+#include <cstdio>
+
+namespace asyncio::detail {
+
+// ---- done callbacks ------------------------------------------------------------------------
+const ReadyItemOps CallbackNode::ops_table = {
+    /*run=*/[](ReadyItem* item) {
+        auto* node = static_cast<CallbackNode*>(item);
+        FutureStateBase* fut = node->future;  // the queue holds a reference to it
+        try {
+            node->fn(fut);
+        } catch (...) {
+            if (EventLoop* loop = fut->loop_or_null())
+                loop->call_exception_handler({"Exception in callback of " + fut->repr(),
+                                              std::current_exception(), fut->repr(), {}});
+        }
+        delete node;
+        fut->release();
+    },
+    /*discard=*/[](ReadyItem* item) noexcept {
+        auto* node = static_cast<CallbackNode*>(item);
+        FutureStateBase* fut = node->future;
+        delete node;
+        fut->release();
+    },
+    /*drop=*/[](ReadyItem* item) noexcept { delete static_cast<CallbackNode*>(item); },
+    /*describe=*/[](const ReadyItem* item) -> std::string {
+        return "<done callback of " + static_cast<const CallbackNode*>(item)->future->repr() + ">";
+    },
+};
+
+FutureStateBase::FutureStateBase(EventLoop& loop) noexcept
+    : anchor_(LoopAccess::anchor(loop)) {}
+
+FutureStateBase::~FutureStateBase() { drop_callbacks(); }
+
+void FutureStateBase::drop_callbacks() noexcept {
+    // Callbacks that will never be scheduled (the future never completes).
+    while (ReadyItem* item = callbacks_.pop_front()) item->ops->drop(item);
+}
+
+void FutureStateBase::last_release() noexcept {
+    if (!log_traceback_) return;
+    log_traceback_ = false;
+    ExceptionContext ctx{std::string(is_task() ? "Task" : "Future") + " exception was never retrieved",
+                         exception_, repr(), {}};
+    if (EventLoop* loop = anchor_->loop)
+        loop->call_exception_handler(ctx);
+    else
+        log_message(ctx.message + "\nfuture: " + ctx.future + "\n" + describe_exception(ctx.exception));
+}
+
+std::string FutureStateBase::status_name() const {
+    switch (status_) {
+        case FutureStatus::pending: return "PENDING";
+        case FutureStatus::cancelled: return "CANCELLED";
+        case FutureStatus::finished: return "FINISHED";
+    }
+    return "?";
+}
+
+std::string FutureStateBase::repr() const {
+    std::string s = "<Future ";
+    switch (status_) {
+        case FutureStatus::pending: s += "pending"; break;
+        case FutureStatus::cancelled: s += "cancelled"; break;
+        case FutureStatus::finished:
+            s += exception_ ? "finished exception=" + describe_exception(exception_) : "finished";
+            break;
+    }
+    return s + ">";
+}
+
+void FutureStateBase::check_can_complete() const {
+    anchor_->open_loop();
+    if (done()) throw InvalidStateError(status_name() + ": " + repr());
+}
+
+void FutureStateBase::finish(FutureStatus status) {
+    status_ = status;
+    EventLoop& loop = *anchor_->loop;
+    // Schedule each callback with call_soon semantics: to the back of the ready queue.
+    while (ReadyItem* item = callbacks_.pop_front()) {
+        if (item->ops == &CallbackNode::ops_table) add_ref();  // held while queued
+        LoopAccess::schedule(loop, item);
+    }
+}
+
+bool FutureStateBase::cancel(std::string msg) {
+    anchor_->open_loop();
+    log_traceback_ = false;
+    if (done()) return false;
+    cancel_now(std::move(msg));
+    return true;
+}
+
+void FutureStateBase::cancel_now(std::string msg) {
+    cancel_message_ = std::move(msg);
+    finish(FutureStatus::cancelled);
+}
+
+void FutureStateBase::set_exception(std::exception_ptr e) {
+    check_can_complete();
+    if (!e) throw std::invalid_argument("set_exception() needs an exception (got a null exception_ptr)");
+    set_exception_now(std::move(e));
+}
+
+void FutureStateBase::set_exception_now(std::exception_ptr e) {
+    exception_ = std::move(e);
+    log_traceback_ = true;
+    finish(FutureStatus::finished);
+}
+
+CancelledError FutureStateBase::make_cancelled_error() const { return CancelledError(cancel_message_); }
+
+std::exception_ptr FutureStateBase::exception() {
+    if (status_ == FutureStatus::cancelled) throw make_cancelled_error();
+    if (status_ != FutureStatus::finished) throw InvalidStateError("Exception is not set.");
+    log_traceback_ = false;
+    return exception_;
+}
+
+void FutureStateBase::check_result() {
+    if (status_ == FutureStatus::cancelled) throw make_cancelled_error();
+    if (status_ != FutureStatus::finished) throw InvalidStateError("Result is not set.");
+    log_traceback_ = false;
+    if (exception_) std::rethrow_exception(exception_);
+}
+
+void FutureStateBase::add_callback_node(ReadyItem* node) {
+    if (done()) {
+        if (node->ops == &CallbackNode::ops_table) add_ref();
+        LoopAccess::schedule(loop(), node);
+    } else {
+        callbacks_.push_back(node);
+    }
+}
+
+std::uint64_t FutureStateBase::add_done_callback(std::function<void(FutureStateBase*)> fn,
+                                                 const void* identity) {
+    EventLoop& l = loop();  // throws when closed
+    (void)l;
+    auto* node = new CallbackNode;
+    node->ops = &CallbackNode::ops_table;
+    node->future = this;
+    node->fn = std::move(fn);
+    node->id = ++next_callback_id_;
+    node->identity = identity;
+    add_callback_node(node);
+    return node->id;
+}
+
+namespace {
+template <class Pred>
+std::size_t remove_callbacks_if(ItemList& list, Pred pred) noexcept {
+    ItemList kept;
+    std::size_t removed = 0;
+    while (ReadyItem* item = list.pop_front()) {
+        if (item->ops == &CallbackNode::ops_table && pred(static_cast<CallbackNode*>(item))) {
+            item->ops->drop(item);
+            ++removed;
+        } else {
+            kept.push_back(item);
+        }
+    }
+    list = kept.take_all();
+    return removed;
+}
+}  // namespace
+
+std::size_t FutureStateBase::remove_done_callback(std::uint64_t id) noexcept {
+    return remove_callbacks_if(callbacks_, [id](CallbackNode* n) { return n->id == id; });
+}
+std::size_t FutureStateBase::remove_done_callback_by_identity(const void* identity) noexcept {
+    if (!identity) return 0;
+    return remove_callbacks_if(callbacks_, [identity](CallbackNode* n) { return n->identity == identity; });
+}
+
+// ---- suspending a task on a future ---------------------------------------------------------
+TaskBase* current_task_for_await(const char* what) {
+    EventLoop* loop = tl_running_loop;
+    TaskBase* task = loop ? LoopAccess::current_task(*loop) : nullptr;
+    if (!task)
+        throw RuntimeError(std::string(what) +
+                           " must be awaited from a coroutine running in an asyncio task (start "
+                           "one with asyncio::run() or create_task())");
+    return task;
+}
+
+TaskBase* suspend_current_task_on(FutureStateBase* target, std::coroutine_handle<> h) {
+    TaskBase* task = current_task_for_await("a Future or Task");
+    if (target == task)
+        throw RuntimeError("Task cannot await on itself: " + task->repr());
+    if (target->anchor() != task->anchor())
+        throw RuntimeError("Task " + task->repr() + " got Future " + target->repr() +
+                           " attached to a different loop");
+    task->resume_point = h;
+    task->fut_waiter = target;
+    target->add_callback_node(&task->step_node);
+    if (task->must_cancel && target->cancel(task->cancel_message())) task->must_cancel = false;
+    return task;
+}
+
+void throw_if_must_cancel(TaskBase* task) {
+    if (task->must_cancel) {
+        task->must_cancel = false;
+        throw CancelledError(task->cancel_message());
+    }
+}
+
+void forget_suspension(TaskBase* task, FutureStateBase* target) noexcept {
+    if (task->fut_waiter == target) {
+        target->remove_callback_node(&task->step_node);
+        task->fut_waiter = nullptr;
+    }
+}
+
+}  // namespace asyncio::detail

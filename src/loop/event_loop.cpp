@@ -1,0 +1,450 @@
+// src/loop/event_loop.cpp - the loop core: ready queue, timers, thread-safe inbox, run/stop/
+// close, the exception handler. One iteration (run_once) follows CPython's BaseEventLoop:
+// poll the backend (not blocking when something is ready), move due timers to the ready
+// queue, then run exactly the callbacks that were ready when the iteration began.
+#include <asyncio/events.hpp>
+#include <asyncio/detail/task_state.hpp>
+
+#include "../backend/backend.hpp"
+#include "signals.hpp"
+#include "timer_queue.hpp"
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <csignal>
+#include <map>
+#include <mutex>
+#include <system_error>
+#include <vector>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+namespace asyncio {
+
+namespace detail {
+thread_local EventLoop* tl_running_loop = nullptr;
+
+EventLoop& LoopAnchor::open_loop() const {
+    if (closed.load(std::memory_order_relaxed) || loop == nullptr)
+        throw RuntimeError("Event loop is closed");
+    return *loop;
+}
+
+namespace {
+double monotonic_now() noexcept {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+// ---- HandleState: a call_soon/call_later callback -----------------------------------------
+const ReadyItemOps HandleState::ready_ops = {
+    /*run=*/[](ReadyItem* item) {
+        auto* h = static_cast<HandleState*>(item);
+        RefPtr<HandleState> ref = RefPtr<HandleState>::adopt(h);  // the queue's reference
+        h->queued = false;
+        if (h->cancelled.load(std::memory_order_relaxed)) return;
+        try {
+            h->callback();
+        } catch (...) {
+            if (EventLoop* loop = h->anchor->loop) {
+                loop->call_exception_handler(
+                    {"Exception in callback", std::current_exception(), {}, "<Handle>"});
+            }
+        }
+    },
+    /*discard=*/[](ReadyItem* item) noexcept { static_cast<HandleState*>(item)->release(); },
+    /*drop=*/[](ReadyItem*) noexcept {},
+    /*describe=*/[](const ReadyItem*) -> std::string { return "<Handle>"; },
+};
+
+const TimerOps HandleState::timer_ops_table = {
+    /*fire=*/[](TimerNode* node) {
+        auto* h = static_cast<HandleState*>(node);
+        if (EventLoop* loop = h->anchor->loop) {
+            h->add_ref();  // the ready queue's reference
+            h->queued = true;
+            LoopAccess::schedule(*loop, h);
+        }
+    },
+    /*add_ref=*/[](TimerNode* node) noexcept { static_cast<HandleState*>(node)->add_ref(); },
+    /*release=*/[](TimerNode* node) noexcept { static_cast<HandleState*>(node)->release(); },
+};
+}  // namespace detail
+
+void Handle::cancel() {
+    if (!state_ || state_->cancelled.exchange(true)) return;
+    if (state_->is_timer) {
+        EventLoop* loop = state_->anchor->loop;
+        if (loop && !loop->is_closed()) detail::LoopAccess::cancel_timer(*loop, state_.get());
+    }
+}
+
+// ---- EventLoop::Impl -----------------------------------------------------------------------
+struct EventLoop::Impl {
+    std::unique_ptr<detail::Backend> backend = detail::make_epoll_backend();
+    detail::TimerQueue timers;
+    bool virtual_clock = false;
+    double virtual_now = 0;
+    ExceptionHandler exception_handler;
+    std::map<int, std::function<void()>> signal_handlers;
+
+    // call_soon_threadsafe inbox
+    std::mutex inbox_mutex;
+    std::vector<detail::HandleState*> inbox;  // each holds one reference
+    std::atomic<bool> wakeup_pending{false};
+    int wakeup_fd = -1;
+    std::uint64_t wakeup_buffer = 0;
+    detail::IoOperation wakeup_read;
+
+    void arm_wakeup() {
+        wakeup_read.kind = detail::IoOperation::Kind::read;
+        wakeup_read.fd = wakeup_fd;
+        wakeup_read.buffer = &wakeup_buffer;
+        wakeup_read.length = sizeof wakeup_buffer;
+        wakeup_read.complete = [](detail::IoOperation*) {};  // re-armed by the loop
+        backend->start(&wakeup_read);
+    }
+    void wake() noexcept {
+        if (!wakeup_pending.exchange(true)) {
+            std::uint64_t one = 1;
+            ssize_t r = ::write(wakeup_fd, &one, sizeof one);
+            (void)r;  // EAGAIN means the counter is already non-zero: the loop will wake
+        }
+    }
+};
+
+EventLoop::EventLoop() : EventLoop(LoopOptions{}) {}
+
+EventLoop::EventLoop(LoopOptions options) : anchor_(new detail::LoopAnchor), impl_(new Impl) {
+    anchor_->loop = this;
+    debug_ = options.debug;
+    impl_->virtual_clock = options.virtual_clock;
+    impl_->wakeup_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (impl_->wakeup_fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    impl_->arm_wakeup();
+}
+
+EventLoop::~EventLoop() {
+    if (running_) {
+        std::fputs("asyncio: an EventLoop was destroyed while running; aborting\n", stderr);
+        std::terminate();
+    }
+    close();
+    anchor_->loop = nullptr;
+    anchor_->release();
+}
+
+double EventLoop::time() const noexcept {
+    return impl_->virtual_clock ? impl_->virtual_now : detail::monotonic_now();
+}
+
+std::size_t EventLoop::timer_count() const noexcept { return impl_->timers.live_count(); }
+
+void EventLoop::check_closed() const {
+    if (closed_) throw RuntimeError("Event loop is closed");
+}
+
+Handle EventLoop::call_soon_impl(std::function<void()> fn) {
+    check_closed();
+    auto* h = new detail::HandleState;
+    h->ops = &detail::HandleState::ready_ops;
+    h->timer_ops = &detail::HandleState::timer_ops_table;
+    h->anchor = detail::RefPtr<detail::LoopAnchor>(anchor_);
+    h->callback = std::move(fn);
+    h->queued = true;
+    h->add_ref();  // the queue's reference
+    ready_.push_back(h);
+    return Handle(detail::RefPtr<detail::HandleState>::adopt(h));
+}
+
+TimerHandle EventLoop::call_at_impl(double when, std::function<void()> fn) {
+    check_closed();
+    auto* h = new detail::HandleState;
+    h->ops = &detail::HandleState::ready_ops;
+    h->timer_ops = &detail::HandleState::timer_ops_table;
+    h->anchor = detail::RefPtr<detail::LoopAnchor>(anchor_);
+    h->callback = std::move(fn);
+    h->is_timer = true;
+    h->when = when;
+    impl_->timers.push(h, when);
+    return TimerHandle(detail::RefPtr<detail::HandleState>::adopt(h));
+}
+
+Handle EventLoop::call_soon_threadsafe_impl(std::function<void()> fn) {
+    if (anchor_->closed.load()) throw RuntimeError("Event loop is closed");
+    auto* h = new detail::HandleState;
+    h->ops = &detail::HandleState::ready_ops;
+    h->timer_ops = &detail::HandleState::timer_ops_table;
+    h->anchor = detail::RefPtr<detail::LoopAnchor>(anchor_);
+    h->callback = std::move(fn);
+    h->add_ref();  // the inbox's reference
+    {
+        std::lock_guard<std::mutex> lock(impl_->inbox_mutex);
+        impl_->inbox.push_back(h);
+    }
+    impl_->wake();
+    return Handle(detail::RefPtr<detail::HandleState>::adopt(h));
+}
+
+void EventLoop::drain_threadsafe_inbox() {
+    impl_->wakeup_pending.store(false);
+    std::vector<detail::HandleState*> items;
+    {
+        std::lock_guard<std::mutex> lock(impl_->inbox_mutex);
+        items.swap(impl_->inbox);
+    }
+    for (detail::HandleState* h : items) {
+        h->queued = true;
+        ready_.push_back(h);  // the inbox's reference moves to the queue
+    }
+}
+
+void detail::LoopAccess::add_timer(EventLoop& loop, TimerNode* node, double when) {
+    loop.impl_->timers.push(node, when);
+}
+void detail::LoopAccess::cancel_timer(EventLoop& loop, TimerNode* node) noexcept {
+    loop.impl_->timers.cancel(node);
+}
+void detail::LoopAccess::register_task(EventLoop& loop, TaskBase* task) noexcept {
+    task->add_ref();
+    task->prev_task = nullptr;
+    task->next_task = loop.tasks_head_;
+    if (loop.tasks_head_) loop.tasks_head_->prev_task = task;
+    loop.tasks_head_ = task;
+    ++loop.task_count_;
+}
+void detail::LoopAccess::unregister_task(EventLoop& loop, TaskBase* task) noexcept {
+    if (task->prev_task)
+        task->prev_task->next_task = task->next_task;
+    else
+        loop.tasks_head_ = task->next_task;
+    if (task->next_task) task->next_task->prev_task = task->prev_task;
+    task->prev_task = task->next_task = nullptr;
+    --loop.task_count_;
+    task->release();
+}
+
+// ---- running -------------------------------------------------------------------------------
+void EventLoop::stop() noexcept { stopping_ = true; }
+
+void EventLoop::run_forever() {
+    check_closed();
+    if (running_)
+        throw RuntimeError(
+            "This event loop is already running: run_forever()/run_until_complete() cannot be "
+            "called from code running on this loop; await the coroutine (co_await) or schedule it "
+            "with create_task() instead");
+    if (detail::tl_running_loop)
+        throw RuntimeError(
+            "Cannot run the event loop while another loop is running in this thread; await the "
+            "coroutine on the running loop, or run the other loop in another thread");
+    running_ = true;
+    detail::tl_running_loop = this;
+    struct Reset {
+        EventLoop* loop;
+        ~Reset() {
+            loop->stopping_ = false;
+            loop->running_ = false;
+            detail::tl_running_loop = nullptr;
+        }
+    } reset{this};
+    for (;;) {
+        run_once();
+        if (stopping_) break;
+    }
+}
+
+void EventLoop::run_once() {
+    Impl& impl = *impl_;
+    if (impl.wakeup_pending.load(std::memory_order_relaxed)) drain_threadsafe_inbox();
+    if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed))
+        dispatch_signals();
+
+    double timeout = -1;  // forever
+    if (!ready_.empty() || stopping_) {
+        timeout = 0;
+    } else {
+        double when;
+        if (impl.timers.next_when(when)) timeout = std::max(0.0, when - time());
+    }
+
+    // Poll the backend unless nothing but the wake-up eventfd is in flight and we must not
+    // block: then the inbox flag (checked above) tells all the eventfd could.
+    const bool only_wakeup = impl.backend->in_flight() <= 1 && !impl.backend->has_completions();
+    if (impl.virtual_clock && timeout > 0) {
+        // The virtual clock: poll without blocking; if nothing arrived, jump to the timer.
+        impl.backend->poll(0);
+        if (!impl.wakeup_read.in_flight) impl.arm_wakeup();
+        if (impl.wakeup_pending.load()) drain_threadsafe_inbox();
+        if (ready_.empty()) impl.virtual_now += timeout;
+    } else if (!(timeout == 0 && only_wakeup)) {
+        impl.backend->poll(timeout);
+        if (!impl.wakeup_read.in_flight) impl.arm_wakeup();
+        if (impl.wakeup_pending.load()) drain_threadsafe_inbox();
+    }
+
+    if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed))
+        dispatch_signals();
+    process_timers();
+    run_ready_batch();
+}
+
+// ---- signals -------------------------------------------------------------------------------
+void EventLoop::dispatch_signals() {
+    std::uint64_t mask = detail::signals::pending.exchange(0);
+    for (auto& [sig, fn] : impl_->signal_handlers)
+        if (mask & (std::uint64_t(1) << sig)) call_soon(fn);
+}
+
+void EventLoop::add_signal_handler_impl(int sig, std::function<void()> fn) {
+    check_closed();
+    if (sig <= 0 || sig >= 64 || sig == SIGKILL || sig == SIGSTOP)
+        throw std::invalid_argument("invalid signal number " + std::to_string(sig));
+    if (::getpid() != static_cast<pid_t>(::gettid()))
+        throw RuntimeError("add_signal_handler() works only in the main thread (as in Python)");
+    int fd = detail::signals::wakeup_fd.load();
+    if (fd >= 0 && fd != impl_->wakeup_fd)
+        throw RuntimeError("another event loop already handles signals in this process; remove its handlers first");
+    detail::signals::wakeup_fd.store(impl_->wakeup_fd);
+    impl_->signal_handlers[sig] = std::move(fn);
+    detail::signals::install(sig);
+}
+
+bool EventLoop::remove_signal_handler(int sig) {
+    auto it = impl_->signal_handlers.find(sig);
+    if (it == impl_->signal_handlers.end()) return false;
+    impl_->signal_handlers.erase(it);
+    detail::signals::restore(sig);
+    if (impl_->signal_handlers.empty()) detail::signals::wakeup_fd.store(-1);
+    return true;
+}
+
+void EventLoop::process_timers() {
+    // Like CPython: a timer is due when it is within the clock's resolution of now.
+    const double end_time = time() + 1e-9;
+    impl_->timers.pop_due(end_time, [](detail::TimerNode* node) { node->timer_ops->fire(node); });
+}
+
+void EventLoop::run_ready_batch() {
+    // Only what was ready when the batch began runs now; what it schedules waits.
+    detail::ItemList batch = ready_.take_all();
+    while (detail::ReadyItem* item = batch.pop_front()) {
+        if (closed_) {
+            item->ops->discard(item);
+            continue;
+        }
+        run_item(item);
+    }
+}
+
+void EventLoop::run_item(detail::ReadyItem* item) {
+    if (!debug_) {
+        item->ops->run(item);
+        return;
+    }
+    std::string what = item->ops->describe(item);
+    const double t0 = detail::monotonic_now();
+    item->ops->run(item);
+    const double dt = detail::monotonic_now() - t0;
+    if (dt >= slow_callback_duration_) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.3f", dt);
+        log_message("Executing " + what + " took " + buf + " seconds");
+    }
+}
+
+void EventLoop::close() {
+    if (running_) throw RuntimeError("Cannot close a running event loop; call stop() first");
+    if (closed_) return;
+    closed_ = true;
+    anchor_->closed.store(true);
+    // Drop queued callbacks, timers and cross-thread callbacks unrun.
+    while (detail::ReadyItem* item = ready_.pop_front()) item->ops->discard(item);
+    impl_->timers.clear();
+    {
+        std::lock_guard<std::mutex> lock(impl_->inbox_mutex);
+        for (detail::HandleState* h : impl_->inbox) h->release();
+        impl_->inbox.clear();
+    }
+    // The loop owns pending tasks: destroy their coroutines (running the destructors of their
+    // locals) and let go of them. Handles that outlive this see "Event loop is closed".
+    while (detail::TaskBase* task = tasks_head_) {
+        detail::RefPtr<detail::TaskBase> keep(task);
+        detail::LoopAccess::unregister_task(*this, task);
+        task->abandon();
+    }
+    shutdown_default_executor();
+    while (!impl_->signal_handlers.empty()) remove_signal_handler(impl_->signal_handlers.begin()->first);
+    if (impl_->wakeup_read.in_flight) impl_->backend->cancel(&impl_->wakeup_read);
+    impl_->backend->poll(0);
+    ::close(impl_->wakeup_fd);
+    impl_->wakeup_fd = -1;
+}
+
+// ---- exception handling --------------------------------------------------------------------
+void EventLoop::set_exception_handler(ExceptionHandler handler) {
+    impl_->exception_handler = std::move(handler);
+}
+const EventLoop::ExceptionHandler& EventLoop::get_exception_handler() const noexcept {
+    return impl_->exception_handler;
+}
+
+void EventLoop::default_exception_handler(const ExceptionContext& context) {
+    std::string msg = context.message.empty() ? "Unhandled exception in event loop" : context.message;
+    if (!context.future.empty()) msg += "\nfuture: " + context.future;
+    if (!context.handle.empty()) msg += "\nhandle: " + context.handle;
+    if (context.exception) msg += "\n" + describe_exception(context.exception);
+    log_message(msg);
+}
+
+void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept {
+    try {
+        if (impl_->exception_handler) {
+            try {
+                impl_->exception_handler(*this, context);
+                return;
+            } catch (...) {
+                // Like CPython: an exception in the handler is itself reported (by the default
+                // handler, so it cannot recurse).
+                default_exception_handler({"Unhandled error in exception handler",
+                                           std::current_exception(), {}, {}});
+                return;
+            }
+        }
+        default_exception_handler(context);
+    } catch (...) {
+        std::fputs("asyncio: exception in default exception handler\n", stderr);
+    }
+}
+
+// ---- module-level functions ----------------------------------------------------------------
+EventLoop& get_running_loop() {
+    if (!detail::tl_running_loop)
+        throw RuntimeError(
+            "no running event loop: this must be called from a coroutine or callback running on "
+            "an event loop (start one with asyncio::run(main()))");
+    return *detail::tl_running_loop;
+}
+
+EventLoop* get_running_loop_or_null() noexcept { return detail::tl_running_loop; }
+
+namespace {
+LogHandler& log_handler_slot() {
+    static LogHandler handler;
+    return handler;
+}
+}  // namespace
+
+void set_log_handler(LogHandler handler) { log_handler_slot() = std::move(handler); }
+
+void log_message(std::string_view message) {
+    if (auto& h = log_handler_slot()) {
+        h(message);
+        return;
+    }
+    std::fprintf(stderr, "asyncio: %.*s\n", static_cast<int>(message.size()), message.data());
+}
+
+}  // namespace asyncio

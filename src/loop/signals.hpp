@@ -1,0 +1,29 @@
+// src/loop/signals.hpp - the process-wide half of signal handling.
+//
+// A C signal handler may only do async-signal-safe things: it records the signal in a
+// pending mask and writes the signal loop's eventfd; the loop then runs the Python-level
+// handlers as ordinary callbacks. Only one loop (in the main thread) receives signals.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace asyncio::detail::signals {
+
+/// Signals received and not yet dispatched (bit n = signal n).
+extern std::atomic<std::uint64_t> pending;
+/// The eventfd of the loop that handles signals (-1: none).
+extern std::atomic<int> wakeup_fd;
+
+/// Installs the recording handler for `sig`.
+void install(int sig);
+/// Restores the default disposition of `sig`.
+void restore(int sig);
+
+/// Python Runner's Ctrl-C rule: while armed, the first SIGINT is dispatched to the loop and
+/// the second one terminates the process at once (the loop may be stuck in user code).
+void arm_hard_interrupt(bool armed) noexcept;
+/// How many SIGINTs arrived since arming.
+int interrupt_count() noexcept;
+
+}  // namespace asyncio::detail::signals

@@ -1,0 +1,103 @@
+// src/loop/timer_queue.hpp - the loop's timers: a binary min-heap ordered by (when, seq).
+//
+// Cancellation is O(1): the entry stays in the heap and is skipped when it surfaces, because
+// its node's generation moved on. When stale entries outnumber live ones the heap is rebuilt
+// (amortised O(1) per cancellation), as CPython's base_events does.
+#pragma once
+
+#include <asyncio/events.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace asyncio::detail {
+
+class TimerQueue {
+public:
+    struct Entry {
+        double when;
+        std::uint64_t seq;
+        TimerNode* node;
+        std::uint32_t generation;
+    };
+
+    /// Adds a timer for `node` (taking a reference to it).
+    void push(TimerNode* node, double when) {
+        node->timer_ops->add_ref(node);
+        heap_.push_back(Entry{when, next_seq_++, node, node->generation});
+        std::push_heap(heap_.begin(), heap_.end(), later);
+    }
+    /// Invalidates every queued entry of `node`.
+    void cancel(TimerNode* node) noexcept {
+        ++node->generation;
+        ++stale_;
+        if (stale_ > 64 && stale_ * 2 > heap_.size()) compact();
+    }
+    /// Time of the earliest live timer; false when there is none.
+    bool next_when(double& when) {
+        drop_stale_top();
+        if (heap_.empty()) return false;
+        when = heap_.front().when;
+        return true;
+    }
+    /// Pops every live timer due before `end_time` and fires it, in (when, seq) order.
+    template <class Fire>
+    void pop_due(double end_time, Fire&& fire) {
+        for (;;) {
+            drop_stale_top();
+            if (heap_.empty() || heap_.front().when >= end_time) return;
+            std::pop_heap(heap_.begin(), heap_.end(), later);
+            Entry e = heap_.back();
+            heap_.pop_back();
+            fire(e.node);
+            e.node->timer_ops->release(e.node);
+        }
+    }
+    std::size_t live_count() const noexcept {
+        std::size_t n = 0;
+        for (const Entry& e : heap_) n += is_live(e);
+        return n;
+    }
+    /// Releases every entry (loop closing).
+    void clear() noexcept {
+        std::vector<Entry> old;
+        old.swap(heap_);
+        for (Entry& e : old) e.node->timer_ops->release(e.node);
+        stale_ = 0;
+    }
+    ~TimerQueue() { clear(); }
+
+private:
+    static bool later(const Entry& a, const Entry& b) noexcept {
+        return a.when > b.when || (a.when == b.when && a.seq > b.seq);
+    }
+    static bool is_live(const Entry& e) noexcept { return e.generation == e.node->generation; }
+    void drop_stale_top() noexcept {
+        while (!heap_.empty() && !is_live(heap_.front())) {
+            std::pop_heap(heap_.begin(), heap_.end(), later);
+            Entry e = heap_.back();
+            heap_.pop_back();
+            if (stale_) --stale_;
+            e.node->timer_ops->release(e.node);
+        }
+    }
+    void compact() noexcept {
+        std::size_t kept = 0;
+        for (Entry& e : heap_) {
+            if (is_live(e))
+                heap_[kept++] = e;
+            else
+                e.node->timer_ops->release(e.node);
+        }
+        heap_.resize(kept);
+        std::make_heap(heap_.begin(), heap_.end(), later);
+        stale_ = 0;
+    }
+
+    std::vector<Entry> heap_;
+    std::uint64_t next_seq_ = 0;
+    std::size_t stale_ = 0;
+};
+
+}  // namespace asyncio::detail

@@ -1,0 +1,123 @@
+// src/taskgroups.cpp - TaskGroup, a line-by-line port of CPython 3.12's taskgroups.py.
+#include <asyncio/taskgroups.hpp>
+
+namespace asyncio {
+
+TaskGroup::~TaskGroup() = default;
+
+const char* TaskGroup::cannot_create() const noexcept {
+    if (!entered_) return "TaskGroup has not been entered";
+    if (exiting_ && tasks_.empty()) return "TaskGroup is finished";
+    if (aborting_) return "TaskGroup is shutting down";
+    return nullptr;
+}
+
+void TaskGroup::enter() {
+    if (entered_) throw RuntimeError("TaskGroup has already been entered");
+    loop_ = &get_running_loop();
+    parent_task_ = current_task();
+    if (!parent_task_) throw RuntimeError("TaskGroup cannot determine the parent task");
+    entered_ = true;
+}
+
+void TaskGroup::adopt_task(detail::TaskBase* task) {
+    if (task->done()) {
+        // An eager task may already be done: handle it now, no callback needed.
+        on_task_done(task);
+        return;
+    }
+    tasks_.emplace_back(task);
+    task->add_done_callback([this](detail::FutureStateBase* st) {
+        on_task_done(static_cast<detail::TaskBase*>(st));
+    }, nullptr);
+}
+
+bool TaskGroup::is_base_error(const std::exception_ptr& e) noexcept {
+    // Python: SystemExit and KeyboardInterrupt.
+    try {
+        std::rethrow_exception(e);
+    } catch (const KeyboardInterrupt&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+void TaskGroup::abort() {
+    aborting_ = true;
+    for (AnyTask& t : tasks_)
+        if (!t.done()) t.cancel();
+}
+
+void TaskGroup::on_task_done(detail::TaskBase* task) {
+    for (auto it = tasks_.begin(); it != tasks_.end(); ++it) {
+        if (it->state_ptr() == task) {
+            tasks_.erase(it);
+            break;
+        }
+    }
+    if (on_completed_fut_ && tasks_.empty() && !on_completed_fut_->done()) on_completed_fut_->set_result();
+    if (task->cancelled()) return;
+    std::exception_ptr exc = task->exception();
+    if (!exc) return;
+    errors_.push_back(exc);
+    if (is_base_error(exc) && !base_error_) base_error_ = exc;
+    if (parent_task_.done()) {
+        loop_->call_exception_handler({"Task " + task->repr() + " has errored out but its parent task " +
+                                           parent_task_.repr() + " is already completed",
+                                       exc, task->repr(), {}});
+        return;
+    }
+    if (!aborting_ && !parent_cancel_requested_) {
+        // Cancel the parent so that the body stops at its current await; aexit() uncancels.
+        abort();
+        parent_cancel_requested_ = true;
+        parent_task_.cancel();
+    }
+}
+
+Coro<> TaskGroup::aexit(std::exception_ptr exc) {
+    exiting_ = true;
+    if (exc && is_base_error(exc) && !base_error_) base_error_ = exc;
+    std::exception_ptr propagate_cancellation_error;
+    if (exc && is_cancelled_error(exc)) propagate_cancellation_error = exc;
+    if (exc && !aborting_) {
+        // The parent is being cancelled, or the body raised: cancel the children.
+        abort();
+    }
+    // A loop, because the wait can be cancelled several times if the parent task is being
+    // cancelled repeatedly.
+    while (!tasks_.empty()) {
+        if (!on_completed_fut_) on_completed_fut_.emplace(*loop_);
+        std::exception_ptr cancelled;
+        try {
+            co_await *on_completed_fut_;
+        } catch (const CancelledError&) {
+            cancelled = std::current_exception();
+        }
+        if (cancelled && !aborting_) {
+            // The parent task is cancelled while children are still running.
+            propagate_cancellation_error = cancelled;
+            abort();
+        }
+        on_completed_fut_.reset();
+    }
+    if (base_error_) std::rethrow_exception(base_error_);
+    if (parent_cancel_requested_) {
+        // We must call uncancel(); with no cancellations left, don't propagate CancelledError.
+        if (parent_task_.uncancel() == 0) propagate_cancellation_error = nullptr;
+    }
+    // Propagate CancelledError if there is one, unless other errors take priority.
+    if (propagate_cancellation_error && errors_.empty()) std::rethrow_exception(propagate_cancellation_error);
+    if (exc && !is_cancelled_error(exc)) errors_.push_back(exc);
+    if (!errors_.empty()) {
+        // A parent being cancelled from outside: uncancel and re-cancel, keeping the count stable.
+        if (parent_task_.cancelling()) {
+            parent_task_.uncancel();
+            parent_task_.cancel();
+        }
+        throw ExceptionGroup("unhandled errors in a TaskGroup", std::move(errors_));
+    }
+}
+
+}  // namespace asyncio

@@ -1,0 +1,58 @@
+// src/timeouts.cpp - Timeout, a port of CPython 3.12's asyncio/timeouts.py.
+#include <asyncio/timeouts.hpp>
+
+namespace asyncio {
+
+Timeout::~Timeout() {
+    if (handle_) handle_.cancel();
+}
+
+void Timeout::reschedule(std::optional<double> when) {
+    if (state_ != State::entered) {
+        if (state_ == State::created) throw RuntimeError("Timeout has not been entered");
+        throw RuntimeError("Cannot change state of " +
+                           std::string(state_ == State::exited ? "finished" : "expiring") + " Timeout");
+    }
+    when_ = when;
+    if (handle_) handle_.cancel();
+    handle_ = TimerHandle();
+    if (!when) return;
+    EventLoop& loop = get_running_loop();
+    if (*when <= loop.time())
+        handle_ = loop.call_at(loop.time(), [this] { on_timeout(); });  // due now: call_soon
+    else
+        handle_ = loop.call_at(*when, [this] { on_timeout(); });
+}
+
+void Timeout::on_timeout() {
+    task_.cancel();
+    state_ = State::expiring;
+    handle_ = TimerHandle();
+}
+
+void Timeout::enter() {
+    if (state_ != State::created) throw RuntimeError("Timeout has already been entered");
+    task_ = current_task();
+    if (!task_) throw RuntimeError("Timeout should be used inside a task");
+    state_ = State::entered;
+    cancelling_ = task_.cancelling();
+    reschedule(when_);
+}
+
+void Timeout::exit(std::exception_ptr exc) {
+    if (handle_) {
+        handle_.cancel();
+        handle_ = TimerHandle();
+    }
+    if (state_ == State::expiring) {
+        state_ = State::expired;
+        if (task_.uncancel() <= cancelling_ && exc && is_cancelled_error(exc)) {
+            // No new cancel requests since we entered: this cancellation is ours.
+            throw TimeoutError();
+        }
+    } else if (state_ == State::entered) {
+        state_ = State::exited;
+    }
+}
+
+}  // namespace asyncio
