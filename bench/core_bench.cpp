@@ -120,18 +120,19 @@ asyncio::Coro<double> bench_pingpong(long long m) {
 
 // --- 4. call_soon throughput -----------------------------------------------------
 
+// Completion is signalled with a Future, as the Python peer does (loop.create_future()).
 struct ChainState {
     asyncio::EventLoop* loop = nullptr;
     long long count = 0;
     long long n = 0;
-    asyncio::Event done;
+    asyncio::Future<> done;  // bound to the running loop
 };
 
 struct Chain {
     ChainState* s;
     void operator()() const {
         if (++s->count < s->n) (void)s->loop->call_soon(*this);
-        else s->done.set();
+        else s->done.set_result();
     }
 };
 
@@ -141,7 +142,7 @@ asyncio::Coro<double> bench_call_soon_chain(long long n) {
     s.n = n;
     auto t0 = Clock::now();
     (void)s.loop->call_soon(Chain{&s});
-    co_await s.done.wait();
+    co_await s.done;
     double sec = seconds_since(t0);
     if (s.count != n) throw std::runtime_error("call_soon_chain: wrong count");
     co_return static_cast<double>(n) / sec;
@@ -150,14 +151,14 @@ asyncio::Coro<double> bench_call_soon_chain(long long n) {
 asyncio::Coro<double> bench_call_soon_batch(long long n) {
     auto& loop = asyncio::get_running_loop();
     long long count = 0;
-    asyncio::Event done;
+    asyncio::Future<> done;
     auto t0 = Clock::now();
     for (long long i = 0; i < n; ++i) {
         (void)loop.call_soon([&count, &done, n] {
-            if (++count == n) done.set();
+            if (++count == n) done.set_result();
         });
     }
-    co_await done.wait();
+    co_await done;
     double sec = seconds_since(t0);
     co_return static_cast<double>(n) / sec;
 }

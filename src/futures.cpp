@@ -201,7 +201,7 @@ TaskBase* suspend_current_task_on(FutureStateBase* target, std::coroutine_handle
                            " attached to a different loop");
     task->resume_point = h;
     task->fut_waiter = target;
-    target->add_callback_node(&task->step_node);
+    target->add_callback_node(task->step_item());
     if (task->must_cancel && target->cancel(task->cancel_message())) task->must_cancel = false;
     return task;
 }
@@ -215,7 +215,7 @@ void throw_if_must_cancel(TaskBase* task) {
 
 void forget_suspension(TaskBase* task, FutureStateBase* target) noexcept {
     if (task->fut_waiter == target) {
-        target->remove_callback_node(&task->step_node);
+        target->remove_callback_node(task->step_item());
         task->fut_waiter = nullptr;
     }
 }

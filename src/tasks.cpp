@@ -9,15 +9,12 @@ TaskBase* current_task_for_await(const char* what);
 
 const ReadyItemOps TaskBase::step_ops = {
     /*run=*/[](ReadyItem* item) {
-        auto* task = reinterpret_cast<TaskBase*>(reinterpret_cast<char*>(item) - offsetof(TaskBase, step_node));
-        task->step();
+        static_cast<TaskBase*>(item)->step();
     },
     /*discard=*/[](ReadyItem*) noexcept {},
     /*drop=*/[](ReadyItem*) noexcept {},
     /*describe=*/[](const ReadyItem* item) -> std::string {
-        auto* task = reinterpret_cast<const TaskBase*>(reinterpret_cast<const char*>(item) -
-                                                       offsetof(TaskBase, step_node));
-        return task->repr();
+        return static_cast<const TaskBase*>(item)->repr();
     },
 };
 
@@ -33,7 +30,7 @@ const TimerOps TaskBase::timer_ops_table = {
 
 TaskBase::TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string name)
     : FutureStateBase(loop), root_(root), name_(std::move(name)) {
-    step_node.ops = &step_ops;
+    ReadyItem::ops = &step_ops;
     timer_ops = &timer_ops_table;
     number_ = LoopAccess::next_task_number(loop);
 }
@@ -75,7 +72,7 @@ void TaskBase::start(bool eager) {
     }
 }
 
-void TaskBase::schedule_step() noexcept { LoopAccess::schedule(*anchor_->loop, &step_node); }
+void TaskBase::schedule_step() noexcept { LoopAccess::schedule(*anchor_->loop, step_item()); }
 
 void TaskBase::step() {
     if (done() || !root_) return;

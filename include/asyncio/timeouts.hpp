@@ -69,7 +69,11 @@ auto with_timeout(Timeout& cm, A aw) -> Coro<await_result_t<A>> {
         error = std::current_exception();
     }
     cm.exit(error);
-    if (error) std::rethrow_exception(error);
+    if constexpr (std::is_void_v<T>) {
+        if (error) std::rethrow_exception(error);
+    } else {
+        std::rethrow_exception(error);  // the value path returned above
+    }
 }
 
 template <class F>

@@ -106,25 +106,32 @@ inline GatherChild<void> gather_child(const AnyTask& task) {
 }
 
 template <class A>
-struct awaitable_traits;
-template <class T>
-struct awaitable_traits<Coro<T>> {
-    using type = T;
-};
-template <class T>
-struct awaitable_traits<Task<T>> {
-    using type = T;
-};
-template <class T>
-struct awaitable_traits<Future<T>> {
-    using type = T;
-};
-template <>
-struct awaitable_traits<AnyTask> {
-    using type = void;
-};
+decltype(auto) get_awaiter(A&& a) {
+    if constexpr (requires { std::forward<A>(a).operator co_await(); })
+        return std::forward<A>(a).operator co_await();
+    else
+        return std::forward<A>(a);
+}
+
+/// Anything `co_await` accepts inside a Coro: Coro, Task, Future, sleep(), gather(), ...
 template <class A>
-using await_result_t = typename awaitable_traits<std::remove_cvref_t<A>>::type;
+concept Awaitable = requires(A&& a) { get_awaiter(std::forward<A>(a)).await_resume(); };
+
+/// The type `co_await a` produces.
+template <class A>
+using await_result_t = decltype(get_awaiter(std::declval<A>()).await_resume());
+
+/// Wraps any awaitable in a Coro (Python's ensure_future on a non-future awaitable).
+template <class A>
+Coro<await_result_t<A>> as_coro(A aw) {
+    co_return co_await std::move(aw);
+}
+
+template <class A>
+    requires(!is_coro_v<std::remove_cvref_t<A>> && !std::is_base_of_v<AnyFuture, std::remove_cvref_t<A>>)
+GatherChild<await_result_t<A>> gather_child(A&& aw) {
+    return gather_child(as_coro(std::forward<A>(aw)));
+}
 
 template <class T>
 stored_t<T> take_child_value(const GatherChild<T>& c) {
@@ -146,8 +153,8 @@ Result<T> take_child_result(const GatherChild<T>& c) {
 template <class R, class Children>
 class Gathering {
 public:
-    Gathering(RefPtr<GatherState> state, Children children, bool return_exceptions)
-        : state_(std::move(state)), children_(std::move(children)), return_exceptions_(return_exceptions) {}
+    Gathering(RefPtr<GatherState> state, Children children)
+        : state_(std::move(state)), children_(std::move(children)) {}
 
     bool done() const noexcept { return state_->done(); }
     bool cancelled() const noexcept { return state_->cancelled(); }
@@ -180,7 +187,7 @@ private:
             return out;
         } else {
             return std::apply(
-                [this](auto&... c) {
+                [](auto&... c) {
                     if constexpr (requires { R(take_child_result(c)...); })
                         return R(take_child_result(c)...);
                     else
@@ -191,7 +198,6 @@ private:
     }
     RefPtr<GatherState> state_;
     Children children_;
-    bool return_exceptions_;
 };
 
 template <class R, class Children, class States>
@@ -199,7 +205,7 @@ Gathering<R, Children> make_gathering(Children children, States states, bool ret
     EventLoop& loop = get_running_loop();
     auto st = RefPtr<GatherState>::adopt(new GatherState(loop, std::move(states), return_exceptions));
     st->start();
-    return Gathering<R, Children>(std::move(st), std::move(children), return_exceptions);
+    return Gathering<R, Children>(std::move(st), std::move(children));
 }
 
 template <class... Cs>
@@ -210,8 +216,7 @@ std::vector<RefPtr<FutureStateBase>> states_of(const std::tuple<Cs...>& children
 }
 
 template <class A>
-concept GatherArg = is_coro_v<std::remove_cvref_t<A>> ||
-                    std::is_base_of_v<AnyFuture, std::remove_cvref_t<A>>;
+concept GatherArg = Awaitable<A>;
 
 }  // namespace detail
 
@@ -237,7 +242,7 @@ auto gather(ReturnExceptions, As&&... aws) {
 
 namespace detail {
 template <class A>
-auto gather_vector(std::vector<A> aws, bool return_exceptions) {
+auto gather_vector(std::vector<A> aws) {
     using T = await_result_t<A>;
     std::vector<GatherChild<T>> children;
     children.reserve(aws.size());
@@ -260,7 +265,7 @@ template <class A>
     requires detail::GatherArg<A>
 auto gather(std::vector<A> aws) {
     using T = detail::await_result_t<A>;
-    auto [children, states] = detail::gather_vector(std::move(aws), false);
+    auto [children, states] = detail::gather_vector(std::move(aws));
     return detail::make_gathering<std::vector<detail::stored_t<T>>>(std::move(children), std::move(states), false);
 }
 
@@ -269,7 +274,7 @@ template <class A>
     requires detail::GatherArg<A>
 auto gather(ReturnExceptions, std::vector<A> aws) {
     using T = detail::await_result_t<A>;
-    auto [children, states] = detail::gather_vector(std::move(aws), true);
+    auto [children, states] = detail::gather_vector(std::move(aws));
     return detail::make_gathering<std::vector<Result<T>>>(std::move(children), std::move(states), true);
 }
 

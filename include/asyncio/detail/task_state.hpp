@@ -12,7 +12,7 @@
 
 namespace asyncio::detail {
 
-class TaskBase : public FutureStateBase, public TimerNode {
+class TaskBase : public FutureStateBase, public TimerNode, private ReadyItem {
 public:
     TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string name);
 
@@ -30,8 +30,9 @@ public:
     void start(bool eager);
 
     // ---- used by awaiters (see futures.hpp / sleep) ---------------------------------------
-    /// The step to run when this task is woken (queued by a future, a timer or sleep(0)).
-    ReadyItem step_node;
+    /// The step to run when this task is woken (queued by a future, a timer or sleep(0)):
+    /// the task itself is the ready-queue item.
+    ReadyItem* step_item() noexcept { return this; }
     /// The innermost suspended coroutine, resumed by the next step.
     std::coroutine_handle<> resume_point;
     /// What the task is suspended on (Python's _fut_waiter), or nullptr.

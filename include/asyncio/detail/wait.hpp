@@ -72,8 +72,10 @@ template <class A>
 auto ensure_task(A&& aw) {
     if constexpr (is_coro_v<std::remove_cvref_t<A>>)
         return create_task(std::move(aw));
-    else
+    else if constexpr (std::is_base_of_v<AnyFuture, std::remove_cvref_t<A>>)
         return aw;
+    else
+        return create_task(as_coro(std::forward<A>(aw)));
 }
 }  // namespace detail
 
