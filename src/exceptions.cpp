@@ -57,4 +57,15 @@ bool is_cancelled_error(const std::exception_ptr& e) noexcept {
     }
 }
 
+bool is_keyboard_interrupt(const std::exception_ptr& e) noexcept {
+    if (!e) return false;
+    try {
+        std::rethrow_exception(e);
+    } catch (const KeyboardInterrupt&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
 }  // namespace asyncio

@@ -100,11 +100,27 @@ bool FutureStateBase::cancel(std::string msg) {
 }
 
 void FutureStateBase::cancel_now(std::string msg) {
-    cancel_message_ = std::move(msg);
+    set_cancel_message(std::move(msg));
     finish(FutureStatus::cancelled);
 }
 
+const std::string& FutureStateBase::cancel_message() const noexcept {
+    static const std::string empty;
+    return extras_ ? extras_->cancel_message : empty;
+}
+
+void FutureStateBase::set_cancel_message(std::string msg) {
+    if (msg.empty() && !extras_) return;
+    extras().cancel_message = std::move(msg);
+}
+
+FutureStateBase::Extras& FutureStateBase::extras() {
+    if (!extras_) extras_ = std::make_unique<Extras>();
+    return *extras_;
+}
+
 void FutureStateBase::set_exception(std::exception_ptr e) {
+    if (is_task()) throw RuntimeError("Task does not support set_exception()");
     check_can_complete();
     if (!e) throw std::invalid_argument("set_exception() needs an exception (got a null exception_ptr)");
     set_exception_now(std::move(e));
@@ -116,7 +132,7 @@ void FutureStateBase::set_exception_now(std::exception_ptr e) {
     finish(FutureStatus::finished);
 }
 
-CancelledError FutureStateBase::make_cancelled_error() const { return CancelledError(cancel_message_); }
+CancelledError FutureStateBase::make_cancelled_error() const { return CancelledError(cancel_message()); }
 
 std::exception_ptr FutureStateBase::exception() {
     if (status_ == FutureStatus::cancelled) throw make_cancelled_error();
@@ -157,8 +173,8 @@ std::uint64_t FutureStateBase::add_done_callback(std::function<void(FutureStateB
 
 namespace {
 template <class Pred>
-std::size_t remove_callbacks_if(ItemList& list, Pred pred) noexcept {
-    ItemList kept;
+std::size_t remove_callbacks_if(CallbackList& list, Pred pred) noexcept {
+    CallbackList kept;
     std::size_t removed = 0;
     while (ReadyItem* item = list.pop_front()) {
         if (item->ops == &CallbackNode::ops_table && pred(static_cast<CallbackNode*>(item))) {
@@ -194,6 +210,7 @@ TaskBase* current_task_for_await(const char* what) {
 
 TaskBase* suspend_current_task_on(FutureStateBase* target, std::coroutine_handle<> h) {
     TaskBase* task = current_task_for_await("a Future or Task");
+    target->anchor()->open_loop();  // "Event loop is closed" for a handle that outlived its loop
     if (target == task)
         throw RuntimeError("Task cannot await on itself: " + task->repr());
     if (target->anchor() != task->anchor())
@@ -206,11 +223,11 @@ TaskBase* suspend_current_task_on(FutureStateBase* target, std::coroutine_handle
     return task;
 }
 
-void throw_if_must_cancel(TaskBase* task) {
-    if (task->must_cancel) {
-        task->must_cancel = false;
-        throw CancelledError(task->cancel_message());
-    }
+void throw_if_must_cancel(TaskBase* task, const FutureStateBase* awaited) {
+    if (!task->must_cancel) return;
+    task->must_cancel = false;
+    if (awaited && awaited->cancelled()) throw awaited->make_cancelled_error();
+    throw CancelledError(task->cancel_message());
 }
 
 void forget_suspension(TaskBase* task, FutureStateBase* target) noexcept {

@@ -4,40 +4,65 @@
 
 namespace asyncio::detail {
 
+const ReadyItemOps GatherState::node_ops = {
+    /*run=*/[](ReadyItem* item) {
+        auto* node = static_cast<GatherNode*>(item);
+        GatherState* g = node->owner;
+        FutureStateBase& child = *g->children_[static_cast<std::size_t>(node - g->nodes_.get())];
+        try {
+            g->on_child_done(child);
+        } catch (...) {
+            if (EventLoop* loop = g->loop_or_null())
+                loop->call_exception_handler({"Exception in gather's done callback", std::current_exception(),
+                                              g->repr(), {}});
+        }
+        g->release();
+    },
+    /*discard=*/[](ReadyItem* item) noexcept { static_cast<GatherNode*>(item)->owner->release(); },
+    /*drop=*/[](ReadyItem* item) noexcept { static_cast<GatherNode*>(item)->owner->release(); },
+    /*describe=*/[](const ReadyItem* item) -> std::string {
+        return "<gather callback of " + static_cast<const GatherNode*>(item)->owner->repr() + ">";
+    },
+};
+
 GatherState::GatherState(EventLoop& loop, std::vector<RefPtr<FutureStateBase>> children,
                          bool return_exceptions)
     : FutureStateBase(loop), children_(std::move(children)), return_exceptions_(return_exceptions) {}
 
 void GatherState::start() {
-    // Distinct children only (the same task passed twice counts once), as Python's arg_to_fut.
-    std::vector<FutureStateBase*> distinct;
+    // Distinct children only (the same task passed twice counts once), as Python's arg_to_fut;
+    // the mark makes that O(n).
+    const std::size_t n = children_.size();
+    std::vector<std::size_t> already_done;
+    nodes_ = std::make_unique<GatherNode[]>(n);
+    nfuts_ = 0;
     for (auto& c : children_) {
-        bool seen = false;
-        for (FutureStateBase* d : distinct) seen = seen || d == c.get();
-        if (!seen) distinct.push_back(c.get());
+        if (c->anchor() != anchor_.get()) {
+            throw std::invalid_argument("gather(): futures are attached to different event loops");
+        }
     }
-    nfuts_ = distinct.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        FutureStateBase* c = children_[i].get();
+        if (c->mark) continue;
+        c->mark = true;
+        ++nfuts_;
+        // Pending children get the callback; children already done are handled after all
+        // callbacks were added (Python's done_futs loop).
+        if (c->done()) {
+            already_done.push_back(i);
+        } else {
+            nodes_[i].ops = &node_ops;
+            nodes_[i].owner = this;
+            add_ref();  // held by the node while registered or queued
+            c->add_callback_node(&nodes_[i]);
+        }
+    }
+    for (auto& c : children_) c->mark = false;
     if (nfuts_ == 0) {
         finish(FutureStatus::finished);
         return;
     }
-    nodes_.resize(nfuts_);
-    // Pending children get the callback; children already done are handled at once,
-    // after all callbacks were added (Python's done_futs loop).
-    std::vector<std::size_t> already_done;
-    for (std::size_t i = 0; i < nfuts_; ++i) {
-        if (distinct[i]->done())
-            already_done.push_back(i);
-        else
-            nodes_[i].attach(this, distinct[i], i);
-    }
-    for (std::size_t i : already_done) {
-        nodes_[i].owner = this;
-        nodes_[i].child = distinct[i];
-        nodes_[i].index = i;
-        on_child_done(nodes_[i]);
-        nodes_[i].child = nullptr;
-    }
+    for (std::size_t i : already_done) on_child_done(*children_[i]);
 }
 
 GatherState::~GatherState() = default;
@@ -53,8 +78,7 @@ bool GatherState::cancel(std::string msg) {
     return ret;
 }
 
-void GatherState::on_child_done(ChildNode<GatherState>& node) {
-    FutureStateBase& fut = *node.child;
+void GatherState::on_child_done(FutureStateBase& fut) {
     ++nfinished_;
     if (done()) {
         if (!fut.cancelled()) (void)fut.exception();  // mark retrieved

@@ -75,13 +75,11 @@ Runner::RunGuard::RunGuard(Runner& runner, AnyTask main_task) : runner_(runner),
     struct sigaction current {};
     if (::sigaction(SIGINT, nullptr, &current) < 0 || current.sa_handler != SIG_DFL) return;
     detail::signals::arm_hard_interrupt(true);
-    AnyTask task = main_task_;
-    EventLoop* loop = runner_.loop_.get();
-    runner_.loop_->add_signal_handler(SIGINT, [task, loop]() mutable {
-        if (!task.done()) {
-            task.cancel();
+    runner_.loop_->add_signal_handler(SIGINT, [this] {
+        if (!main_task_.done()) {
+            main_task_.cancel();
+            interrupted_ = true;
         }
-        (void)loop;
     });
     installed_ = true;
 }
@@ -93,8 +91,9 @@ Runner::RunGuard::~RunGuard() {
 }
 
 void Runner::RunGuard::on_cancelled() {
-    if (installed_ && detail::signals::interrupt_count() > 0 && main_task_.uncancel() == 0)
-        throw KeyboardInterrupt();
+    // Only a cancellation that Ctrl-C caused becomes KeyboardInterrupt (a main task that
+    // was already cancelled by someone else stays CancelledError).
+    if (interrupted_ && main_task_.uncancel() == 0) throw KeyboardInterrupt();
 }
 
 }  // namespace asyncio

@@ -21,26 +21,13 @@ void TaskGroup::enter() {
 }
 
 void TaskGroup::adopt_task(detail::TaskBase* task) {
-    if (task->done()) {
-        // An eager task may already be done: handle it now, no callback needed.
-        on_task_done(task);
-        return;
-    }
+    // Even an eager task that is already done goes through the done callback (call_soon):
+    // handling it inline would run before the creating task is registered (CPython
+    // gh-128550).
     tasks_.emplace_back(task);
     task->add_done_callback([this](detail::FutureStateBase* st) {
         on_task_done(static_cast<detail::TaskBase*>(st));
     }, nullptr);
-}
-
-bool TaskGroup::is_base_error(const std::exception_ptr& e) noexcept {
-    // Python: SystemExit and KeyboardInterrupt.
-    try {
-        std::rethrow_exception(e);
-    } catch (const KeyboardInterrupt&) {
-        return true;
-    } catch (...) {
-        return false;
-    }
 }
 
 void TaskGroup::abort() {

@@ -8,31 +8,24 @@ namespace detail {
 TaskBase* current_task_for_await(const char* what);
 
 const ReadyItemOps TaskBase::step_ops = {
-    /*run=*/[](ReadyItem* item) {
-        static_cast<TaskBase*>(item)->step();
-    },
+    /*run=*/[](ReadyItem* item) { static_cast<TaskBase*>(item)->step(); },
     /*discard=*/[](ReadyItem*) noexcept {},
     /*drop=*/[](ReadyItem*) noexcept {},
-    /*describe=*/[](const ReadyItem* item) -> std::string {
-        return static_cast<const TaskBase*>(item)->repr();
-    },
-};
-
-const TimerOps TaskBase::timer_ops_table = {
-    /*fire=*/[](TimerNode* node) {
-        auto* task = static_cast<TaskBase*>(node);
-        task->timer_armed_ = false;
+    /*describe=*/[](const ReadyItem* item) -> std::string { return static_cast<const TaskBase*>(item)->repr(); },
+    /*timer_fire=*/[](ReadyItem* item) {
+        auto* task = static_cast<TaskBase*>(item);
+        task->sleeping_ = false;
         task->schedule_step();
     },
-    /*add_ref=*/[](TimerNode* node) noexcept { static_cast<TaskBase*>(node)->add_ref(); },
-    /*release=*/[](TimerNode* node) noexcept { static_cast<TaskBase*>(node)->release(); },
+    /*add_ref=*/[](ReadyItem* item) noexcept { static_cast<TaskBase*>(item)->add_ref(); },
+    /*release=*/[](ReadyItem* item) noexcept { static_cast<TaskBase*>(item)->release(); },
 };
 
 TaskBase::TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string name)
-    : FutureStateBase(loop), root_(root), name_(std::move(name)) {
+    : FutureStateBase(loop), root_(root) {
     ReadyItem::ops = &step_ops;
-    timer_ops = &timer_ops_table;
-    number_ = LoopAccess::next_task_number(loop);
+    number_ = static_cast<std::uint32_t>(LoopAccess::next_task_number(loop));
+    if (!name.empty()) extras().name = std::move(name);
 }
 
 TaskBase::~TaskBase() { destroy_root(); }
@@ -45,14 +38,18 @@ void TaskBase::destroy_root() noexcept {
 }
 
 const std::string& TaskBase::name() const {
-    if (name_.empty()) name_ = "Task-" + std::to_string(number_);
-    return name_;
+    auto& self = const_cast<TaskBase&>(*this);
+    std::string& name = self.extras().name;
+    if (name.empty()) name = "Task-" + std::to_string(number_);
+    return name;
 }
+
+void TaskBase::set_name(std::string name) { extras().name = std::move(name); }
 
 std::string TaskBase::repr() const {
     std::string s = "<Task ";
     switch (status()) {
-        case FutureStatus::pending: s += must_cancel ? "cancelling" : "pending"; break;
+        case FutureStatus::pending: s += num_cancels_requested_ > 0 ? "cancelling" : "pending"; break;
         case FutureStatus::cancelled: s += "cancelled"; break;
         case FutureStatus::finished: s += "finished"; break;
     }
@@ -81,21 +78,20 @@ void TaskBase::step() {
     fut_waiter = nullptr;
     TaskBase*& current = LoopAccess::current_task(loop);
     TaskBase* previous = current;
-    current = this;
     if (!started_) {
         started_ = true;
         if (must_cancel) {
             // Cancelled before it ever ran: Python throws CancelledError into the fresh
             // coroutine, which ends it at once. The body never runs.
             must_cancel = false;
-            current = previous;
             destroy_root();
-            cancel_now(cancel_message_);
+            cancel_now(cancel_message());
             LoopAccess::unregister_task(loop, this);
             return;
         }
         resume_point = root_;
     }
+    current = this;
     resume_point.resume();
     current = previous;
     if (root_.done()) finish_from_root();
@@ -115,12 +111,17 @@ void TaskBase::finish_from_root() {
             must_cancel = false;
             cancel_now(std::move(msg));
         } else {
-            set_exception_now(std::move(e));
+            set_exception_now(e);
+            if (is_keyboard_interrupt(e)) {
+                // Like Python's Task.__step: recorded on the task, and raised out of the loop.
+                LoopAccess::unregister_task(*anchor_->loop, this);
+                std::rethrow_exception(e);
+            }
         }
     } else if (must_cancel) {
         // cancel() was called while the last step ran: the task ends cancelled.
         must_cancel = false;
-        cancel_now(cancel_message_);
+        cancel_now(cancel_message());
     } else {
         finish(FutureStatus::finished);
     }
@@ -128,8 +129,8 @@ void TaskBase::finish_from_root() {
 }
 
 void TaskBase::abandon() noexcept {
-    timer_armed_ = false;
     destroy_root();
+    sleeping_ = false;
     drop_callbacks();
 }
 
@@ -142,8 +143,23 @@ bool TaskBase::cancel(std::string msg) {
         // Leave fut_waiter: it may be a task that catches and ignores the cancellation.
         return true;
     }
+    if (sleep_cancelled_) {
+        // The sleep was already cancelled and the wake-up is queued: that CancelledError,
+        // with its message, is what the task will see (Python: the cancelled future's error).
+        must_cancel = true;
+        return true;
+    }
+    if (sleeping_) {
+        // Like cancelling the future Python's sleep() waits on: wake up with CancelledError.
+        sleeping_ = false;
+        sleep_cancelled_ = true;
+        LoopAccess::cancel_timer(*anchor_->loop, this);
+        set_cancel_message(std::move(msg));
+        schedule_step();
+        return true;
+    }
     must_cancel = true;
-    cancel_message_ = std::move(msg);
+    set_cancel_message(std::move(msg));
     return true;
 }
 
@@ -155,84 +171,84 @@ int TaskBase::uncancel() noexcept {
     return num_cancels_requested_;
 }
 
-void TaskBase::wake_at(double when) {
-    EventLoop& loop = *anchor_->loop;
-    if (timer_armed_) LoopAccess::cancel_timer(loop, this);
-    LoopAccess::add_timer(loop, this, when);
-    timer_armed_ = true;
+void TaskBase::sleep_until(double when) {
+    LoopAccess::add_timer(*anchor_->loop, this, when);
+    sleeping_ = true;
+    sleep_cancelled_ = false;
+    if (must_cancel) {
+        // cancel() was called while this step ran: the sleep is cancelled at once (Python
+        // cancels the new _fut_waiter in __step).
+        must_cancel = false;
+        --num_cancels_requested_;  // cancel() counts it again
+        cancel(cancel_message());
+    }
 }
 
-void TaskBase::cancel_wake_timer() noexcept {
-    if (!timer_armed_) return;
-    timer_armed_ = false;
-    if (EventLoop* loop = anchor_->loop; loop && !loop->is_closed()) LoopAccess::cancel_timer(*loop, this);
+void TaskBase::finish_sleep() {
+    if (sleep_cancelled_) {
+        sleep_cancelled_ = false;
+        must_cancel = false;
+        throw CancelledError(cancel_message());
+    }
+    throw_if_must_cancel(this, nullptr);
 }
 
 // ---- sleep ---------------------------------------------------------------------------------
 void SleepAwaiter::await_suspend(std::coroutine_handle<> h) {
-    task_ = current_task_for_await("asyncio::sleep()");
-    task_->resume_point = h;
+    TaskBase* task = current_task_for_await("asyncio::sleep()");
+    task->resume_point = h;
     if (delay_ <= 0) {
         // Bare yield: run again on the next iteration. A pending cancel is thrown then.
-        task_->fut_waiter = nullptr;
-        task_->schedule_step();
+        task->schedule_step();
         return;
     }
-    EventLoop& loop = *task_->anchor()->loop;
-    task_->wake_at(loop.time() + delay_);
-    task_->fut_waiter = this;
-    if (task_->must_cancel && cancel(task_->cancel_message())) task_->must_cancel = false;
-}
-
-bool SleepAwaiter::cancel(std::string msg) {
-    // Already woken by its timer (the step is queued): too late, like a done future.
-    if (cancelled_ || !task_->wake_timer_armed()) return false;
-    cancelled_ = true;
-    cancel_message_ = std::move(msg);
-    task_->cancel_wake_timer();
-    task_->schedule_step();
-    return true;
+    task->sleep_until(task->anchor()->loop->time() + delay_);
 }
 
 void SleepAwaiter::await_resume() {
-    if (!task_) return;
-    TaskBase* t = std::exchange(task_, nullptr);
-    throw_if_must_cancel(t);
-    if (cancelled_) throw CancelledError(cancel_message_);
-}
-
-SleepAwaiter::~SleepAwaiter() {
-    if (task_) {
-        // Destroyed while suspended (loop closing): disarm the wake-up.
-        if (task_->fut_waiter == this) task_->fut_waiter = nullptr;
-        task_->cancel_wake_timer();
-    }
+    LoopAccess::current_task(*tl_running_loop)->finish_sleep();
 }
 
 // ---- run_until_complete --------------------------------------------------------------------
 void run_until_done(EventLoop& loop, FutureStateBase* future) {
-    LoopAccess::check_open(loop);
-    if (loop.is_running())
+    loop.check_can_run_until_complete();
+    if (future->anchor() != LoopAccess::anchor(loop))
+        throw std::invalid_argument("The future belongs to a different loop than the one specified as the loop argument");
+    // Always through run_forever(), even for a done future: what is ready runs first, as in
+    // Python (the stop callback is scheduled behind it).
+    std::uint64_t id = future->add_done_callback(
+        [&loop](FutureStateBase* f) {
+            // A KeyboardInterrupt already left run_forever() (CPython issue #22429): stopping
+            // now would stop the *next* run of the loop.
+            if (f->status() == FutureStatus::finished && is_keyboard_interrupt(f->exception())) return;
+            loop.stop();
+        },
+        nullptr);
+    struct Remove {
+        FutureStateBase* f;
+        std::uint64_t id;
+        ~Remove() { f->remove_done_callback(id); }
+    } remove{future, id};
+    loop.run_forever();
+    if (!future->done()) throw RuntimeError("Event loop stopped before Future completed.");
+}
+
+}  // namespace detail
+
+void EventLoop::check_can_run_until_complete() const {
+    check_closed();
+    if (running_)
         throw RuntimeError(
             "This event loop is already running: run_until_complete() cannot be called from code "
             "running on this loop; await the coroutine (co_await) or schedule it with "
             "create_task() instead");
-    if (future->anchor() != LoopAccess::anchor(loop))
-        throw RuntimeError("run_until_complete(): the future/task belongs to a different loop");
-    std::uint64_t id = 0;
-    if (!future->done()) {
-        id = future->add_done_callback([&loop](FutureStateBase*) { loop.stop(); }, nullptr);
-    }
-    struct Remove {
-        FutureStateBase* f;
-        std::uint64_t id;
-        ~Remove() {
-            if (id) f->remove_done_callback(id);
-        }
-    } remove{future, id};
-    if (!future->done()) loop.run_forever();
-    if (!future->done()) throw RuntimeError("Event loop stopped before Future completed.");
+    if (detail::tl_running_loop)
+        throw RuntimeError(
+            "Cannot run the event loop while another loop is running in this thread; await the "
+            "coroutine on the running loop, or run the other loop in another thread");
 }
+
+namespace detail {
 
 }  // namespace detail
 
@@ -245,7 +261,7 @@ AnyTask current_task() {
 
 std::vector<AnyTask> all_tasks(EventLoop& loop) {
     std::vector<AnyTask> out;
-    for (detail::TaskBase* t = detail::LoopAccess::tasks_head(loop); t; t = t->next_task)
+    for (detail::TaskBase* t : detail::LoopAccess::pending_tasks(loop))
         if (!t->done()) out.emplace_back(t);
     return out;
 }

@@ -10,16 +10,18 @@ Timeout::~Timeout() {
 void Timeout::reschedule(std::optional<double> when) {
     if (state_ != State::entered) {
         if (state_ == State::created) throw RuntimeError("Timeout has not been entered");
-        throw RuntimeError("Cannot change state of " +
-                           std::string(state_ == State::exited ? "finished" : "expiring") + " Timeout");
+        const char* what = state_ == State::exited    ? "finished"
+                           : state_ == State::expired ? "expired"
+                                                      : "expiring";
+        throw RuntimeError(std::string("Cannot change state of ") + what + " Timeout");
     }
     when_ = when;
     if (handle_) handle_.cancel();
-    handle_ = TimerHandle();
+    handle_ = Handle();
     if (!when) return;
     EventLoop& loop = get_running_loop();
     if (*when <= loop.time())
-        handle_ = loop.call_at(loop.time(), [this] { on_timeout(); });  // due now: call_soon
+        handle_ = loop.call_soon([this] { on_timeout(); });  // already due: before the next step
     else
         handle_ = loop.call_at(*when, [this] { on_timeout(); });
 }
@@ -27,7 +29,7 @@ void Timeout::reschedule(std::optional<double> when) {
 void Timeout::on_timeout() {
     task_.cancel();
     state_ = State::expiring;
-    handle_ = TimerHandle();
+    handle_ = Handle();
 }
 
 void Timeout::enter() {
@@ -42,7 +44,7 @@ void Timeout::enter() {
 void Timeout::exit(std::exception_ptr exc) {
     if (handle_) {
         handle_.cancel();
-        handle_ = TimerHandle();
+        handle_ = Handle();
     }
     if (state_ == State::expiring) {
         state_ = State::expired;

@@ -3,22 +3,32 @@
 
 namespace asyncio::detail {
 
+namespace {
+/// What wait()'s done callbacks share. Held by the callbacks themselves: one may already be
+/// queued on the loop when wait() returns, and must not touch a finished coroutine's frame.
+struct WaitShared {
+    Future<void> waiter;
+    TimerHandle timeout_handle;
+    std::size_t counter;
+    ReturnWhen return_when;
+};
+}  // namespace
+
 Coro<> wait_states(std::vector<FutureStateBase*> fs, std::optional<double> timeout, ReturnWhen return_when) {
     EventLoop& loop = get_running_loop();
-    Future<void> waiter(loop);
-    TimerHandle timeout_handle;
+    auto shared = std::make_shared<WaitShared>(WaitShared{Future<void>(loop), {}, fs.size(), return_when});
     if (timeout) {
-        timeout_handle = loop.call_later(*timeout, [waiter]() mutable {
+        shared->timeout_handle = loop.call_later(*timeout, [waiter = shared->waiter]() mutable {
             if (!waiter.done()) waiter.set_result();
         });
     }
-    std::size_t counter = fs.size();
-    auto on_completion = [&, waiter](FutureStateBase* f) mutable {
-        --counter;
-        if (counter == 0 || return_when == FIRST_COMPLETED ||
-            (return_when == FIRST_EXCEPTION && !f->cancelled() && f->exception())) {
-            if (timeout_handle) timeout_handle.cancel();
-            if (!waiter.done()) waiter.set_result();
+    auto on_completion = [shared](FutureStateBase* f) {
+        WaitShared& s = *shared;
+        --s.counter;
+        if (s.counter == 0 || s.return_when == FIRST_COMPLETED ||
+            (s.return_when == FIRST_EXCEPTION && !f->cancelled() && f->exception())) {
+            s.timeout_handle.cancel();
+            if (!s.waiter.done()) s.waiter.set_result();
         }
     };
     std::vector<std::uint64_t> ids;
@@ -27,13 +37,13 @@ Coro<> wait_states(std::vector<FutureStateBase*> fs, std::optional<double> timeo
     struct Cleanup {
         std::vector<FutureStateBase*>& fs;
         std::vector<std::uint64_t>& ids;
-        TimerHandle& th;
+        WaitShared& shared;
         ~Cleanup() {
-            th.cancel();
+            shared.timeout_handle.cancel();
             for (std::size_t i = 0; i < ids.size(); ++i) fs[i]->remove_done_callback(ids[i]);
         }
-    } cleanup{fs, ids, timeout_handle};
-    co_await waiter;
+    } cleanup{fs, ids, *shared};
+    co_await shared->waiter;
 }
 
 Coro<> cancel_and_wait(RefPtr<FutureStateBase> fut) {

@@ -33,28 +33,25 @@ void report_never_awaited(const void* frame_address) noexcept;
 /// Whether the running loop (if any) is in debug mode.
 bool running_loop_debug() noexcept;
 
+/// Kept to two pointers: every byte of a frame counts when a million tasks sleep at once.
 struct PromiseBase : PoolAllocated {
+    /// Whom to resume when this coroutine finishes. Set by whoever starts it: the awaiting
+    /// coroutine, or std::noop_coroutine() for a task's root. Null means "never started".
     std::coroutine_handle<> continuation;
     std::exception_ptr exception;
-    bool started = false;
 
-    struct InitialAwaiter {
-        PromiseBase* promise;
-        bool await_ready() const noexcept { return false; }
-        void await_suspend(std::coroutine_handle<>) const noexcept {}
-        void await_resume() const noexcept { promise->started = true; }
-    };
+    bool started() const noexcept { return bool(continuation); }
+
     struct FinalAwaiter {
         bool await_ready() const noexcept { return false; }
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) const noexcept {
-            if (auto c = h.promise().continuation) return c;
-            return std::noop_coroutine();
+            return h.promise().continuation;
         }
         void await_resume() const noexcept {}
     };
 
-    InitialAwaiter initial_suspend() noexcept { return {this}; }
+    std::suspend_always initial_suspend() noexcept { return {}; }
     FinalAwaiter final_suspend() noexcept { return {}; }
     void unhandled_exception() noexcept { exception = std::current_exception(); }
 };
@@ -136,7 +133,7 @@ private:
     explicit Coro(handle_type h) noexcept : h_(h) {}
     Awaiter make_awaiter() {
         if (!h_) throw RuntimeError("cannot await an empty Coro (moved from, or default-constructed)");
-        if (h_.promise().started)
+        if (h_.promise().started())
             throw RuntimeError(
                 "cannot reuse already awaited coroutine: a Coro can be awaited once; wrap it in "
                 "create_task() to await its result several times");
@@ -144,7 +141,7 @@ private:
     }
     void destroy() noexcept {
         if (!h_) return;
-        if (!h_.promise().started && detail::running_loop_debug())
+        if (!h_.promise().started() && detail::running_loop_debug())
             detail::report_never_awaited(h_.address());
         h_.destroy();
         h_ = nullptr;

@@ -9,6 +9,7 @@
 // The loop core lives in src/loop/; the I/O backend behind it in src/backend/.
 #pragma once
 
+#include <asyncio/detail/frame_pool.hpp>
 #include <asyncio/detail/ready_queue.hpp>
 #include <asyncio/detail/ref_ptr.hpp>
 #include <asyncio/exceptions.hpp>
@@ -69,22 +70,16 @@ struct LoopAnchor {
     EventLoop& open_loop() const;
 };
 
-/// Something the timer queue can fire. Embedded in handles and tasks (sleep) so timers never
-/// allocate. `generation` is bumped on cancellation: a queued entry whose generation no longer
-/// matches is skipped (O(1) cancellation; the queue compacts when stale entries pile up).
-struct TimerNode;
-struct TimerOps {
-    void (*fire)(TimerNode*);
-    void (*add_ref)(TimerNode*) noexcept;
-    void (*release)(TimerNode*) noexcept;
-};
-struct TimerNode {
-    const TimerOps* timer_ops = nullptr;
+/// Something the timer queue can fire: a ready item whose ops have the timer_* functions.
+/// Embedded in handles and tasks (sleep) so timers never allocate. `generation` is bumped on
+/// cancellation: a queued entry whose generation no longer matches is skipped (O(1)
+/// cancellation; the queue compacts when stale entries pile up).
+struct TimerNode : ReadyItem {
     std::uint32_t generation = 0;
 };
 
 /// Shared state of Handle/TimerHandle.
-struct HandleState final : ReadyItem, TimerNode {
+struct HandleState final : TimerNode, PoolAllocated {
     std::atomic<std::uint32_t> refs{1};
     std::atomic<bool> cancelled{false};
     bool is_timer = false;
@@ -98,7 +93,6 @@ struct HandleState final : ReadyItem, TimerNode {
         if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
     }
     static const ReadyItemOps ready_ops;
-    static const TimerOps timer_ops_table;
 };
 }  // namespace detail
 
@@ -164,6 +158,8 @@ public:
     /// Runs the coroutine as a task (or waits for the task/future) and returns its result.
     template <class T>
     T run_until_complete(Coro<T> coro);
+    /// The checks run_until_complete() makes before anything else (closed, running).
+    void check_can_run_until_complete() const;
     template <class T>
     T run_until_complete(Task<T> task);
     template <class T>
@@ -261,8 +257,7 @@ private:
 
     detail::ItemList ready_;
     detail::TaskBase* current_task_ = nullptr;
-    detail::TaskBase* tasks_head_ = nullptr;  // pending tasks (the loop owns them)
-    std::size_t task_count_ = 0;
+    std::vector<detail::TaskBase*> tasks_;    // pending tasks: the loop owns them
     std::uint64_t task_counter_ = 0;          // for default task names "Task-N"
     detail::LoopAnchor* anchor_;
     bool running_ = false;
@@ -292,10 +287,12 @@ struct LoopAccess {
     static TaskBase*& current_task(EventLoop& loop) noexcept { return loop.current_task_; }
     static LoopAnchor* anchor(EventLoop& loop) noexcept { return loop.anchor_; }
     static void add_timer(EventLoop& loop, TimerNode* node, double when);
+    /// Whether the caller is on the thread that created (or last ran) the loop.
+    static bool on_loop_thread(const EventLoop& loop) noexcept;
     static void cancel_timer(EventLoop& loop, TimerNode* node) noexcept;
     static void register_task(EventLoop& loop, TaskBase* task) noexcept;
     static void unregister_task(EventLoop& loop, TaskBase* task) noexcept;
-    static TaskBase* tasks_head(EventLoop& loop) noexcept { return loop.tasks_head_; }
+    static const std::vector<TaskBase*>& pending_tasks(EventLoop& loop) noexcept { return loop.tasks_; }
     static std::uint64_t next_task_number(EventLoop& loop) noexcept { return ++loop.task_counter_; }
     static void check_open(const EventLoop& loop) { loop.check_closed(); }
 };

@@ -106,5 +106,7 @@ std::string describe_exception(const std::exception_ptr& e);
 
 /// True when `e` holds an asyncio::CancelledError.
 bool is_cancelled_error(const std::exception_ptr& e) noexcept;
+/// True when `e` holds an asyncio::KeyboardInterrupt.
+bool is_keyboard_interrupt(const std::exception_ptr& e) noexcept;
 
 }  // namespace asyncio

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -73,7 +74,9 @@ public:
     void check_result() ;
     /// The CancelledError to raise for a cancelled future (carries the cancel message).
     CancelledError make_cancelled_error() const;
-    const std::string& cancel_message() const noexcept { return cancel_message_; }
+    /// The message given to cancel() ("" when none).
+    const std::string& cancel_message() const noexcept;
+    void set_cancel_message(std::string msg);
 
     /// Adds a callback node; if the future is already done it is scheduled at once.
     void add_callback_node(ReadyItem* node);
@@ -111,32 +114,48 @@ protected:
     /// Throws InvalidStateError("<state>: <repr>") when already done; also checks the loop.
     void check_can_complete() const;
 
+    // Laid out for size: a million pending tasks each carry one of these.
+    RefPtr<LoopAnchor> anchor_;
+    CallbackList callbacks_;
+    std::exception_ptr exception_;
+    /// Rarely used strings, allocated on first use: the cancel message, a task's name.
+    struct Extras {
+        std::string cancel_message;
+        std::string name;
+    };
+    Extras& extras();
+    std::unique_ptr<Extras> extras_;
     std::uint32_t refs_ = 1;
+    std::uint32_t next_callback_id_ = 0;
+    std::uint32_t task_index_ = 0;  // TaskBase: its slot in the loop's table of pending tasks
     FutureStatus status_ = FutureStatus::pending;
     bool log_traceback_ = false;
-    RefPtr<LoopAnchor> anchor_;
-    ItemList callbacks_;
-    std::exception_ptr exception_;
-    std::string cancel_message_;
-    std::uint64_t next_callback_id_ = 0;
+
+public:
+    /// Scratch mark for combinators that deduplicate children in O(n) (gather).
+    bool mark = false;
 };
 
 /// The value half of a future or task state.
 template <class T>
 struct ValueHolder {
-    std::optional<stored_t<T>> value;
+    std::optional<T> value;
 
     /// Result for `co_await`: copies when T is copyable (any number of awaiters, like
     /// Python); moves a move-only result out (it can be awaited once).
     T get_for_await() {
-        if constexpr (std::is_void_v<T>) {
-            return;
-        } else if constexpr (std::is_copy_constructible_v<T>) {
+        if constexpr (std::is_copy_constructible_v<T>) {
             return *value;
         } else {
             return std::move(*value);
         }
     }
+};
+
+/// A void future has no value to store: "finished without exception" says it all.
+template <>
+struct ValueHolder<void> {
+    void get_for_await() noexcept {}
 };
 
 template <class T>
@@ -149,7 +168,7 @@ public:
     template <class... A>
     void set_result(A&&... args) {
         check_can_complete();
-        this->value.emplace(std::forward<A>(args)...);
+        if constexpr (!std::is_void_v<T>) this->value.emplace(std::forward<A>(args)...);
         finish(FutureStatus::finished);
     }
     std::string repr() const override { return FutureStateBase::repr(); }
@@ -169,8 +188,10 @@ class TaskBase;
 /// future belongs to another loop.
 TaskBase* suspend_current_task_on(FutureStateBase* target, std::coroutine_handle<> h);
 /// Called by an awaiter's await_resume after a suspension: throws the CancelledError that a
-/// cancel() issued while the task could not cancel its waiter has left pending.
-void throw_if_must_cancel(TaskBase* task);
+/// cancel() issued while the task could not cancel its waiter has left pending. If what the
+/// task awaited (`awaited`, may be null) was itself cancelled, its error wins (Python's
+/// Task.__step keeps the CancelledError it was woken with).
+void throw_if_must_cancel(TaskBase* task, const FutureStateBase* awaited);
 /// Called from an awaiter's destructor: if `task` is still suspended on `target` (the frame
 /// is destroyed without resuming, e.g. at loop close) unregisters its wake-up.
 void forget_suspension(TaskBase* task, FutureStateBase* target) noexcept;
@@ -186,7 +207,7 @@ struct FutureAwaiter {
     T await_resume() {
         if (task) {
             TaskBase* t = std::exchange(task, nullptr);
-            throw_if_must_cancel(t);
+            throw_if_must_cancel(t, state.get());
         }
         state->check_result();
         if constexpr (!std::is_void_v<T>) return state->get_for_await();

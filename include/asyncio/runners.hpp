@@ -61,6 +61,7 @@ private:
         Runner& runner_;
         AnyTask main_task_;
         bool installed_ = false;
+        bool interrupted_ = false;  // Ctrl-C cancelled the main task
     };
     void check_can_run() const;
     void lazy_init();

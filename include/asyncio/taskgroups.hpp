@@ -32,21 +32,28 @@ public:
     /// Creates a child task. RuntimeError if the group was not entered, is finished, or is
     /// shutting down after a failure.
     template <class T>
-    Task<T> create_task(Coro<T> coro, TaskOptions options = {}) {
+    Task<T> create_task(Coro<T> coro) {
+        return create_task(std::move(coro), TaskOptions{});
+    }
+    template <class T>
+    Task<T> create_task(Coro<T> coro, TaskOptions options) {
+        if (!coro) throw RuntimeError("create_task() needs a coroutine (this Coro is empty or moved from)");
+        if (coro.handle().promise().started())
+            throw RuntimeError("create_task(): the coroutine was already awaited");
         if (const char* why = cannot_create()) {
             if (auto h = coro.release()) h.destroy();  // Python closes the coroutine: no warning
             throw RuntimeError(why);
         }
         EventLoop& loop = *loop_;
-        auto* st = new detail::TaskState<T>(loop, coro.release(), std::move(options.name));
+        auto* st = new detail::TaskState<T>(loop, coro.release(), std::string(options.name));
         Task<T> task = Task<T>::adopt(st);
         st->start(options.eager_start || loop.eager_task_factory_enabled());
         adopt_task(st);
         return task;
     }
     template <class T>
-    Task<T> create_task(Coro<T> coro, std::string name) {
-        return create_task(std::move(coro), TaskOptions{std::move(name), false});
+    Task<T> create_task(Coro<T> coro, const std::string& name) {
+        return create_task(std::move(coro), TaskOptions{name, false});
     }
     template <class T>
     Task<T> create_task(Coro<T> coro, const char* name) {
@@ -64,7 +71,7 @@ private:
     void adopt_task(detail::TaskBase* task);
     void on_task_done(detail::TaskBase* task);
     void abort();
-    static bool is_base_error(const std::exception_ptr& e) noexcept;
+    static bool is_base_error(const std::exception_ptr& e) noexcept { return is_keyboard_interrupt(e); }
 
     EventLoop* loop_ = nullptr;
     AnyTask parent_task_;

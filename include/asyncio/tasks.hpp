@@ -84,8 +84,10 @@ private:
 
 /// create_task() options. `eager_start` runs the coroutine synchronously up to its first
 /// suspension (Python 3.12's eager tasks); the task is then scheduled as usual.
+/// `name` is copied at once. (A string_view, not a std::string: GCC 12 miscompiles aggregate
+/// temporaries with non-trivial members inside co_await expressions, docs/compilers.md.)
 struct TaskOptions {
-    std::string name;
+    std::string_view name = {};
     bool eager_start = false;
 };
 
@@ -93,7 +95,7 @@ template <class T>
 Task<T> EventLoop::create_task(Coro<T> coro, std::string name) {
     check_closed();
     if (!coro) throw RuntimeError("create_task() needs a coroutine (this Coro is empty or moved from)");
-    if (coro.handle().promise().started)
+    if (coro.handle().promise().started())
         throw RuntimeError("create_task(): the coroutine was already awaited");
     auto* st = new detail::TaskState<T>(*this, coro.release(), std::move(name));
     Task<T> task = Task<T>::adopt(st);
@@ -103,20 +105,24 @@ Task<T> EventLoop::create_task(Coro<T> coro, std::string name) {
 
 /// Wraps the coroutine in a task on the running loop and schedules it.
 template <class T>
-Task<T> create_task(Coro<T> coro, TaskOptions options = {}) {
+Task<T> create_task(Coro<T> coro, TaskOptions options) {
     EventLoop& loop = get_running_loop();
     detail::LoopAccess::check_open(loop);
     if (!coro) throw RuntimeError("create_task() needs a coroutine (this Coro is empty or moved from)");
-    if (coro.handle().promise().started)
+    if (coro.handle().promise().started())
         throw RuntimeError("create_task(): the coroutine was already awaited");
-    auto* st = new detail::TaskState<T>(loop, coro.release(), std::move(options.name));
+    auto* st = new detail::TaskState<T>(loop, coro.release(), std::string(options.name));
     Task<T> task = Task<T>::adopt(st);
     st->start(options.eager_start || loop.eager_task_factory_enabled());
     return task;
 }
 template <class T>
-Task<T> create_task(Coro<T> coro, std::string name) {
-    return create_task(std::move(coro), TaskOptions{std::move(name), false});
+Task<T> create_task(Coro<T> coro) {
+    return create_task(std::move(coro), TaskOptions{});
+}
+template <class T>
+Task<T> create_task(Coro<T> coro, const std::string& name) {
+    return create_task(std::move(coro), TaskOptions{name, false});
 }
 template <class T>
 Task<T> create_task(Coro<T> coro, const char* name) {
@@ -132,23 +138,19 @@ std::vector<AnyTask> all_tasks(EventLoop& loop);
 namespace detail {
 
 /// `co_await sleep(d)`: suspends the current task until the loop time reaches now + d.
-/// Allocation-free: the wake-up timer is embedded in the task. `sleep(0)` just yields one
-/// loop iteration (Python's bare `yield`).
-class SleepAwaiter final : public Cancellable {
+/// Allocation-free and small (it lives in the coroutine frame): the wake-up timer is the task
+/// itself. `sleep(0)` just yields one loop iteration (Python's bare `yield`).
+class SleepAwaiter {
 public:
     explicit SleepAwaiter(double delay) noexcept : delay_(delay) {}
-    SleepAwaiter(SleepAwaiter&& o) noexcept : delay_(o.delay_) {}
     bool await_ready() const noexcept { return false; }
     void await_suspend(std::coroutine_handle<> h);
+    /// Runs in the step that resumes the task, so the task is the loop's current task. (A
+    /// suspended sleep is only ever destroyed by a closing loop, which disarms it itself.)
     void await_resume();
-    bool cancel(std::string msg) override;
-    ~SleepAwaiter();
 
 private:
     double delay_;
-    TaskBase* task_ = nullptr;
-    bool cancelled_ = false;
-    std::string cancel_message_;
 };
 
 }  // namespace detail
@@ -180,7 +182,15 @@ T EventLoop::run_until_complete(Future<T> future) {
 }
 template <class T>
 T EventLoop::run_until_complete(Coro<T> coro) {
-    return run_until_complete(create_task(std::move(coro)));
+    check_can_run_until_complete();  // before the coroutine becomes a task
+    Task<T> task = create_task(std::move(coro));
+    try {
+        return run_until_complete(task);
+    } catch (...) {
+        // The exception reaches the caller: it is retrieved (no "never retrieved" report).
+        if (task.done() && !task.cancelled()) (void)task.exception();
+        throw;
+    }
 }
 
 }  // namespace asyncio

@@ -44,7 +44,7 @@ private:
     State state_ = State::created;
     AnyTask task_;
     int cancelling_ = 0;
-    TimerHandle handle_;
+    Handle handle_;
 };
 
 namespace detail {

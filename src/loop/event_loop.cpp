@@ -15,6 +15,7 @@
 #include <csignal>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <system_error>
 #include <vector>
 
@@ -45,8 +46,12 @@ const ReadyItemOps HandleState::ready_ops = {
         RefPtr<HandleState> ref = RefPtr<HandleState>::adopt(h);  // the queue's reference
         h->queued = false;
         if (h->cancelled.load(std::memory_order_relaxed)) return;
+        // Moved out first: the callback may cancel (and so clear) its own handle.
+        std::function<void()> callback = std::move(h->callback);
         try {
-            h->callback();
+            callback();
+        } catch (const KeyboardInterrupt&) {
+            throw;  // like Python's SystemExit/KeyboardInterrupt: out of the loop
         } catch (...) {
             if (EventLoop* loop = h->anchor->loop) {
                 loop->call_exception_handler(
@@ -57,10 +62,7 @@ const ReadyItemOps HandleState::ready_ops = {
     /*discard=*/[](ReadyItem* item) noexcept { static_cast<HandleState*>(item)->release(); },
     /*drop=*/[](ReadyItem*) noexcept {},
     /*describe=*/[](const ReadyItem*) -> std::string { return "<Handle>"; },
-};
-
-const TimerOps HandleState::timer_ops_table = {
-    /*fire=*/[](TimerNode* node) {
+    /*timer_fire=*/[](ReadyItem* node) {
         auto* h = static_cast<HandleState*>(node);
         if (EventLoop* loop = h->anchor->loop) {
             h->add_ref();  // the ready queue's reference
@@ -68,13 +70,17 @@ const TimerOps HandleState::timer_ops_table = {
             LoopAccess::schedule(*loop, h);
         }
     },
-    /*add_ref=*/[](TimerNode* node) noexcept { static_cast<HandleState*>(node)->add_ref(); },
-    /*release=*/[](TimerNode* node) noexcept { static_cast<HandleState*>(node)->release(); },
+    /*add_ref=*/[](ReadyItem* node) noexcept { static_cast<HandleState*>(node)->add_ref(); },
+    /*release=*/[](ReadyItem* node) noexcept { static_cast<HandleState*>(node)->release(); },
 };
 }  // namespace detail
 
 void Handle::cancel() {
     if (!state_ || state_->cancelled.exchange(true)) return;
+    EventLoop* loop = state_->anchor->loop;
+    // Drop the callback (and what it captured) at once, as Python does - but only on the
+    // loop's own thread, where it cannot be running concurrently.
+    if (loop && detail::LoopAccess::on_loop_thread(*loop)) state_->callback = nullptr;
     if (state_->is_timer) {
         EventLoop* loop = state_->anchor->loop;
         if (loop && !loop->is_closed()) detail::LoopAccess::cancel_timer(*loop, state_.get());
@@ -88,6 +94,7 @@ struct EventLoop::Impl {
     bool virtual_clock = false;
     double virtual_now = 0;
     ExceptionHandler exception_handler;
+    std::thread::id owner_thread = std::this_thread::get_id();  // created or last run on
     std::map<int, std::function<void()>> signal_handlers;
 
     // call_soon_threadsafe inbox
@@ -148,9 +155,10 @@ void EventLoop::check_closed() const {
 
 Handle EventLoop::call_soon_impl(std::function<void()> fn) {
     check_closed();
+    // A call_soon_threadsafe() that happened before this call must run before it.
+    if (impl_->wakeup_pending.load(std::memory_order_acquire)) drain_threadsafe_inbox();
     auto* h = new detail::HandleState;
     h->ops = &detail::HandleState::ready_ops;
-    h->timer_ops = &detail::HandleState::timer_ops_table;
     h->anchor = detail::RefPtr<detail::LoopAnchor>(anchor_);
     h->callback = std::move(fn);
     h->queued = true;
@@ -163,7 +171,6 @@ TimerHandle EventLoop::call_at_impl(double when, std::function<void()> fn) {
     check_closed();
     auto* h = new detail::HandleState;
     h->ops = &detail::HandleState::ready_ops;
-    h->timer_ops = &detail::HandleState::timer_ops_table;
     h->anchor = detail::RefPtr<detail::LoopAnchor>(anchor_);
     h->callback = std::move(fn);
     h->is_timer = true;
@@ -176,7 +183,6 @@ Handle EventLoop::call_soon_threadsafe_impl(std::function<void()> fn) {
     if (anchor_->closed.load()) throw RuntimeError("Event loop is closed");
     auto* h = new detail::HandleState;
     h->ops = &detail::HandleState::ready_ops;
-    h->timer_ops = &detail::HandleState::timer_ops_table;
     h->anchor = detail::RefPtr<detail::LoopAnchor>(anchor_);
     h->callback = std::move(fn);
     h->add_ref();  // the inbox's reference
@@ -201,6 +207,9 @@ void EventLoop::drain_threadsafe_inbox() {
     }
 }
 
+bool detail::LoopAccess::on_loop_thread(const EventLoop& loop) noexcept {
+    return loop.impl_->owner_thread == std::this_thread::get_id();
+}
 void detail::LoopAccess::add_timer(EventLoop& loop, TimerNode* node, double when) {
     loop.impl_->timers.push(node, when);
 }
@@ -209,20 +218,16 @@ void detail::LoopAccess::cancel_timer(EventLoop& loop, TimerNode* node) noexcept
 }
 void detail::LoopAccess::register_task(EventLoop& loop, TaskBase* task) noexcept {
     task->add_ref();
-    task->prev_task = nullptr;
-    task->next_task = loop.tasks_head_;
-    if (loop.tasks_head_) loop.tasks_head_->prev_task = task;
-    loop.tasks_head_ = task;
-    ++loop.task_count_;
+    task->task_index() = static_cast<std::uint32_t>(loop.tasks_.size());
+    loop.tasks_.push_back(task);
 }
 void detail::LoopAccess::unregister_task(EventLoop& loop, TaskBase* task) noexcept {
-    if (task->prev_task)
-        task->prev_task->next_task = task->next_task;
-    else
-        loop.tasks_head_ = task->next_task;
-    if (task->next_task) task->next_task->prev_task = task->prev_task;
-    task->prev_task = task->next_task = nullptr;
-    --loop.task_count_;
+    // Swap-remove: O(1). (Python's all_tasks() is a set: no order to keep.)
+    std::uint32_t i = task->task_index();
+    TaskBase* last = loop.tasks_.back();
+    loop.tasks_[i] = last;
+    last->task_index() = i;
+    loop.tasks_.pop_back();
     task->release();
 }
 
@@ -242,6 +247,7 @@ void EventLoop::run_forever() {
             "coroutine on the running loop, or run the other loop in another thread");
     running_ = true;
     detail::tl_running_loop = this;
+    impl_->owner_thread = std::this_thread::get_id();
     struct Reset {
         EventLoop* loop;
         ~Reset() {
@@ -292,16 +298,25 @@ void EventLoop::run_once() {
 }
 
 // ---- signals -------------------------------------------------------------------------------
+namespace {
+void check_signal_number(int sig) {
+    if (sig < 1 || sig > SIGRTMAX || sig > 64)
+        throw std::invalid_argument("sig " + std::to_string(sig) + " out of range(1, " +
+                                    std::to_string(SIGRTMAX + 1) + ")");
+}
+}  // namespace
+
 void EventLoop::dispatch_signals() {
     std::uint64_t mask = detail::signals::pending.exchange(0);
     for (auto& [sig, fn] : impl_->signal_handlers)
-        if (mask & (std::uint64_t(1) << sig)) call_soon(fn);
+        if (mask & (std::uint64_t(1) << (sig - 1))) call_soon(fn);
 }
 
 void EventLoop::add_signal_handler_impl(int sig, std::function<void()> fn) {
     check_closed();
-    if (sig <= 0 || sig >= 64 || sig == SIGKILL || sig == SIGSTOP)
-        throw std::invalid_argument("invalid signal number " + std::to_string(sig));
+    check_signal_number(sig);
+    if (sig == SIGKILL || sig == SIGSTOP)
+        throw RuntimeError("signal " + std::to_string(sig) + " cannot be caught (SIGKILL and SIGSTOP never can)");
     if (::getpid() != static_cast<pid_t>(::gettid()))
         throw RuntimeError("add_signal_handler() works only in the main thread (as in Python)");
     int fd = detail::signals::wakeup_fd.load();
@@ -313,6 +328,7 @@ void EventLoop::add_signal_handler_impl(int sig, std::function<void()> fn) {
 }
 
 bool EventLoop::remove_signal_handler(int sig) {
+    check_signal_number(sig);
     auto it = impl_->signal_handlers.find(sig);
     if (it == impl_->signal_handlers.end()) return false;
     impl_->signal_handlers.erase(it);
@@ -322,9 +338,10 @@ bool EventLoop::remove_signal_handler(int sig) {
 }
 
 void EventLoop::process_timers() {
+    if (impl_->timers.empty()) return;  // no clock read when there is no timer
     // Like CPython: a timer is due when it is within the clock's resolution of now.
     const double end_time = time() + 1e-9;
-    impl_->timers.pop_due(end_time, [](detail::TimerNode* node) { node->timer_ops->fire(node); });
+    impl_->timers.pop_due(end_time, [](detail::TimerNode* node) { node->ops->timer_fire(node); });
 }
 
 void EventLoop::run_ready_batch() {
@@ -335,7 +352,15 @@ void EventLoop::run_ready_batch() {
             item->ops->discard(item);
             continue;
         }
-        run_item(item);
+        try {
+            run_item(item);
+        } catch (...) {
+            // Only KeyboardInterrupt escapes a callback (as in Python): the rest of the batch
+            // stays queued, in order, for when the loop runs again.
+            batch.append(ready_.take_all());
+            ready_ = batch.take_all();
+            throw;
+        }
     }
 }
 
@@ -370,7 +395,8 @@ void EventLoop::close() {
     }
     // The loop owns pending tasks: destroy their coroutines (running the destructors of their
     // locals) and let go of them. Handles that outlive this see "Event loop is closed".
-    while (detail::TaskBase* task = tasks_head_) {
+    while (!tasks_.empty()) {
+        detail::TaskBase* task = tasks_.back();
         detail::RefPtr<detail::TaskBase> keep(task);
         detail::LoopAccess::unregister_task(*this, task);
         task->abandon();
@@ -393,9 +419,10 @@ const EventLoop::ExceptionHandler& EventLoop::get_exception_handler() const noex
 
 void EventLoop::default_exception_handler(const ExceptionContext& context) {
     std::string msg = context.message.empty() ? "Unhandled exception in event loop" : context.message;
-    if (!context.future.empty()) msg += "\nfuture: " + context.future;
-    if (!context.handle.empty()) msg += "\nhandle: " + context.handle;
-    if (context.exception) msg += "\n" + describe_exception(context.exception);
+    // append() rather than `+ "..."`: GCC 12 raises a false -Wrestrict on the latter.
+    if (!context.future.empty()) msg.append("\nfuture: ").append(context.future);
+    if (!context.handle.empty()) msg.append("\nhandle: ").append(context.handle);
+    if (context.exception) msg.append("\n").append(describe_exception(context.exception));
     log_message(msg);
 }
 
@@ -407,9 +434,10 @@ void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept
                 return;
             } catch (...) {
                 // Like CPython: an exception in the handler is itself reported (by the default
-                // handler, so it cannot recurse).
-                default_exception_handler({"Unhandled error in exception handler",
-                                           std::current_exception(), {}, {}});
+                // handler, so it cannot recurse), together with the original context.
+                std::string msg = "Unhandled error in exception handler\ncontext: " + context.message;
+                if (context.exception) msg.append(" (").append(describe_exception(context.exception)).append(")");
+                default_exception_handler({std::move(msg), std::current_exception(), context.future, context.handle});
                 return;
             }
         }

@@ -30,7 +30,7 @@ extern "C" void record_signal(int sig) {
             ::raise(SIGINT);
         }
     }
-    pending.fetch_or(std::uint64_t(1) << sig);
+    pending.fetch_or(std::uint64_t(1) << (sig - 1));
     int fd = wakeup_fd.load();
     if (fd >= 0) {
         std::uint64_t one = 1;

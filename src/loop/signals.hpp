@@ -10,7 +10,7 @@
 
 namespace asyncio::detail::signals {
 
-/// Signals received and not yet dispatched (bit n = signal n).
+/// Signals received and not yet dispatched (bit n-1 = signal n, 1 <= n <= 64).
 extern std::atomic<std::uint64_t> pending;
 /// The eventfd of the loop that handles signals (-1: none).
 extern std::atomic<int> wakeup_fd;

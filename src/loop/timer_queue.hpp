@@ -15,17 +15,20 @@ namespace asyncio::detail {
 
 class TimerQueue {
 public:
+    /// 24 bytes. `seq` orders timers due at the same instant FIFO; it wraps after 2^32 timers,
+    /// which is harmless because it is compared modulo 2^32 and two timers due at the very
+    /// same instant are never 2^31 insertions apart in practice.
     struct Entry {
         double when;
-        std::uint64_t seq;
         TimerNode* node;
+        std::uint32_t seq;
         std::uint32_t generation;
     };
 
     /// Adds a timer for `node` (taking a reference to it).
     void push(TimerNode* node, double when) {
-        node->timer_ops->add_ref(node);
-        heap_.push_back(Entry{when, next_seq_++, node, node->generation});
+        node->ops->add_ref(node);
+        heap_.push_back(Entry{when, node, next_seq_++, node->generation});
         std::push_heap(heap_.begin(), heap_.end(), later);
     }
     /// Invalidates every queued entry of `node`.
@@ -51,9 +54,10 @@ public:
             Entry e = heap_.back();
             heap_.pop_back();
             fire(e.node);
-            e.node->timer_ops->release(e.node);
+            e.node->ops->release(e.node);
         }
     }
+    bool empty() const noexcept { return heap_.empty(); }
     std::size_t live_count() const noexcept {
         std::size_t n = 0;
         for (const Entry& e : heap_) n += is_live(e);
@@ -63,15 +67,19 @@ public:
     void clear() noexcept {
         std::vector<Entry> old;
         old.swap(heap_);
-        for (Entry& e : old) e.node->timer_ops->release(e.node);
+        for (Entry& e : old) e.node->ops->release(e.node);
         stale_ = 0;
     }
     ~TimerQueue() { clear(); }
 
 private:
-    static bool later(const Entry& a, const Entry& b) noexcept {
-        return a.when > b.when || (a.when == b.when && a.seq > b.seq);
-    }
+    // A function object (not a function pointer) so the heap algorithms inline it.
+    struct Later {
+        bool operator()(const Entry& a, const Entry& b) const noexcept {
+            return a.when > b.when || (a.when == b.when && static_cast<std::int32_t>(a.seq - b.seq) > 0);
+        }
+    };
+    static constexpr Later later{};
     static bool is_live(const Entry& e) noexcept { return e.generation == e.node->generation; }
     void drop_stale_top() noexcept {
         while (!heap_.empty() && !is_live(heap_.front())) {
@@ -79,7 +87,7 @@ private:
             Entry e = heap_.back();
             heap_.pop_back();
             if (stale_) --stale_;
-            e.node->timer_ops->release(e.node);
+            e.node->ops->release(e.node);
         }
     }
     void compact() noexcept {
@@ -88,7 +96,7 @@ private:
             if (is_live(e))
                 heap_[kept++] = e;
             else
-                e.node->timer_ops->release(e.node);
+                e.node->ops->release(e.node);
         }
         heap_.resize(kept);
         std::make_heap(heap_.begin(), heap_.end(), later);
@@ -96,7 +104,7 @@ private:
     }
 
     std::vector<Entry> heap_;
-    std::uint64_t next_seq_ = 0;
+    std::uint32_t next_seq_ = 0;
     std::size_t stale_ = 0;
 };
 

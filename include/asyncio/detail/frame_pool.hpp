@@ -1,13 +1,13 @@
 // asyncio/detail/frame_pool.hpp - thread-local size-class recycler for coroutine frames and
-// task states.
+// the runtime's small shared states (tasks, futures, handles).
 //
-// Every coroutine frame and task state is allocated through here. Freed blocks go to the
-// freeing thread's free list for their size class and are handed out again without calling
-// malloc, so a steady-state program allocates nothing per task. Blocks are individual malloc
-// blocks, so a block allocated on one thread and freed on another (run_coroutine_threadsafe
-// creates a coroutine on the caller's thread and the loop destroys it) is simply recycled by
-// the freeing thread: no arenas, no ownership. A thread's cached blocks are freed when the
-// thread exits; each class caches a bounded number of blocks.
+// Blocks are carved from 64 KiB slabs (no per-block malloc header: a 1,000,000-task program
+// pays for its tasks, not for the allocator's bookkeeping) and recycled through per-thread,
+// per-size-class free lists, so a steady-state program allocates nothing per task. A block
+// allocated on one thread may be freed on another (run_coroutine_threadsafe creates a
+// coroutine on the caller's thread and the loop destroys it): it simply joins the freeing
+// thread's list. Because blocks migrate, slabs are owned by the process, not by a thread, and
+// are kept for reuse until exit (like most allocators, memory reached at a peak stays mapped).
 //
 // Under AddressSanitizer the recycler is bypassed so use-after-free stays detectable.
 #pragma once
@@ -18,10 +18,10 @@
 
 namespace asyncio::detail {
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define ASYNCIO_FRAME_POOL_ENABLED 0
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define ASYNCIO_FRAME_POOL_ENABLED 0
 #endif
 #endif
@@ -29,12 +29,15 @@ namespace asyncio::detail {
 #define ASYNCIO_FRAME_POOL_ENABLED 1
 #endif
 
+/// Allocates a slab for the pool (process-wide, never freed before exit).
+void* frame_pool_new_slab(std::size_t bytes);
+
 class FramePool {
 public:
     static constexpr std::size_t granularity = 16;
-    static constexpr std::size_t max_pooled_size = 2048;
+    static constexpr std::size_t max_pooled_size = 1024;
     static constexpr std::size_t class_count = max_pooled_size / granularity;
-    static constexpr std::size_t max_cached_per_class = 1u << 20;
+    static constexpr std::size_t slab_bytes = 64 * 1024;
 
     static FramePool& local() noexcept {
         thread_local FramePool pool;
@@ -43,14 +46,13 @@ public:
 
     void* allocate(std::size_t size) {
 #if ASYNCIO_FRAME_POOL_ENABLED
-        if (size <= max_pooled_size && alive_) {
+        if (size <= max_pooled_size) {
             std::size_t c = class_of(size);
             if (FreeBlock* b = heads_[c]) {
                 heads_[c] = b->next;
-                --counts_[c];
                 return b;
             }
-            size = (c + 1) * granularity;
+            return carve((c + 1) * granularity);
         }
 #endif
         void* p = std::malloc(size);
@@ -60,38 +62,17 @@ public:
 
     void deallocate(void* p, std::size_t size) noexcept {
 #if ASYNCIO_FRAME_POOL_ENABLED
-        if (size <= max_pooled_size && alive_) {
+        if (size <= max_pooled_size) {
             std::size_t c = class_of(size);
-            if (counts_[c] < max_cached_per_class) {
-                auto* b = static_cast<FreeBlock*>(p);
-                b->next = heads_[c];
-                heads_[c] = b;
-                ++counts_[c];
-                return;
-            }
+            auto* b = static_cast<FreeBlock*>(p);
+            b->next = heads_[c];
+            heads_[c] = b;
+            return;
         }
 #else
         (void)size;
 #endif
         std::free(p);
-    }
-
-    /// Number of blocks currently cached (for tests and benchmarks).
-    std::size_t cached_blocks() const noexcept {
-        std::size_t n = 0;
-        for (std::size_t c : counts_) n += c;
-        return n;
-    }
-
-    ~FramePool() {
-        alive_ = false;
-        for (FreeBlock*& head : heads_) {
-            while (head) {
-                FreeBlock* next = head->next;
-                std::free(head);
-                head = next;
-            }
-        }
     }
 
 private:
@@ -101,9 +82,18 @@ private:
     static std::size_t class_of(std::size_t size) noexcept {
         return size == 0 ? 0 : (size - 1) / granularity;
     }
+    void* carve(std::size_t block) {
+        if (static_cast<std::size_t>(slab_end_ - slab_next_) < block) {
+            slab_next_ = static_cast<char*>(frame_pool_new_slab(slab_bytes));
+            slab_end_ = slab_next_ + slab_bytes;
+        }
+        void* p = slab_next_;
+        slab_next_ += block;
+        return p;
+    }
     FreeBlock* heads_[class_count] = {};
-    std::size_t counts_[class_count] = {};
-    bool alive_ = true;
+    char* slab_next_ = nullptr;
+    char* slab_end_ = nullptr;
 };
 
 /// Mixin giving a class pooled operator new/delete.

@@ -48,6 +48,12 @@ private:
 
 namespace detail {
 
+class GatherState;
+/// gather's done callback on one child: 24 bytes, the child is found from the node's index.
+struct GatherNode : ReadyItem {
+    GatherState* owner = nullptr;
+};
+
 class GatherState final : public FutureStateBase, public PoolAllocated {
 public:
     using PoolAllocated::operator new;
@@ -56,7 +62,8 @@ public:
     /// Registers the done callbacks (after construction, once the state is owned).
     void start();
     bool cancel(std::string msg) override;
-    void on_child_done(ChildNode<GatherState>& node);
+    void on_child_done(FutureStateBase& fut);
+    static const ReadyItemOps node_ops;
     const std::vector<RefPtr<FutureStateBase>>& children() const noexcept { return children_; }
     std::string repr() const override { return "<_GatheringFuture " + FutureStateBase::repr().substr(8); }
 
@@ -67,7 +74,7 @@ private:
         delete this;
     }
     std::vector<RefPtr<FutureStateBase>> children_;
-    std::vector<ChildNode<GatherState>> nodes_;  // one per distinct child
+    std::unique_ptr<GatherNode[]> nodes_;  // nodes_[i] listens to children_[i] (first occurrence)
     std::size_t nfuts_ = 0;
     std::size_t nfinished_ = 0;
     bool return_exceptions_;
@@ -127,10 +134,24 @@ Coro<await_result_t<A>> as_coro(A aw) {
     co_return co_await std::move(aw);
 }
 
+template <class R, class Children>
+class Gathering;
+template <class A>
+inline constexpr bool is_gathering_v = false;
+template <class R, class C>
+inline constexpr bool is_gathering_v<Gathering<R, C>> = true;
+
 template <class A>
     requires(!is_coro_v<std::remove_cvref_t<A>> && !std::is_base_of_v<AnyFuture, std::remove_cvref_t<A>>)
 GatherChild<await_result_t<A>> gather_child(A&& aw) {
-    return gather_child(as_coro(std::forward<A>(aw)));
+    using T = await_result_t<A>;
+    // A nested gather starts awaiting at once (eagerly), so that cancelling this gather
+    // reaches the inner one's children even before the wrapper task's first step, as
+    // Python's gather-of-a-gather does.
+    constexpr bool eager = is_gathering_v<std::remove_cvref_t<A>>;
+    Task<T> t = create_task(as_coro(std::forward<A>(aw)), TaskOptions{{}, eager});
+    auto* st = static_cast<TaskState<T>*>(t.state_ptr());
+    return {RefPtr<FutureStateBase>(st), st};
 }
 
 template <class T>
@@ -150,6 +171,13 @@ Result<T> take_child_result(const GatherChild<T>& c) {
 }
 
 /// What gather() returns: an awaitable handle on the outer future.
+/// The children of a vector gather live in the GatherState only. They are all tasks, or all
+/// futures (one Gathering type for both, like Python's single _GatheringFuture).
+template <class T>
+struct VectorChildren {
+    bool futures = false;
+};
+
 template <class R, class Children>
 class Gathering {
 public:
@@ -174,17 +202,28 @@ public:
     Awaiter operator co_await() && { return Awaiter{{state_}, this}; }
 
 private:
-    R build() {
-        if constexpr (requires { typename Children::value_type; }) {
-            R out;
-            out.reserve(children_.size());
-            for (auto& c : children_) {
-                if constexpr (std::is_constructible_v<typename R::value_type, decltype(take_child_result(c))>)
-                    out.push_back(take_child_result(c));
+    template <class T>
+    static R build_vector(const std::vector<RefPtr<FutureStateBase>>& states, const VectorChildren<T>& kind) {
+        R out;
+        out.reserve(states.size());
+        for (auto& st : states) {
+            GatherChild<T> c{st, nullptr};
+            if constexpr (!std::is_void_v<T>) {
+                if (kind.futures)
+                    c.values = static_cast<FutureState<T>*>(st.get());
                 else
-                    out.push_back(take_child_value(c));
+                    c.values = static_cast<TaskState<T>*>(st.get());
             }
-            return out;
+            if constexpr (std::is_constructible_v<typename R::value_type, decltype(take_child_result(c))>)
+                out.push_back(take_child_result(c));
+            else
+                out.push_back(take_child_value(c));
+        }
+        return out;
+    }
+    R build() {
+        if constexpr (requires { build_vector(state_->children(), children_); }) {
+            return build_vector(state_->children(), children_);
         } else {
             return std::apply(
                 [](auto&... c) {
@@ -241,21 +280,16 @@ auto gather(ReturnExceptions, As&&... aws) {
 }
 
 namespace detail {
+/// Whether a vector gather's children are futures (FutureState) rather than tasks.
 template <class A>
-auto gather_vector(std::vector<A> aws) {
-    using T = await_result_t<A>;
-    std::vector<GatherChild<T>> children;
-    children.reserve(aws.size());
+inline constexpr bool is_plain_future_v = std::is_base_of_v<AnyFuture, A> && !std::is_base_of_v<AnyTask, A>;
+
+template <class A>
+std::vector<RefPtr<FutureStateBase>> gather_vector(std::vector<A> aws) {
     std::vector<RefPtr<FutureStateBase>> states;
     states.reserve(aws.size());
-    for (auto& a : aws) {
-        if constexpr (is_coro_v<A>)
-            children.push_back(gather_child(std::move(a)));
-        else
-            children.push_back(gather_child(a));
-        states.push_back(children.back().state);
-    }
-    return std::pair{std::move(children), std::move(states)};
+    for (auto& a : aws) states.push_back(gather_child(std::move(a)).state);
+    return states;  // `aws` is freed here, before the gather starts (peak memory)
 }
 }  // namespace detail
 
@@ -265,8 +299,8 @@ template <class A>
     requires detail::GatherArg<A>
 auto gather(std::vector<A> aws) {
     using T = detail::await_result_t<A>;
-    auto [children, states] = detail::gather_vector(std::move(aws));
-    return detail::make_gathering<std::vector<detail::stored_t<T>>>(std::move(children), std::move(states), false);
+    return detail::make_gathering<std::vector<detail::stored_t<T>>>(
+        detail::VectorChildren<T>{detail::is_plain_future_v<A>}, detail::gather_vector(std::move(aws)), false);
 }
 
 /// gather(return_exceptions, vector) -> std::vector<Result<T>>.
@@ -274,8 +308,8 @@ template <class A>
     requires detail::GatherArg<A>
 auto gather(ReturnExceptions, std::vector<A> aws) {
     using T = detail::await_result_t<A>;
-    auto [children, states] = detail::gather_vector(std::move(aws));
-    return detail::make_gathering<std::vector<Result<T>>>(std::move(children), std::move(states), true);
+    return detail::make_gathering<std::vector<Result<T>>>(
+        detail::VectorChildren<T>{detail::is_plain_future_v<A>}, detail::gather_vector(std::move(aws)), true);
 }
 
 }  // namespace asyncio

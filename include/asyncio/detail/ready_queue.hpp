@@ -22,11 +22,56 @@ struct ReadyItemOps {
     void (*discard)(ReadyItem*) noexcept;
     void (*drop)(ReadyItem*) noexcept;
     std::string (*describe)(const ReadyItem*);
+    // Items that can also sit in the timer queue (TimerNode): fire, and keep alive.
+    void (*timer_fire)(ReadyItem*) = nullptr;
+    void (*add_ref)(ReadyItem*) noexcept = nullptr;
+    void (*release)(ReadyItem*) noexcept = nullptr;
 };
 
 struct ReadyItem {
     const ReadyItemOps* ops = nullptr;
     ReadyItem* next = nullptr;
+};
+
+/// A future's done callbacks: a head-only singly linked FIFO (one pointer per future; a
+/// future rarely has more than one or two callbacks, so appending walks a short list).
+class CallbackList {
+public:
+    bool empty() const noexcept { return head_ == nullptr; }
+    void push_back(ReadyItem* item) noexcept {
+        item->next = nullptr;
+        ReadyItem** slot = &head_;
+        while (*slot) slot = &(*slot)->next;
+        *slot = item;
+    }
+    ReadyItem* pop_front() noexcept {
+        ReadyItem* item = head_;
+        if (item) {
+            head_ = item->next;
+            item->next = nullptr;
+        }
+        return item;
+    }
+    bool remove(ReadyItem* item) noexcept {
+        for (ReadyItem** slot = &head_; *slot; slot = &(*slot)->next) {
+            if (*slot == item) {
+                *slot = item->next;
+                item->next = nullptr;
+                return true;
+            }
+        }
+        return false;
+    }
+    /// Moves all items out, leaving this list empty.
+    CallbackList take_all() noexcept {
+        CallbackList out;
+        out.head_ = head_;
+        head_ = nullptr;
+        return out;
+    }
+
+private:
+    ReadyItem* head_ = nullptr;
 };
 
 /// Singly linked FIFO with O(1) push/pop and O(n) removal of an arbitrary item.
@@ -70,6 +115,18 @@ public:
             return true;
         }
         return false;
+    }
+    /// Appends all of `other`'s items (leaving it empty).
+    void append(ItemList&& other) noexcept {
+        if (other.empty()) return;
+        if (tail_)
+            tail_->next = other.head_;
+        else
+            head_ = other.head_;
+        tail_ = other.tail_;
+        size_ += other.size_;
+        other.head_ = other.tail_ = nullptr;
+        other.size_ = 0;
     }
     /// Moves all items out, leaving this list empty.
     ItemList take_all() noexcept {

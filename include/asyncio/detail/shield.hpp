@@ -64,6 +64,7 @@ private:
 
 template <class T, class InnerState>
 Future<T> shield_state(RefPtr<InnerState> inner) {
+    if (!inner) throw InvalidStateError("shield(): empty Task/Future handle");
     EventLoop& loop = inner->loop();
     Future<T> outer(loop);
     auto* outer_state = static_cast<FutureState<T>*>(outer.state_ptr());

@@ -8,12 +8,27 @@
 
 #include <coroutine>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace asyncio::detail {
 
-class TaskBase : public FutureStateBase, public TimerNode, private ReadyItem {
+/// The task is its own ready-queue item (its next step) and its own timer node (sleep's
+/// wake-up), so neither scheduling nor sleeping allocates.
+class TaskBase : public FutureStateBase, public TimerNode {
+    // Small fields first: they fill the tail padding of the TimerNode base, so a task state
+    // is 112 bytes (a million pending tasks is a real workload).
+    std::uint32_t number_ = 0;  // "Task-N"
+    std::int32_t num_cancels_requested_ = 0;
+    bool started_ = false;
+    bool sleeping_ = false;         // suspended in sleep() with its timer armed
+    bool sleep_cancelled_ = false;  // cancel() interrupted that sleep
+
 public:
+    /// cancel() was called while the task could not cancel what it waits on (Python's
+    /// _must_cancel): the next resumption throws CancelledError.
+    bool must_cancel = false;
+
     TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string name);
 
     bool is_task() const noexcept override { return true; }
@@ -24,32 +39,27 @@ public:
     int cancelling() const noexcept { return num_cancels_requested_; }
     int uncancel() noexcept;
     const std::string& name() const;
-    void set_name(std::string name) { name_ = std::move(name); }
+    void set_name(std::string name);
 
     /// Schedules the first step (or runs it now, for an eager task). Called once.
     void start(bool eager);
 
     // ---- used by awaiters (see futures.hpp / sleep) ---------------------------------------
-    /// The step to run when this task is woken (queued by a future, a timer or sleep(0)):
-    /// the task itself is the ready-queue item.
     ReadyItem* step_item() noexcept { return this; }
     /// The innermost suspended coroutine, resumed by the next step.
     std::coroutine_handle<> resume_point;
     /// What the task is suspended on (Python's _fut_waiter), or nullptr.
     Cancellable* fut_waiter = nullptr;
-    bool must_cancel = false;
 
-    /// Wakes the task at loop time `when` (sleep). Replaces any earlier wake-up timer.
-    void wake_at(double when);
-    /// Cancels the wake-up timer set by wake_at().
-    void cancel_wake_timer() noexcept;
-    bool wake_timer_armed() const noexcept { return timer_armed_; }
+    /// sleep(): suspends until loop time `when`; cancel() then cancels the sleep.
+    void sleep_until(double when);
+    /// After a sleep: throws CancelledError if cancel() interrupted it.
+    void finish_sleep();
     /// Queues the next step on the loop.
     void schedule_step() noexcept;
 
-    // intrusive list of the loop's pending tasks
-    TaskBase* prev_task = nullptr;
-    TaskBase* next_task = nullptr;
+    /// Slot in the loop's table of pending tasks (the loop owns them).
+    std::uint32_t& task_index() noexcept { return task_index_; }
 
 protected:
     ~TaskBase() override;
@@ -57,22 +67,16 @@ protected:
     /// the state and returns null.
     virtual std::exception_ptr take_root_outcome() = 0;
     void destroy_root() noexcept;
+    std::coroutine_handle<> root_;
 
 private:
     friend class ::asyncio::EventLoop;
     static const ReadyItemOps step_ops;
-    static const TimerOps timer_ops_table;
     void step();
     void finish_from_root();
     /// Destroys the coroutine of a task abandoned by a closing loop.
     void abandon() noexcept;
 
-    std::coroutine_handle<> root_;
-    int num_cancels_requested_ = 0;
-    bool started_ = false;
-    bool timer_armed_ = false;
-    std::uint64_t number_ = 0;
-    mutable std::string name_;
 };
 
 template <class T>
@@ -82,26 +86,22 @@ public:
     using PoolAllocated::operator new;
     using PoolAllocated::operator delete;
 
-    TaskState(EventLoop& loop, Handle root, std::string name)
-        : TaskBase(loop, root, std::move(name)), root_handle_(root) {}
+    TaskState(EventLoop& loop, Handle root, std::string name) : TaskBase(loop, root, std::move(name)) {
+        root.promise().continuation = std::noop_coroutine();  // the root returns to the step
+    }
 
 private:
     ~TaskState() override = default;
     std::exception_ptr take_root_outcome() override {
-        auto& promise = root_handle_.promise();
+        auto& promise = Handle::from_address(root_.address()).promise();
         if (promise.exception) return promise.exception;
-        if constexpr (std::is_void_v<T>) {
-            this->value.emplace();
-        } else {
-            this->value.emplace(std::move(*promise.value));
-        }
+        if constexpr (!std::is_void_v<T>) this->value.emplace(std::move(*promise.value));
         return nullptr;
     }
     void last_release() noexcept override {
         FutureStateBase::last_release();
         delete this;
     }
-    Handle root_handle_;
 };
 
 }  // namespace asyncio::detail

@@ -10,7 +10,7 @@
 
 namespace asyncio {
 
-enum ReturnWhen { FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED };
+enum ReturnWhen : int { FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED };
 
 /// An optional delay in seconds: empty (Python's None), a double, or a chrono duration.
 struct OptionalDelay {
@@ -22,7 +22,7 @@ struct OptionalDelay {
 };
 
 struct WaitOptions {
-    OptionalDelay timeout;
+    OptionalDelay timeout = {};
     ReturnWhen return_when = ALL_COMPLETED;
 };
 
@@ -112,6 +112,8 @@ public:
     /// Waits for the next completed future; null means the timeout expired.
     Coro<FutureStateBase*> next_done();
     std::size_t size() const noexcept { return nodes_.size(); }
+    /// How many awaitables iteration has handed out so far.
+    std::size_t handed_out = 0;
 
 private:
     ~AsCompletedState() override;
@@ -137,6 +139,7 @@ public:
     AsCompleted(std::vector<F> fs, OptionalDelay timeout) {
         std::vector<detail::RefPtr<detail::FutureStateBase>> states;
         for (auto& f : fs) {
+            if (!f.state_ptr()) throw InvalidStateError("as_completed(): empty Task/Future handle");
             bool seen = false;
             for (auto& s : states) seen = seen || s.get() == f.state_ptr();
             if (!seen) states.emplace_back(f.state_ptr());
@@ -151,7 +154,10 @@ public:
     public:
         using difference_type = std::ptrdiff_t;
         using value_type = Coro<T>;
-        Coro<T> operator*() const { return next(state_); }
+        Coro<T> operator*() const {
+            ++state_->handed_out;
+            return next(state_);
+        }
         iterator& operator++() {
             ++i_;
             return *this;
@@ -165,7 +171,8 @@ public:
         detail::RefPtr<detail::AsCompletedState> state_;
         std::size_t i_;
     };
-    iterator begin() const { return iterator(state_, 0); }
+    /// Iteration resumes after the awaitables already handed out (as Python's iterator).
+    iterator begin() const { return iterator(state_, state_->handed_out); }
     iterator end() const { return iterator(state_, state_->size()); }
     std::size_t size() const { return state_->size(); }
 
