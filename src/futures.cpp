@@ -32,6 +32,10 @@ const ReadyItemOps CallbackNode::ops_table = {
     /*describe=*/[](const ReadyItem* item) -> std::string {
         return "<done callback of " + static_cast<const CallbackNode*>(item)->future->repr() + ">";
     },
+    /*timer_fire=*/nullptr,
+    /*add_ref=*/nullptr,
+    /*release=*/nullptr,
+    /*on_schedule=*/[](ReadyItem* item) noexcept { static_cast<CallbackNode*>(item)->future->add_ref(); },
 };
 
 FutureStateBase::FutureStateBase(EventLoop& loop) noexcept
@@ -86,7 +90,7 @@ void FutureStateBase::finish(FutureStatus status) {
     EventLoop& loop = *anchor_->loop;
     // Schedule each callback with call_soon semantics: to the back of the ready queue.
     while (ReadyItem* item = callbacks_.pop_front()) {
-        if (item->ops == &CallbackNode::ops_table) add_ref();  // held while queued
+        if (item->ops->on_schedule) item->ops->on_schedule(item);
         LoopAccess::schedule(loop, item);
     }
 }
@@ -150,7 +154,7 @@ void FutureStateBase::check_result() {
 
 void FutureStateBase::add_callback_node(ReadyItem* node) {
     if (done()) {
-        if (node->ops == &CallbackNode::ops_table) add_ref();
+        if (node->ops->on_schedule) node->ops->on_schedule(node);
         LoopAccess::schedule(loop(), node);
     } else {
         callbacks_.push_back(node);

@@ -4,22 +4,40 @@
 
 namespace asyncio::detail {
 
+// A node keeps its gather alive while registered and while queued, as Python's callback
+// closure keeps its _GatheringFuture: children that finish after the gather failed still
+// have their exceptions marked retrieved. (Known limit: a plain future that is never
+// completed and whose handles are all dropped keeps its gather, and itself, alive - a cycle
+// Python's garbage collector would break; tasks always end, so they never cause it.)
+namespace {
+FutureStateBase& child_of(const GatherNode* node, const std::vector<RefPtr<FutureStateBase>>& children,
+                          const GatherNode* first) {
+    return *children[static_cast<std::size_t>(node - first)];
+}
+}  // namespace
+
 const ReadyItemOps GatherState::node_ops = {
     /*run=*/[](ReadyItem* item) {
         auto* node = static_cast<GatherNode*>(item);
         GatherState* g = node->owner;
-        FutureStateBase& child = *g->children_[static_cast<std::size_t>(node - g->nodes_.get())];
+        node->owner = nullptr;
         try {
-            g->on_child_done(child);
+            g->on_child_done(child_of(node, g->children_, g->nodes_.get()));
         } catch (...) {
             if (EventLoop* loop = g->loop_or_null())
                 loop->call_exception_handler({"Exception in gather's done callback", std::current_exception(),
                                               g->repr(), {}});
         }
-        g->release();
+        g->release();  // the node's reference
     },
-    /*discard=*/[](ReadyItem* item) noexcept { static_cast<GatherNode*>(item)->owner->release(); },
-    /*drop=*/[](ReadyItem* item) noexcept { static_cast<GatherNode*>(item)->owner->release(); },
+    /*discard=*/[](ReadyItem* item) noexcept {
+        auto* node = static_cast<GatherNode*>(item);
+        std::exchange(node->owner, nullptr)->release();
+    },
+    /*drop=*/[](ReadyItem* item) noexcept {
+        auto* node = static_cast<GatherNode*>(item);
+        std::exchange(node->owner, nullptr)->release();
+    },
     /*describe=*/[](const ReadyItem* item) -> std::string {
         return "<gather callback of " + static_cast<const GatherNode*>(item)->owner->repr() + ">";
     },
@@ -53,7 +71,7 @@ void GatherState::start() {
         } else {
             nodes_[i].ops = &node_ops;
             nodes_[i].owner = this;
-            add_ref();  // held by the node while registered or queued
+            add_ref();  // the node's reference, see node_ops
             c->add_callback_node(&nodes_[i]);
         }
     }

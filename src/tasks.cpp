@@ -21,11 +21,11 @@ const ReadyItemOps TaskBase::step_ops = {
     /*release=*/[](ReadyItem* item) noexcept { static_cast<TaskBase*>(item)->release(); },
 };
 
-TaskBase::TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string name)
+TaskBase::TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string_view name)
     : FutureStateBase(loop), root_(root) {
     ReadyItem::ops = &step_ops;
     number_ = static_cast<std::uint32_t>(LoopAccess::next_task_number(loop));
-    if (!name.empty()) extras().name = std::move(name);
+    if (!name.empty()) extras().name = name;
 }
 
 TaskBase::~TaskBase() { destroy_root(); }
@@ -74,7 +74,8 @@ void TaskBase::schedule_step() noexcept { LoopAccess::schedule(*anchor_->loop, s
 void TaskBase::step() {
     if (done() || !root_) return;
     EventLoop& loop = *anchor_->loop;
-    RefPtr<TaskBase> keep_alive(this);  // finishing drops the loop's reference
+    // No self-reference needed: the loop owns a pending task, and finish_from_root() drops
+    // that reference as its very last action.
     fut_waiter = nullptr;
     TaskBase*& current = LoopAccess::current_task(loop);
     TaskBase* previous = current;

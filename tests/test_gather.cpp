@@ -1087,9 +1087,12 @@ TEST(GatherErrors, AFailedGatherNobodyAwaitedIsReportedAsNeverRetrieved) {
     EXPECT_TRUE(hc.contains("exception was never retrieved"));
 }
 
-// BUG: GatherState holds its children and a pending child's callback list holds the
-// GatherState: dropping every handle while a child future stays pending leaks both (Python's
-// GC collects the cycle and logs the unretrieved exception of the gathering future).
+// KNOWN LIMIT (documented in docs/python-to-cpp.md): GatherState holds its children and a
+// pending child future's callback holds the GatherState, as Python's closure does. Dropping
+// every handle while a plain future stays pending forever leaves that cycle alive; Python's
+// garbage collector would collect it and log the gathering future's unretrieved exception.
+// Keeping the strong reference is what lets later child exceptions be marked retrieved
+// (FirstExceptionCompletesTheGatherAtOnceAndLaterOutcomesAreIgnored), which matters more.
 TEST(GatherErrors, DISABLED_FailedGatherWithAnAbandonedPendingChildIsStillReportedAsNeverRetrieved) {
     HandlerCapture hc;
     auto main = [&]() -> Coro<> {

@@ -57,17 +57,44 @@ concept Delay = std::is_arithmetic_v<D> || requires(D d) {
 };
 
 /// Lets handles, futures and tasks find out whether their loop still exists and is open.
-/// Shared (atomically counted: handles from call_soon_threadsafe live on other threads).
+/// Handles (call_soon_threadsafe returns them to other threads) count atomically; futures and
+/// tasks, which live on the loop's thread, count in `local_refs` without atomics - creating a
+/// task must not cost two locked instructions. The loop's own reference passes to the local
+/// holders when the loop is destroyed before them.
 struct LoopAnchor {
     std::atomic<std::uint32_t> refs{1};
+    std::uint32_t local_refs = 0;
     EventLoop* loop = nullptr;
     std::atomic<bool> closed{false};
     void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
     void release() noexcept {
         if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
     }
+    void add_local_ref() noexcept { ++local_refs; }
+    void release_local_ref() noexcept {
+        if (--local_refs == 0 && loop == nullptr) release();
+    }
+    /// ~EventLoop: the loop is gone; its reference is dropped now or by the last local holder.
+    void detach_loop() noexcept {
+        loop = nullptr;
+        if (local_refs == 0) release();
+    }
     /// The loop, or RuntimeError("Event loop is closed").
     EventLoop& open_loop() const;
+};
+
+/// A future's or task's (non-atomic) reference to its loop's anchor.
+class LocalAnchorRef {
+public:
+    explicit LocalAnchorRef(LoopAnchor* a) noexcept : a_(a) { a_->add_local_ref(); }
+    LocalAnchorRef(const LocalAnchorRef&) = delete;
+    LocalAnchorRef& operator=(const LocalAnchorRef&) = delete;
+    ~LocalAnchorRef() { a_->release_local_ref(); }
+    LoopAnchor* operator->() const noexcept { return a_; }
+    LoopAnchor* get() const noexcept { return a_; }
+
+private:
+    LoopAnchor* a_;
 };
 
 /// Something the timer queue can fire: a ready item whose ops have the timer_* functions.
@@ -196,7 +223,7 @@ public:
 
     // ---- tasks --------------------------------------------------------------------------
     template <class T>
-    Task<T> create_task(Coro<T> coro, std::string name = {});
+    Task<T> create_task(Coro<T> coro, std::string_view name = {});
     /// Python's loop.create_future(): a Future<T> bound to this loop.
     template <class T = void>
     Future<T> create_future();

@@ -115,7 +115,7 @@ protected:
     void check_can_complete() const;
 
     // Laid out for size: a million pending tasks each carry one of these.
-    RefPtr<LoopAnchor> anchor_;
+    LocalAnchorRef anchor_;
     CallbackList callbacks_;
     std::exception_ptr exception_;
     /// Rarely used strings, allocated on first use: the cancel message, a task's name.

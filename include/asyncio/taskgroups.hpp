@@ -45,7 +45,7 @@ public:
             throw RuntimeError(why);
         }
         EventLoop& loop = *loop_;
-        auto* st = new detail::TaskState<T>(loop, coro.release(), std::string(options.name));
+        auto* st = new detail::TaskState<T>(loop, coro.release(), options.name);
         Task<T> task = Task<T>::adopt(st);
         st->start(options.eager_start || loop.eager_task_factory_enabled());
         adopt_task(st);

@@ -92,12 +92,12 @@ struct TaskOptions {
 };
 
 template <class T>
-Task<T> EventLoop::create_task(Coro<T> coro, std::string name) {
+Task<T> EventLoop::create_task(Coro<T> coro, std::string_view name) {
     check_closed();
     if (!coro) throw RuntimeError("create_task() needs a coroutine (this Coro is empty or moved from)");
     if (coro.handle().promise().started())
         throw RuntimeError("create_task(): the coroutine was already awaited");
-    auto* st = new detail::TaskState<T>(*this, coro.release(), std::move(name));
+    auto* st = new detail::TaskState<T>(*this, coro.release(), name);
     Task<T> task = Task<T>::adopt(st);
     st->start(eager_tasks_);
     return task;
@@ -111,7 +111,7 @@ Task<T> create_task(Coro<T> coro, TaskOptions options) {
     if (!coro) throw RuntimeError("create_task() needs a coroutine (this Coro is empty or moved from)");
     if (coro.handle().promise().started())
         throw RuntimeError("create_task(): the coroutine was already awaited");
-    auto* st = new detail::TaskState<T>(loop, coro.release(), std::string(options.name));
+    auto* st = new detail::TaskState<T>(loop, coro.release(), options.name);
     Task<T> task = Task<T>::adopt(st);
     st->start(options.eager_start || loop.eager_task_factory_enabled());
     return task;

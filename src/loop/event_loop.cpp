@@ -139,8 +139,7 @@ EventLoop::~EventLoop() {
         std::terminate();
     }
     close();
-    anchor_->loop = nullptr;
-    anchor_->release();
+    anchor_->detach_loop();
 }
 
 double EventLoop::time() const noexcept {
@@ -264,6 +263,15 @@ void EventLoop::run_forever() {
 
 void EventLoop::run_once() {
     Impl& impl = *impl_;
+    // Fast path: callbacks are ready and there is nothing else to look at (no timer, no I/O
+    // but the wake-up eventfd, nothing from other threads or signals). Polling would be a
+    // no-op, so just run the batch.
+    if (!ready_.empty() && impl.timers.empty() && !impl.wakeup_pending.load(std::memory_order_relaxed) &&
+        (impl.signal_handlers.empty() || !detail::signals::pending.load(std::memory_order_relaxed)) &&
+        impl.backend->in_flight() <= 1 && !impl.backend->has_completions()) {
+        run_ready_batch();
+        return;
+    }
     if (impl.wakeup_pending.load(std::memory_order_relaxed)) drain_threadsafe_inbox();
     if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed))
         dispatch_signals();
@@ -353,7 +361,10 @@ void EventLoop::run_ready_batch() {
             continue;
         }
         try {
-            run_item(item);
+            if (!debug_)
+                item->ops->run(item);
+            else
+                run_item(item);
         } catch (...) {
             // Only KeyboardInterrupt escapes a callback (as in Python): the rest of the batch
             // stays queued, in order, for when the loop runs again.

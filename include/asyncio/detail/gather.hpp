@@ -64,6 +64,7 @@ public:
     bool cancel(std::string msg) override;
     void on_child_done(FutureStateBase& fut);
     static const ReadyItemOps node_ops;
+
     const std::vector<RefPtr<FutureStateBase>>& children() const noexcept { return children_; }
     std::string repr() const override { return "<_GatheringFuture " + FutureStateBase::repr().substr(8); }
 

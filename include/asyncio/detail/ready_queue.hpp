@@ -26,6 +26,9 @@ struct ReadyItemOps {
     void (*timer_fire)(ReadyItem*) = nullptr;
     void (*add_ref)(ReadyItem*) noexcept = nullptr;
     void (*release)(ReadyItem*) noexcept = nullptr;
+    // Done callbacks: called when the future completes and moves the item to the ready
+    // queue (a callback keeps what it needs alive while queued).
+    void (*on_schedule)(ReadyItem*) noexcept = nullptr;
 };
 
 struct ReadyItem {

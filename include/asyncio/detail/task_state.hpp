@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace asyncio::detail {
 
@@ -29,7 +30,7 @@ public:
     /// _must_cancel): the next resumption throws CancelledError.
     bool must_cancel = false;
 
-    TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string name);
+    TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string_view name);
 
     bool is_task() const noexcept override { return true; }
     std::string repr() const override;
@@ -86,7 +87,7 @@ public:
     using PoolAllocated::operator new;
     using PoolAllocated::operator delete;
 
-    TaskState(EventLoop& loop, Handle root, std::string name) : TaskBase(loop, root, std::move(name)) {
+    TaskState(EventLoop& loop, Handle root, std::string_view name) : TaskBase(loop, root, name) {
         root.promise().continuation = std::noop_coroutine();  // the root returns to the step
     }
 
