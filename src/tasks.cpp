@@ -7,6 +7,24 @@ namespace detail {
 
 TaskBase* current_task_for_await(const char* what);
 
+// The loop's table of pending tasks. Defined here, next to their only hot callers (a task's
+// start and finish), so the compiler can inline them.
+void LoopAccess::register_task(EventLoop& loop, TaskBase* task) {
+    task->add_ref();
+    task->task_index() = static_cast<std::uint32_t>(loop.tasks_.size());
+    loop.tasks_.push_back(task);
+}
+void LoopAccess::unregister_task(EventLoop& loop, TaskBase* task) noexcept {
+    // Swap-remove: O(1). (Python's all_tasks() is a set: no order to keep.)
+    std::uint32_t i = task->task_index();
+    TaskBase* last = loop.tasks_.back();
+    loop.tasks_[i] = last;
+    last->task_index() = i;
+    loop.tasks_.pop_back();
+    task->release();
+}
+
+
 const ReadyItemOps TaskBase::step_ops = {
     /*run=*/[](ReadyItem* item) { static_cast<TaskBase*>(item)->step(); },
     /*discard=*/[](ReadyItem*) noexcept {},

@@ -21,6 +21,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -80,7 +81,12 @@ struct LoopAnchor {
         if (local_refs == 0) release();
     }
     /// The loop, or RuntimeError("Event loop is closed").
-    EventLoop& open_loop() const;
+    EventLoop& open_loop() const {
+        if (closed.load(std::memory_order_relaxed) || loop == nullptr) [[unlikely]]
+            throw_closed();
+        return *loop;
+    }
+    [[noreturn]] static void throw_closed();
 };
 
 /// A future's or task's (non-atomic) reference to its loop's anchor.
@@ -106,21 +112,92 @@ struct TimerNode : ReadyItem {
 };
 
 /// Shared state of Handle/TimerHandle.
-struct HandleState final : TimerNode, PoolAllocated {
+/// Handles made on the loop's thread (call_soon, call_later) are counted without atomics, like
+/// futures; only call_soon_threadsafe's (`shared`) may be held by other threads and pay for
+/// atomic counting.
+///
+/// The callable is stored inline in the derived CallbackHandle<F> (no std::function, no
+/// second allocation); these three functions reach it.
+struct HandleState : TimerNode {
+    struct Callable {
+        void (*invoke)(HandleState*);          // moves the callable out, then calls it
+        void (*reset)(HandleState*) noexcept;  // destroys the callable (cancel)
+        void (*destroy)(HandleState*) noexcept;
+    };
+    HandleState(LoopAnchor* a, bool is_shared, const Callable* c) noexcept
+        : shared(is_shared), anchor(a), callable(c) {
+        if (shared)
+            anchor->add_ref();
+        else
+            anchor->add_local_ref();
+    }
+    HandleState(const HandleState&) = delete;
+    HandleState& operator=(const HandleState&) = delete;
     std::atomic<std::uint32_t> refs{1};
     std::atomic<bool> cancelled{false};
+    const bool shared;
     bool is_timer = false;
     bool queued = false;
     double when = 0;
-    RefPtr<LoopAnchor> anchor;
-    std::function<void()> callback;
+    LoopAnchor* const anchor;
+    const Callable* const callable;
 
-    void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+    void add_ref() noexcept {
+        if (shared)
+            refs.fetch_add(1, std::memory_order_relaxed);
+        else
+            refs.store(refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
     void release() noexcept {
-        if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+        if (shared) {
+            if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) free_state();
+        } else {
+            std::uint32_t n = refs.load(std::memory_order_relaxed) - 1;
+            refs.store(n, std::memory_order_relaxed);
+            if (n == 0) free_state();
+        }
     }
     static const ReadyItemOps ready_ops;
+
+protected:
+    ~HandleState() {
+        if (shared)
+            anchor->release();
+        else
+            anchor->release_local_ref();
+    }
+
+private:
+    void free_state() noexcept { callable->destroy(this); }
 };
+
+/// A handle with its callable `F` inline.
+template <class F>
+struct CallbackHandle final : HandleState, PoolAllocated {
+    CallbackHandle(LoopAnchor* a, bool is_shared, F&& f) : HandleState(a, is_shared, &table), fn(std::move(f)) {}
+    std::optional<F> fn;
+    static const Callable table;
+};
+template <class F>
+const HandleState::Callable CallbackHandle<F>::table = {
+    /*invoke=*/[](HandleState* h) {
+        auto* self = static_cast<CallbackHandle*>(h);
+        if (!self->fn) return;
+        // Moved out first: the callback may cancel (and so reset) its own handle.
+        F f = std::move(*self->fn);
+        self->fn.reset();
+        f();
+    },
+    /*reset=*/[](HandleState* h) noexcept { static_cast<CallbackHandle*>(h)->fn.reset(); },
+    /*destroy=*/[](HandleState* h) noexcept { delete static_cast<CallbackHandle*>(h); },
+};
+
+template <class F>
+HandleState* make_handle_state(LoopAnchor* anchor, bool shared, F&& fn) {
+    using Fn = std::decay_t<F>;
+    static_assert(std::is_invocable_v<Fn&>, "a loop callback must be callable with no arguments");
+    return new CallbackHandle<Fn>(anchor, shared, Fn(std::forward<F>(fn)));
+}
 }  // namespace detail
 
 /// What call_exception_handler() receives; Python's context dict as a struct.
@@ -202,23 +279,29 @@ public:
     // ---- time and callbacks -------------------------------------------------------------
     /// Monotonic time in seconds (virtual time with LoopOptions::virtual_clock).
     double time() const noexcept;
+    /// Python passes `*args`; pass a lambda. The callable is stored inline (no std::function)
+    /// and may be move-only.
     template <class F>
     Handle call_soon(F&& fn) {
-        return call_soon_impl(std::function<void()>(std::forward<F>(fn)));
+        check_closed();
+        return call_soon_impl(detail::make_handle_state(anchor_, false, std::forward<F>(fn)));
     }
     template <detail::Delay D, class F>
     TimerHandle call_later(D delay, F&& fn) {
+        check_closed();
         return call_at_impl(time() + detail::to_seconds(delay),
-                            std::function<void()>(std::forward<F>(fn)));
+                            detail::make_handle_state(anchor_, false, std::forward<F>(fn)));
     }
     template <class F>
     TimerHandle call_at(double when, F&& fn) {
-        return call_at_impl(when, std::function<void()>(std::forward<F>(fn)));
+        check_closed();
+        return call_at_impl(when, detail::make_handle_state(anchor_, false, std::forward<F>(fn)));
     }
     /// The only method callable from another thread.
     template <class F>
     Handle call_soon_threadsafe(F&& fn) {
-        return call_soon_threadsafe_impl(std::function<void()>(std::forward<F>(fn)));
+        if (anchor_->closed.load()) throw RuntimeError("Event loop is closed");
+        return call_soon_threadsafe_impl(detail::make_handle_state(anchor_, true, std::forward<F>(fn)));
     }
 
     // ---- tasks --------------------------------------------------------------------------
@@ -270,9 +353,10 @@ private:
     friend struct detail::LoopAccess;
     struct Impl;
 
-    Handle call_soon_impl(std::function<void()> fn);
-    TimerHandle call_at_impl(double when, std::function<void()> fn);
-    Handle call_soon_threadsafe_impl(std::function<void()> fn);
+    // Each takes ownership of `h` (one reference).
+    Handle call_soon_impl(detail::HandleState* h);
+    TimerHandle call_at_impl(double when, detail::HandleState* h);
+    Handle call_soon_threadsafe_impl(detail::HandleState* h);
     void add_signal_handler_impl(int sig, std::function<void()> fn);
     void dispatch_signals();
     void check_closed() const;
@@ -317,7 +401,7 @@ struct LoopAccess {
     /// Whether the caller is on the thread that created (or last ran) the loop.
     static bool on_loop_thread(const EventLoop& loop) noexcept;
     static void cancel_timer(EventLoop& loop, TimerNode* node) noexcept;
-    static void register_task(EventLoop& loop, TaskBase* task) noexcept;
+    static void register_task(EventLoop& loop, TaskBase* task);
     static void unregister_task(EventLoop& loop, TaskBase* task) noexcept;
     static const std::vector<TaskBase*>& pending_tasks(EventLoop& loop) noexcept { return loop.tasks_; }
     static std::uint64_t next_task_number(EventLoop& loop) noexcept { return ++loop.task_counter_; }

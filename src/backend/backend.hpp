@@ -47,9 +47,13 @@ public:
     /// Returns how many operations completed.
     virtual int poll(double timeout) = 0;
     /// True when completions are waiting to be reported (poll must not block).
-    virtual bool has_completions() const noexcept = 0;
-    /// Number of operations in flight.
-    virtual std::size_t in_flight() const noexcept = 0;
+    bool has_completions() const noexcept { return completions_ != 0; }
+    /// Number of operations in flight (the loop checks this every iteration: not virtual).
+    std::size_t in_flight() const noexcept { return in_flight_; }
+
+protected:
+    std::size_t in_flight_ = 0;    // started and not yet reported
+    std::size_t completions_ = 0;  // finished, waiting to be reported by poll()
 };
 
 /// The epoll backend (always available on Linux).

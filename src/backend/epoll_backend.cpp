@@ -65,7 +65,7 @@ public:
         OpQueue& q = is_read_side(op->kind) ? fs.readers : fs.writers;
         // Keep FIFO order per direction: only try at once when nobody is queued ahead.
         if (q.empty() && try_perform(op)) {
-            completed_.push(op);
+            complete_later(op);
             if (!fs.added && fs.readers.empty() && fs.writers.empty()) fds_.erase(op->fd);
             return;
         }
@@ -80,7 +80,7 @@ public:
         OpQueue& q = is_read_side(op->kind) ? it->second.readers : it->second.writers;
         if (q.remove(op)) {
             op->result = -ECANCELED;
-            completed_.push(op);
+            complete_later(op);
             update_interest(op->fd, it->second);
         }
     }
@@ -109,6 +109,7 @@ public:
         }
         int reported = 0;
         while (IoOperation* op = completed_.pop()) {
+            --completions_;
             op->in_flight = false;
             --in_flight_;
             ++reported;
@@ -117,8 +118,6 @@ public:
         return reported;
     }
 
-    bool has_completions() const noexcept override { return !completed_.empty(); }
-    std::size_t in_flight() const noexcept override { return in_flight_; }
 
 private:
     struct FdState {
@@ -151,6 +150,11 @@ private:
         return true;
     }
 
+    void complete_later(IoOperation* op) noexcept {
+        completed_.push(op);
+        ++completions_;
+    }
+
     void drain(OpQueue& q) {
         while (IoOperation* op = q.head) {
             if (op->kind == IoOperation::Kind::poll_readable || op->kind == IoOperation::Kind::poll_writable) {
@@ -159,7 +163,7 @@ private:
                 return;
             }
             q.pop();
-            completed_.push(op);
+            complete_later(op);
         }
     }
 
@@ -189,7 +193,6 @@ private:
     int epfd_;
     std::unordered_map<int, FdState> fds_;
     OpQueue completed_;
-    std::size_t in_flight_ = 0;
 };
 
 }  // namespace

@@ -27,11 +27,7 @@ namespace asyncio {
 namespace detail {
 thread_local EventLoop* tl_running_loop = nullptr;
 
-EventLoop& LoopAnchor::open_loop() const {
-    if (closed.load(std::memory_order_relaxed) || loop == nullptr)
-        throw RuntimeError("Event loop is closed");
-    return *loop;
-}
+void LoopAnchor::throw_closed() { throw RuntimeError("Event loop is closed"); }
 
 namespace {
 double monotonic_now() noexcept {
@@ -46,10 +42,8 @@ const ReadyItemOps HandleState::ready_ops = {
         RefPtr<HandleState> ref = RefPtr<HandleState>::adopt(h);  // the queue's reference
         h->queued = false;
         if (h->cancelled.load(std::memory_order_relaxed)) return;
-        // Moved out first: the callback may cancel (and so clear) its own handle.
-        std::function<void()> callback = std::move(h->callback);
         try {
-            callback();
+            h->callable->invoke(h);
         } catch (const KeyboardInterrupt&) {
             throw;  // like Python's SystemExit/KeyboardInterrupt: out of the loop
         } catch (...) {
@@ -80,7 +74,7 @@ void Handle::cancel() {
     EventLoop* loop = state_->anchor->loop;
     // Drop the callback (and what it captured) at once, as Python does - but only on the
     // loop's own thread, where it cannot be running concurrently.
-    if (loop && detail::LoopAccess::on_loop_thread(*loop)) state_->callback = nullptr;
+    if (loop && detail::LoopAccess::on_loop_thread(*loop)) state_->callable->reset(state_.get());
     if (state_->is_timer) {
         EventLoop* loop = state_->anchor->loop;
         if (loop && !loop->is_closed()) detail::LoopAccess::cancel_timer(*loop, state_.get());
@@ -152,45 +146,36 @@ void EventLoop::check_closed() const {
     if (closed_) throw RuntimeError("Event loop is closed");
 }
 
-Handle EventLoop::call_soon_impl(std::function<void()> fn) {
-    check_closed();
+Handle EventLoop::call_soon_impl(detail::HandleState* h) {
     // A call_soon_threadsafe() that happened before this call must run before it.
     if (impl_->wakeup_pending.load(std::memory_order_acquire)) drain_threadsafe_inbox();
-    auto* h = new detail::HandleState;
     h->ops = &detail::HandleState::ready_ops;
-    h->anchor = detail::RefPtr<detail::LoopAnchor>(anchor_);
-    h->callback = std::move(fn);
     h->queued = true;
     h->add_ref();  // the queue's reference
     ready_.push_back(h);
     return Handle(detail::RefPtr<detail::HandleState>::adopt(h));
 }
 
-TimerHandle EventLoop::call_at_impl(double when, std::function<void()> fn) {
-    check_closed();
-    auto* h = new detail::HandleState;
+TimerHandle EventLoop::call_at_impl(double when, detail::HandleState* h) {
     h->ops = &detail::HandleState::ready_ops;
-    h->anchor = detail::RefPtr<detail::LoopAnchor>(anchor_);
-    h->callback = std::move(fn);
     h->is_timer = true;
     h->when = when;
     impl_->timers.push(h, when);
     return TimerHandle(detail::RefPtr<detail::HandleState>::adopt(h));
 }
 
-Handle EventLoop::call_soon_threadsafe_impl(std::function<void()> fn) {
-    if (anchor_->closed.load()) throw RuntimeError("Event loop is closed");
-    auto* h = new detail::HandleState;
+Handle EventLoop::call_soon_threadsafe_impl(detail::HandleState* h) {
     h->ops = &detail::HandleState::ready_ops;
-    h->anchor = detail::RefPtr<detail::LoopAnchor>(anchor_);
-    h->callback = std::move(fn);
-    h->add_ref();  // the inbox's reference
+    Handle handle(detail::RefPtr<detail::HandleState>::adopt(h));
     {
         std::lock_guard<std::mutex> lock(impl_->inbox_mutex);
+        // Checked again under the lock: close() empties the inbox under it.
+        if (anchor_->closed.load()) throw RuntimeError("Event loop is closed");
+        h->add_ref();  // the inbox's reference
         impl_->inbox.push_back(h);
     }
     impl_->wake();
-    return Handle(detail::RefPtr<detail::HandleState>::adopt(h));
+    return handle;
 }
 
 void EventLoop::drain_threadsafe_inbox() {
@@ -215,21 +200,6 @@ void detail::LoopAccess::add_timer(EventLoop& loop, TimerNode* node, double when
 void detail::LoopAccess::cancel_timer(EventLoop& loop, TimerNode* node) noexcept {
     loop.impl_->timers.cancel(node);
 }
-void detail::LoopAccess::register_task(EventLoop& loop, TaskBase* task) noexcept {
-    task->add_ref();
-    task->task_index() = static_cast<std::uint32_t>(loop.tasks_.size());
-    loop.tasks_.push_back(task);
-}
-void detail::LoopAccess::unregister_task(EventLoop& loop, TaskBase* task) noexcept {
-    // Swap-remove: O(1). (Python's all_tasks() is a set: no order to keep.)
-    std::uint32_t i = task->task_index();
-    TaskBase* last = loop.tasks_.back();
-    loop.tasks_[i] = last;
-    last->task_index() = i;
-    loop.tasks_.pop_back();
-    task->release();
-}
-
 // ---- running -------------------------------------------------------------------------------
 void EventLoop::stop() noexcept { stopping_ = true; }
 
