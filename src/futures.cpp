@@ -202,27 +202,35 @@ std::size_t FutureStateBase::remove_done_callback_by_identity(const void* identi
 }
 
 // ---- suspending a task on a future ---------------------------------------------------------
+[[noreturn]] static void throw_not_in_task(const char* what) {
+    throw RuntimeError(std::string(what) +
+                       " must be awaited from a coroutine running in an asyncio task (start "
+                       "one with asyncio::run() or create_task())");
+}
+
 TaskBase* current_task_for_await(const char* what) {
     EventLoop* loop = tl_running_loop;
     TaskBase* task = loop ? LoopAccess::current_task(*loop) : nullptr;
-    if (!task)
-        throw RuntimeError(std::string(what) +
-                           " must be awaited from a coroutine running in an asyncio task (start "
-                           "one with asyncio::run() or create_task())");
+    if (!task) [[unlikely]]
+        throw_not_in_task(what);
     return task;
+}
+
+[[noreturn]] static void throw_bad_await(TaskBase* task, FutureStateBase* target) {
+    target->anchor()->open_loop();  // "Event loop is closed" for a handle that outlived its loop
+    if (target == task) throw RuntimeError("Task cannot await on itself: " + task->repr());
+    throw RuntimeError("Task " + task->repr() + " got Future " + target->repr() +
+                       " attached to a different loop");
 }
 
 TaskBase* suspend_current_task_on(FutureStateBase* target, std::coroutine_handle<> h) {
     TaskBase* task = current_task_for_await("a Future or Task");
-    target->anchor()->open_loop();  // "Event loop is closed" for a handle that outlived its loop
-    if (target == task)
-        throw RuntimeError("Task cannot await on itself: " + task->repr());
-    if (target->anchor() != task->anchor())
-        throw RuntimeError("Task " + task->repr() + " got Future " + target->repr() +
-                           " attached to a different loop");
+    // Same anchor as the running task means the same, running (so open) loop.
+    if (target->anchor() != task->anchor() || target == task) [[unlikely]]
+        throw_bad_await(task, target);
     task->resume_point = h;
     task->fut_waiter = target;
-    target->add_callback_node(task->step_item());
+    target->add_callback_node(task->step_item());  // not done: await_ready said so
     if (task->must_cancel && target->cancel(task->cancel_message())) task->must_cancel = false;
     return task;
 }

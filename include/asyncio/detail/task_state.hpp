@@ -95,7 +95,7 @@ private:
     ~TaskState() override = default;
     std::exception_ptr take_root_outcome() override {
         auto& promise = Handle::from_address(root_.address()).promise();
-        if (promise.exception) return promise.exception;
+        if (promise.exception) return std::move(promise.exception);
         if constexpr (!std::is_void_v<T>) this->value.emplace(std::move(*promise.value));
         return nullptr;
     }
