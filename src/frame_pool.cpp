@@ -32,4 +32,10 @@ void* frame_pool_new_slab(std::size_t bytes) {
     return p;
 }
 
+std::size_t frame_pool_slab_count() noexcept {
+    SlabRegistry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    return r.slabs.size();
+}
+
 }  // namespace asyncio::detail

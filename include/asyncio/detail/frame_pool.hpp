@@ -31,6 +31,8 @@ namespace asyncio::detail {
 
 /// Allocates a slab for the pool (process-wide, never freed before exit).
 void* frame_pool_new_slab(std::size_t bytes);
+/// How many slabs the process has allocated so far (tests: steady state allocates none).
+std::size_t frame_pool_slab_count() noexcept;
 
 class FramePool {
 public:
