@@ -46,26 +46,23 @@ std::string describe_exception(const std::exception_ptr& e) {
     }
 }
 
-bool is_cancelled_error(const std::exception_ptr& e) noexcept {
+namespace {
+/// Whether `e` holds an exception of type E (or derived).
+template <class E>
+bool holds(const std::exception_ptr& e) noexcept {
     if (!e) return false;
     try {
         std::rethrow_exception(e);
-    } catch (const CancelledError&) {
+    } catch (const E&) {
         return true;
     } catch (...) {
         return false;
     }
 }
+}  // namespace
 
-bool is_keyboard_interrupt(const std::exception_ptr& e) noexcept {
-    if (!e) return false;
-    try {
-        std::rethrow_exception(e);
-    } catch (const KeyboardInterrupt&) {
-        return true;
-    } catch (...) {
-        return false;
-    }
-}
+bool is_cancelled_error(const std::exception_ptr& e) noexcept { return holds<CancelledError>(e); }
+
+bool is_keyboard_interrupt(const std::exception_ptr& e) noexcept { return holds<KeyboardInterrupt>(e); }
 
 }  // namespace asyncio

@@ -3,8 +3,19 @@
 
 #include <asyncio.hpp>
 
+#include <exception>
 #include <string>
+#include <utility>
 #include <vector>
+
+/// ASSERT for coroutine bodies (gtest's ASSERT_* use `return`, which a coroutine cannot).
+#define CO_ASSERT(cond)                                  \
+    do {                                                 \
+        if (!(cond)) {                                   \
+            ADD_FAILURE() << "assertion failed: " #cond; \
+            co_return;                                   \
+        }                                                \
+    } while (0)
 
 namespace asyncio_test {
 
@@ -48,5 +59,58 @@ struct HandlerCapture {
         return false;
     }
 };
+
+/// Builds a vector outside the coroutine frame: GCC 12 cannot compile a braced
+/// std::vector<T>{...} (an initializer_list) inside a co_await expression ("array used as
+/// initializer").
+template <class F, class... Fs>
+std::vector<F> list_of(Fs... fs) {
+    return std::vector<F>{F(std::move(fs))...};
+}
+
+/// The running loop's time.
+inline double now() { return asyncio::get_running_loop().time(); }
+
+/// Lets every ready callback and task step run (Python's test _run_loop, bounded).
+inline asyncio::Coro<> settle(int iterations = 6) {
+    for (int i = 0; i < iterations; ++i) co_await asyncio::sleep(0);
+}
+
+/// Runs exactly one loop iteration (what is ready now), like CPython's test_utils.run_briefly:
+/// a pre-stopped run_forever() runs one iteration and returns.
+inline void run_briefly(asyncio::EventLoop& loop) {
+    loop.stop();
+    loop.run_forever();
+}
+
+/// The message of the exception held by `e` (std::exception or CancelledError).
+inline std::string message_of(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const asyncio::CancelledError& c) {
+        return c.message();
+    } catch (const std::exception& x) {
+        return x.what();
+    } catch (...) {
+        return "<unknown>";
+    }
+}
+
+/// What an awaitable ended with, for checks that need more than EXPECT_THROW.
+enum class Outcome { value, timeout, cancelled, other };
+
+template <class A>
+asyncio::Coro<Outcome> outcome_of(A aw) {
+    try {
+        co_await std::move(aw);
+        co_return Outcome::value;
+    } catch (const asyncio::TimeoutError&) {
+        co_return Outcome::timeout;
+    } catch (const asyncio::CancelledError&) {
+        co_return Outcome::cancelled;
+    } catch (...) {
+        co_return Outcome::other;
+    }
+}
 
 }  // namespace asyncio_test

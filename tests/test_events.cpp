@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 using namespace asyncio;
+using asyncio_test::message_of;
+using asyncio_test::run_briefly;
 using asyncio_test::HandlerCapture;
 using asyncio_test::LogCapture;
 
@@ -33,24 +35,7 @@ namespace {
 
 constexpr LoopOptions kVirtual{.debug = false, .virtual_clock = true};
 
-/// Runs exactly one loop iteration: a pre-stopped run_forever() runs what is ready now (and
-/// due timers) and returns, as in Python.
-void run_briefly(EventLoop& loop) {
-    loop.stop();
-    loop.run_forever();
-}
 
-std::string message_of(const std::exception_ptr& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const CancelledError& c) {
-        return c.message();
-    } catch (const std::exception& x) {
-        return x.what();
-    } catch (...) {
-        return "<unknown>";
-    }
-}
 
 void expect_loop_closed(const char* what, const std::function<void()>& fn) {
     try {

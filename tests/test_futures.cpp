@@ -13,30 +13,14 @@
 #include <vector>
 
 using namespace asyncio;
+using asyncio_test::message_of;
+using asyncio_test::run_briefly;
 using asyncio_test::HandlerCapture;
 using asyncio_test::LogCapture;
 
 namespace {
 
-/// Runs exactly one loop iteration (what is ready now), like CPython's test_utils.run_briefly:
-/// a pre-stopped run_forever() runs one iteration and returns.
-void run_briefly(EventLoop& loop) {
-    loop.stop();
-    loop.run_forever();
-}
 
-/// The message of the exception held by `e` (std::exception or CancelledError).
-std::string message_of(const std::exception_ptr& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const CancelledError& c) {
-        return c.message();
-    } catch (const std::exception& x) {
-        return x.what();
-    } catch (...) {
-        return "<unknown>";
-    }
-}
 
 class FutureTest : public ::testing::Test {
 protected:

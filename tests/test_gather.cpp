@@ -17,36 +17,18 @@
 using namespace asyncio;
 using asyncio_test::HandlerCapture;
 using asyncio_test::run_virtual;
+using asyncio_test::list_of;
+using asyncio_test::now;
+using asyncio_test::settle;
 
-/// ASSERT for coroutine bodies (gtest's ASSERT_* use `return`, which a coroutine cannot).
-#define CO_ASSERT(cond)                                          \
-    do {                                                         \
-        if (!(cond)) {                                           \
-            ADD_FAILURE() << "assertion failed: " #cond;         \
-            co_return;                                           \
-        }                                                        \
-    } while (0)
 
 namespace {
 
-/// Builds a vector outside the coroutine frame: GCC 12 cannot compile a braced
-/// std::vector<T>{...} (an initializer_list) inside a co_await expression ("array used as
-/// initializer").
-template <class F, class... Fs>
-std::vector<F> list_of(Fs... fs) {
-    return std::vector<F>{F(std::move(fs))...};
-}
 
 struct Boom : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-double now() { return get_running_loop().time(); }
-
-/// Lets every ready callback and task step run (Python's test _run_loop, bounded).
-Coro<> settle(int iterations = 6) {
-    for (int i = 0; i < iterations; ++i) co_await sleep(0);
-}
 
 Coro<int> value_after(double delay, int v) {
     co_await sleep(delay);

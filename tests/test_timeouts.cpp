@@ -19,6 +19,8 @@
 #include <vector>
 
 using namespace asyncio;
+using asyncio_test::Outcome;
+using asyncio_test::outcome_of;
 using asyncio_test::run_virtual;
 using namespace std::chrono_literals;
 
@@ -47,22 +49,6 @@ Coro<> async_with(Timeout& cm, Coro<> body) {
     if (error) std::rethrow_exception(error);
 }
 
-/// What a coroutine ended with, for checks that need more than EXPECT_THROW.
-enum class Outcome { value, timeout, cancelled, other };
-
-template <class A>
-Coro<Outcome> outcome_of(A aw) {
-    try {
-        co_await std::move(aw);
-        co_return Outcome::value;
-    } catch (const TimeoutError&) {
-        co_return Outcome::timeout;
-    } catch (const CancelledError&) {
-        co_return Outcome::cancelled;
-    } catch (...) {
-        co_return Outcome::other;
-    }
-}
 
 }  // namespace
 

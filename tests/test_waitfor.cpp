@@ -16,6 +16,8 @@
 #include <vector>
 
 using namespace asyncio;
+using asyncio_test::Outcome;
+using asyncio_test::outcome_of;
 using asyncio_test::run_virtual;
 using namespace std::chrono_literals;
 
@@ -30,22 +32,6 @@ Coro<int> value_after(double delay, int v) {
 
 Coro<std::string> done_immediately() { co_return "done"; }
 
-/// What an awaitable ended with, for checks that need more than EXPECT_THROW.
-enum class Outcome { value, timeout, cancelled, other };
-
-template <class A>
-Coro<Outcome> outcome_of(A aw) {
-    try {
-        co_await std::move(aw);
-        co_return Outcome::value;
-    } catch (const TimeoutError&) {
-        co_return Outcome::timeout;
-    } catch (const CancelledError&) {
-        co_return Outcome::cancelled;
-    } catch (...) {
-        co_return Outcome::other;
-    }
-}
 
 /// Runs for `duration` seconds of loop time, ignoring every cancel request (Python's SlowTask).
 struct SlowTask {
