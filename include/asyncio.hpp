@@ -4,8 +4,10 @@
 #include <asyncio/coroutines.hpp>
 #include <asyncio/events.hpp>
 #include <asyncio/exceptions.hpp>
+#include <asyncio/executors.hpp>
 #include <asyncio/futures.hpp>
 #include <asyncio/runners.hpp>
 #include <asyncio/taskgroups.hpp>
 #include <asyncio/tasks.hpp>
+#include <asyncio/threads.hpp>
 #include <asyncio/timeouts.hpp>

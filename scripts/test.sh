@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs the whole test suite twice: GCC release (-O2, warnings as errors) and
-# Clang 16 Debug with AddressSanitizer + UndefinedBehaviorSanitizer.
+# Builds and runs the whole test suite twice - GCC release (-O2, warnings as errors) and
+# Clang 16 Debug with AddressSanitizer + UndefinedBehaviorSanitizer - then the tests that
+# cross threads once more under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -11,3 +12,7 @@ for preset in release dev; do
   echo "== $preset: test"
   ctest --preset "$preset"
 done
+echo "== tsan: the thread-facing tests under ThreadSanitizer"
+cmake --preset tsan >/dev/null
+cmake --build --preset tsan --target test_threads test_events test_runners
+ctest --preset tsan

@@ -66,7 +66,7 @@ void Runner::close() {
     } finally{this};
     cancel_all_tasks(*loop_);
     loop_->shutdown_asyncgens();
-    loop_->shutdown_default_executor();
+    loop_->run_until_complete(loop_->shutdown_default_executor());
 }
 
 Runner::RunGuard::RunGuard(Runner& runner, AnyTask main_task) : runner_(runner), main_task_(std::move(main_task)) {

@@ -21,6 +21,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -37,6 +38,7 @@ class Task;
 template <class T>
 class Future;
 class AnyTask;
+class Executor;
 
 namespace detail {
 class TaskBase;
@@ -62,11 +64,23 @@ concept Delay = std::is_arithmetic_v<D> || requires(D d) {
 /// tasks, which live on the loop's thread, count in `local_refs` without atomics - creating a
 /// task must not cost two locked instructions. The loop's own reference passes to the local
 /// holders when the loop is destroyed before them.
+struct HandleState;
 struct LoopAnchor {
     std::atomic<std::uint32_t> refs{1};
     std::uint32_t local_refs = 0;
     EventLoop* loop = nullptr;
     std::atomic<bool> closed{false};
+
+    // The call_soon_threadsafe inbox lives here rather than in the loop: another thread that
+    // holds the anchor can post safely even while the loop closes or after it is gone - the
+    // post is then refused. `closed` changes under `inbox_mutex`.
+    std::mutex inbox_mutex;
+    std::vector<HandleState*> inbox;  // each holds one reference
+    std::atomic<bool> wakeup_pending{false};
+    int wakeup_fd = -1;  // the loop's eventfd; -1 once closed
+    /// Queues `h` (taking over one reference) and wakes the loop; false when closed.
+    bool post(HandleState* h);
+
     void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
     void release() noexcept {
         if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
@@ -339,11 +353,22 @@ public:
     /// ignoring, for SIGINT's KeyboardInterrupt default) is restored.
     bool remove_signal_handler(int sig);
 
+    // ---- executors (asyncio/threads.hpp) ---------------------------------------------------
+    /// Runs `fn()` on `executor` (nullptr: the default executor) and returns a Future for its
+    /// result, set on this loop when the work is done. Defined in <asyncio/threads.hpp>.
+    template <class F>
+    auto run_in_executor(Executor* executor, F fn) -> Future<std::invoke_result_t<F&>>;
+    /// The default executor: a ThreadPoolExecutor created on first use.
+    Executor& default_executor();
+    /// Replaces the default executor (Python's loop.set_default_executor).
+    void set_default_executor(std::unique_ptr<Executor> executor);
+
     // ---- shutdown hooks used by asyncio::run / Runner ------------------------------------
     /// Finalizes async generators still open (nothing to do until they exist).
     void shutdown_asyncgens() {}
-    /// Shuts down the default executor (nothing to do until executors exist).
-    void shutdown_default_executor() {}
+    /// Shuts the default executor down, waiting for its threads without blocking the loop
+    /// (a helper thread joins them; the loop keeps delivering their results meanwhile).
+    Coro<void> shutdown_default_executor();
 
     /// The number of callbacks in the ready queue and of live timers (for tests).
     std::size_t ready_count() const noexcept { return ready_.size(); }

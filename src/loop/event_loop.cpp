@@ -4,6 +4,8 @@
 // queue, then run exactly the callbacks that were ready when the iteration began.
 #include <asyncio/events.hpp>
 #include <asyncio/detail/task_state.hpp>
+#include <asyncio/executors.hpp>
+#include <asyncio/tasks.hpp>
 
 #include "../backend/backend.hpp"
 #include "signals.hpp"
@@ -90,12 +92,10 @@ struct EventLoop::Impl {
     ExceptionHandler exception_handler;
     std::thread::id owner_thread = std::this_thread::get_id();  // created or last run on
     std::map<int, std::function<void()>> signal_handlers;
+    std::unique_ptr<Executor> default_executor;
+    bool executor_shutdown_called = false;
 
-    // call_soon_threadsafe inbox
-    std::mutex inbox_mutex;
-    std::vector<detail::HandleState*> inbox;  // each holds one reference
-    std::atomic<bool> wakeup_pending{false};
-    int wakeup_fd = -1;
+    int wakeup_fd = -1;  // owned here; writers reach it through the anchor (see LoopAnchor)
     std::uint64_t wakeup_buffer = 0;
     detail::IoOperation wakeup_read;
 
@@ -107,13 +107,6 @@ struct EventLoop::Impl {
         wakeup_read.complete = [](detail::IoOperation*) {};  // re-armed by the loop
         backend->start(&wakeup_read);
     }
-    void wake() noexcept {
-        if (!wakeup_pending.exchange(true)) {
-            std::uint64_t one = 1;
-            ssize_t r = ::write(wakeup_fd, &one, sizeof one);
-            (void)r;  // EAGAIN means the counter is already non-zero: the loop will wake
-        }
-    }
 };
 
 EventLoop::EventLoop() : EventLoop(LoopOptions{}) {}
@@ -124,6 +117,7 @@ EventLoop::EventLoop(LoopOptions options) : anchor_(new detail::LoopAnchor), imp
     impl_->virtual_clock = options.virtual_clock;
     impl_->wakeup_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (impl_->wakeup_fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    anchor_->wakeup_fd = impl_->wakeup_fd;
     impl_->arm_wakeup();
 }
 
@@ -133,6 +127,9 @@ EventLoop::~EventLoop() {
         std::terminate();
     }
     close();
+    // Join the default executor's threads while this loop (which they post results to) and its
+    // anchor still exist.
+    impl_->default_executor.reset();
     anchor_->detach_loop();
 }
 
@@ -148,7 +145,7 @@ void EventLoop::check_closed() const {
 
 Handle EventLoop::call_soon_impl(detail::HandleState* h) {
     // A call_soon_threadsafe() that happened before this call must run before it.
-    if (impl_->wakeup_pending.load(std::memory_order_acquire)) drain_threadsafe_inbox();
+    if (anchor_->wakeup_pending.load(std::memory_order_acquire)) drain_threadsafe_inbox();
     h->ops = &detail::HandleState::ready_ops;
     h->queued = true;
     h->add_ref();  // the queue's reference
@@ -167,23 +164,32 @@ TimerHandle EventLoop::call_at_impl(double when, detail::HandleState* h) {
 Handle EventLoop::call_soon_threadsafe_impl(detail::HandleState* h) {
     h->ops = &detail::HandleState::ready_ops;
     Handle handle(detail::RefPtr<detail::HandleState>::adopt(h));
-    {
-        std::lock_guard<std::mutex> lock(impl_->inbox_mutex);
-        // Checked again under the lock: close() empties the inbox under it.
-        if (anchor_->closed.load()) throw RuntimeError("Event loop is closed");
-        h->add_ref();  // the inbox's reference
-        impl_->inbox.push_back(h);
+    h->add_ref();  // the inbox's reference
+    if (!anchor_->post(h)) {
+        h->release();
+        throw RuntimeError("Event loop is closed");
     }
-    impl_->wake();
     return handle;
 }
 
+bool detail::LoopAnchor::post(HandleState* h) {
+    std::lock_guard<std::mutex> lock(inbox_mutex);
+    if (closed.load()) return false;
+    inbox.push_back(h);
+    if (!wakeup_pending.exchange(true)) {
+        std::uint64_t one = 1;
+        ssize_t r = ::write(wakeup_fd, &one, sizeof one);
+        (void)r;  // EAGAIN means the counter is already non-zero: the loop will wake
+    }
+    return true;
+}
+
 void EventLoop::drain_threadsafe_inbox() {
-    impl_->wakeup_pending.store(false);
+    anchor_->wakeup_pending.store(false);
     std::vector<detail::HandleState*> items;
     {
-        std::lock_guard<std::mutex> lock(impl_->inbox_mutex);
-        items.swap(impl_->inbox);
+        std::lock_guard<std::mutex> lock(anchor_->inbox_mutex);
+        items.swap(anchor_->inbox);
     }
     for (detail::HandleState* h : items) {
         h->queued = true;
@@ -236,13 +242,13 @@ void EventLoop::run_once() {
     // Fast path: callbacks are ready and there is nothing else to look at (no timer, no I/O
     // but the wake-up eventfd, nothing from other threads or signals). Polling would be a
     // no-op, so just run the batch.
-    if (!ready_.empty() && impl.timers.empty() && !impl.wakeup_pending.load(std::memory_order_relaxed) &&
+    if (!ready_.empty() && impl.timers.empty() && !anchor_->wakeup_pending.load(std::memory_order_relaxed) &&
         (impl.signal_handlers.empty() || !detail::signals::pending.load(std::memory_order_relaxed)) &&
         impl.backend->in_flight() <= 1 && !impl.backend->has_completions()) {
         run_ready_batch();
         return;
     }
-    if (impl.wakeup_pending.load(std::memory_order_relaxed)) drain_threadsafe_inbox();
+    if (anchor_->wakeup_pending.load(std::memory_order_relaxed)) drain_threadsafe_inbox();
     if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed))
         dispatch_signals();
 
@@ -261,12 +267,12 @@ void EventLoop::run_once() {
         // The virtual clock: poll without blocking; if nothing arrived, jump to the timer.
         impl.backend->poll(0);
         if (!impl.wakeup_read.in_flight) impl.arm_wakeup();
-        if (impl.wakeup_pending.load()) drain_threadsafe_inbox();
+        if (anchor_->wakeup_pending.load()) drain_threadsafe_inbox();
         if (ready_.empty()) impl.virtual_now += timeout;
     } else if (!(timeout == 0 && only_wakeup)) {
         impl.backend->poll(timeout);
         if (!impl.wakeup_read.in_flight) impl.arm_wakeup();
-        if (impl.wakeup_pending.load()) drain_threadsafe_inbox();
+        if (anchor_->wakeup_pending.load()) drain_threadsafe_inbox();
     }
 
     if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed))
@@ -365,15 +371,17 @@ void EventLoop::close() {
     if (running_) throw RuntimeError("Cannot close a running event loop; call stop() first");
     if (closed_) return;
     closed_ = true;
-    anchor_->closed.store(true);
+    std::vector<detail::HandleState*> unposted;
+    {
+        std::lock_guard<std::mutex> lock(anchor_->inbox_mutex);
+        anchor_->closed.store(true);  // from now on, posts from other threads are refused
+        unposted.swap(anchor_->inbox);
+        anchor_->wakeup_fd = -1;
+    }
+    for (detail::HandleState* h : unposted) h->release();
     // Drop queued callbacks, timers and cross-thread callbacks unrun.
     while (detail::ReadyItem* item = ready_.pop_front()) item->ops->discard(item);
     impl_->timers.clear();
-    {
-        std::lock_guard<std::mutex> lock(impl_->inbox_mutex);
-        for (detail::HandleState* h : impl_->inbox) h->release();
-        impl_->inbox.clear();
-    }
     // The loop owns pending tasks: destroy their coroutines (running the destructors of their
     // locals) and let go of them. Handles that outlive this see "Event loop is closed".
     while (!tasks_.empty()) {
@@ -382,12 +390,52 @@ void EventLoop::close() {
         detail::LoopAccess::unregister_task(*this, task);
         task->abandon();
     }
-    shutdown_default_executor();
+    // Like Python's close(): the default executor stops taking work, without waiting.
+    if (impl_->default_executor) impl_->default_executor->shutdown(false);
     while (!impl_->signal_handlers.empty()) remove_signal_handler(impl_->signal_handlers.begin()->first);
     if (impl_->wakeup_read.in_flight) impl_->backend->cancel(&impl_->wakeup_read);
     impl_->backend->poll(0);
     ::close(impl_->wakeup_fd);
     impl_->wakeup_fd = -1;
+}
+
+// ---- the default executor ------------------------------------------------------------------
+Executor& EventLoop::default_executor() {
+    check_closed();
+    if (impl_->executor_shutdown_called) throw RuntimeError("Executor shutdown has been called");
+    if (!impl_->default_executor) impl_->default_executor = std::make_unique<ThreadPoolExecutor>();
+    return *impl_->default_executor;
+}
+
+void EventLoop::set_default_executor(std::unique_ptr<Executor> executor) {
+    impl_->default_executor = std::move(executor);
+}
+
+Coro<void> EventLoop::shutdown_default_executor() {
+    impl_->executor_shutdown_called = true;
+    std::unique_ptr<Executor> executor = std::move(impl_->default_executor);
+    if (!executor) co_return;
+    // Joining may take a while: a helper thread does it, so that the loop keeps running (and
+    // keeps delivering the results of the work that is finishing).
+    Future<void> joined(*this);
+    auto* delivery = new Future<void>(joined);  // dereferenced and freed on this thread only
+    std::thread joiner([this, ex = executor.get(), delivery] {
+        ex->shutdown(true);
+        try {
+            call_soon_threadsafe([d = std::unique_ptr<Future<void>>(delivery)] {
+                if (!d->done()) d->set_result();
+            });
+        } catch (const RuntimeError&) {
+        }
+    });
+    std::exception_ptr error;
+    try {
+        co_await joined;
+    } catch (...) {
+        error = std::current_exception();
+    }
+    joiner.join();
+    if (error) std::rethrow_exception(error);
 }
 
 // ---- exception handling --------------------------------------------------------------------
