@@ -425,6 +425,10 @@ struct LoopAccess {
     static void add_timer(EventLoop& loop, TimerNode* node, double when);
     /// Whether the caller is on the thread that created (or last ran) the loop.
     static bool on_loop_thread(const EventLoop& loop) noexcept;
+    /// Futures waiting for executor work: kept by the loop (on its thread) under an id, so a
+    /// worker thread carries only the id, never a handle. The loop drops them when it closes.
+    static std::uint64_t park_future(EventLoop& loop, FutureStateBase* f);
+    static RefPtr<FutureStateBase> unpark_future(EventLoop& loop, std::uint64_t id) noexcept;
     static void cancel_timer(EventLoop& loop, TimerNode* node) noexcept;
     static void register_task(EventLoop& loop, TaskBase* task);
     static void unregister_task(EventLoop& loop, TaskBase* task) noexcept;

@@ -35,14 +35,15 @@ struct ExecutorResult {
     std::exception_ptr error;
 };
 
-/// From any thread: runs `fn` on the anchor's loop, unless that loop is closed (or gone).
-/// On refusal the callable is deliberately leaked, not destroyed: what it owns (a Future
-/// handle) may only be released on the loop's thread.
+/// From any thread: runs `fn` on the anchor's loop, unless that loop is closed (or gone);
+/// then `fn` is destroyed unrun, on the calling thread.
 template <class F>
 bool post_to_loop(LoopAnchor* anchor, F&& fn) {
     HandleState* h = make_handle_state(anchor, /*shared=*/true, std::forward<F>(fn));
     h->ops = &HandleState::ready_ops;
-    return anchor->post(h);
+    if (anchor->post(h)) return true;
+    h->release();
+    return false;
 }
 
 }  // namespace detail
@@ -59,13 +60,12 @@ auto EventLoop::run_in_executor(Executor* executor, F fn) -> Future<std::invoke_
     fut.add_done_callback([cancelled](const Future<R>& f) {
         if (f.cancelled()) cancelled->store(true);
     });
-    // The Future handle (not thread-safe) travels to the worker and back inside `delivery`,
-    // which is only ever dereferenced, and destroyed, on the loop's thread.
-    auto delivery = std::make_unique<Future<R>>(fut);
-    // The worker holds the loop's anchor, not the loop: the loop may be closed and destroyed
-    // before a user-supplied executor gets to the work.
+    // Future handles are not thread-safe: the loop keeps this one, and the worker carries only
+    // its id (and the loop's anchor, not the loop, which may be gone by the time a
+    // user-supplied executor gets to the work).
+    const std::uint64_t id = detail::LoopAccess::park_future(*this, fut.state_ptr());
     ex.submit([anchor = detail::RefPtr<detail::LoopAnchor>(anchor_), fn = std::move(fn), cancelled,
-               delivery = delivery.release()]() mutable {
+               id]() mutable {
         detail::ExecutorResult<R> result;
         const bool skipped = cancelled->load();  // cancelled before it started: don't run it
         if (!skipped) {
@@ -80,10 +80,11 @@ auto EventLoop::run_in_executor(Executor* executor, F fn) -> Future<std::invoke_
                 result.error = std::current_exception();
             }
         }
-        // If the loop is closed meanwhile the post is refused and `delivery` leaks on purpose.
-        detail::post_to_loop(anchor.get(), [delivery = std::unique_ptr<Future<R>>(delivery), skipped,
-                                            result = std::move(result)]() mutable {
-            Future<R>& f = *delivery;
+        detail::LoopAnchor* a = anchor.get();
+        detail::post_to_loop(a, [a, id, skipped, result = std::move(result)]() mutable {
+            detail::RefPtr<detail::FutureStateBase> parked = detail::LoopAccess::unpark_future(*a->loop, id);
+            if (!parked) return;
+            auto& f = static_cast<detail::FutureState<R>&>(*parked);
             if (skipped || f.done()) return;  // cancelled meanwhile
             if (result.error)
                 f.set_exception(result.error);

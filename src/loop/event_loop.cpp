@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <csignal>
 #include <map>
+#include <unordered_map>
 #include <mutex>
 #include <thread>
 #include <system_error>
@@ -93,6 +94,8 @@ struct EventLoop::Impl {
     std::thread::id owner_thread = std::this_thread::get_id();  // created or last run on
     std::map<int, std::function<void()>> signal_handlers;
     std::unique_ptr<Executor> default_executor;
+    std::unordered_map<std::uint64_t, detail::RefPtr<detail::FutureStateBase>> parked_futures;
+    std::uint64_t next_parked_id = 0;
     bool executor_shutdown_called = false;
 
     int wakeup_fd = -1;  // owned here; writers reach it through the anchor (see LoopAnchor)
@@ -195,6 +198,20 @@ void EventLoop::drain_threadsafe_inbox() {
         h->queued = true;
         ready_.push_back(h);  // the inbox's reference moves to the queue
     }
+}
+
+std::uint64_t detail::LoopAccess::park_future(EventLoop& loop, FutureStateBase* f) {
+    std::uint64_t id = ++loop.impl_->next_parked_id;
+    loop.impl_->parked_futures.emplace(id, RefPtr<FutureStateBase>(f));
+    return id;
+}
+
+detail::RefPtr<detail::FutureStateBase> detail::LoopAccess::unpark_future(EventLoop& loop, std::uint64_t id) noexcept {
+    auto it = loop.impl_->parked_futures.find(id);
+    if (it == loop.impl_->parked_futures.end()) return nullptr;
+    RefPtr<FutureStateBase> f = std::move(it->second);
+    loop.impl_->parked_futures.erase(it);
+    return f;
 }
 
 bool detail::LoopAccess::on_loop_thread(const EventLoop& loop) noexcept {
@@ -379,6 +396,7 @@ void EventLoop::close() {
         anchor_->wakeup_fd = -1;
     }
     for (detail::HandleState* h : unposted) h->release();
+    impl_->parked_futures.clear();  // executor work that never reported back
     // Drop queued callbacks, timers and cross-thread callbacks unrun.
     while (detail::ReadyItem* item = ready_.pop_front()) item->ops->discard(item);
     impl_->timers.clear();
