@@ -1,11 +1,14 @@
 // asyncio.hpp - Python's asyncio in C++20. Brings in every part.
 #pragma once
 
+#include <asyncio/contextvars.hpp>
 #include <asyncio/coroutines.hpp>
 #include <asyncio/events.hpp>
 #include <asyncio/exceptions.hpp>
 #include <asyncio/executors.hpp>
 #include <asyncio/futures.hpp>
+#include <asyncio/locks.hpp>
+#include <asyncio/queues.hpp>
 #include <asyncio/runners.hpp>
 #include <asyncio/taskgroups.hpp>
 #include <asyncio/tasks.hpp>

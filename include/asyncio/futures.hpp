@@ -6,6 +6,7 @@
 // were added, exactly like Python. Future<T> is a cheap shared handle to one state object.
 #pragma once
 
+#include <asyncio/contextvars.hpp>
 #include <asyncio/coroutines.hpp>
 #include <asyncio/events.hpp>
 
@@ -122,6 +123,7 @@ protected:
     struct Extras {
         std::string cancel_message;
         std::string name;
+        ContextMapPtr context;  // a task's context (null: empty)
     };
     Extras& extras();
     std::unique_ptr<Extras> extras_;

@@ -101,8 +101,11 @@ auto EventLoop::run_in_executor(Executor* executor, F fn) -> Future<std::invoke_
 /// asyncio.to_thread).
 template <class F, class... Args>
 auto to_thread(F fn, Args... args) -> Future<std::invoke_result_t<F&, Args&...>> {
+    // Like Python: the function runs in a copy of the caller's context.
     return get_running_loop().run_in_executor(
-        nullptr, [fn = std::move(fn), ... args = std::move(args)]() mutable { return std::invoke(fn, args...); });
+        nullptr, [ctx = copy_context(), fn = std::move(fn), ... args = std::move(args)]() mutable {
+            return ctx.run([&]() -> decltype(auto) { return std::invoke(fn, args...); });
+        });
 }
 
 namespace detail {

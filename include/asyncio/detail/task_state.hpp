@@ -59,6 +59,12 @@ public:
     /// Queues the next step on the loop.
     void schedule_step() noexcept;
 
+    /// The task's context (Python's Task._context): where ContextVar reads and writes go
+    /// while this task runs. Null pointer: the empty context (no allocation for it).
+    ContextMapPtr* context_slot(bool create) {
+        if (!create && !extras_) return nullptr;
+        return &extras().context;
+    }
     /// Slot in the loop's table of pending tasks (the loop owns them).
     std::uint32_t& task_index() noexcept { return task_index_; }
 
