@@ -29,12 +29,24 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IMPLS = ("asyncio-cpp", "asyncio", "uvloop", "asio")
-GROUPS = ("sleep_1m", "create_await", "pingpong", "call_soon")
+GROUPS = ("sleep_1m", "create_await", "pingpong", "call_soon", "queue_pingpong", "lock_contention",
+          "to_thread")
 GROUP_BENCHES = {
     "sleep_1m": ("sleep_1m_wall", "sleep_1m_rss", "sleep_1m_rss_base", "sleep_1m_n"),
     "create_await": ("create_await_task",),
     "pingpong": ("sleep0_pingpong",),
     "call_soon": ("call_soon_chain", "call_soon_batch"),
+    "queue_pingpong": ("queue_pingpong",),
+    "lock_contention": ("lock_contention",),
+    "to_thread": ("to_thread_latency", "to_thread_throughput"),
+}
+# Sizes of the primitives/threads workloads: same for every implementation; (default, --quick).
+SIZES = {
+    "queue_n": (500_000, 20_000),      # queue_pingpong round trips (2 messages each)
+    "lock_tasks": (1_000, 1_000),      # lock_contention tasks
+    "lock_iters": (1_000, 20),         # lock_contention iterations per task
+    "thread_n": (20_000, 2_000),       # to_thread latency: sequential calls
+    "thread_batch": (10_000, 2_000),   # to_thread throughput: concurrent calls
 }
 # Table rows: bench, label, display unit, scale applied to the raw value, higher-is-better.
 ROWS = (
@@ -45,6 +57,12 @@ ROWS = (
     ("sleep0_pingpong", "sleep(0) ping-pong, 2 tasks", "ns/switch", 1.0, False),
     ("call_soon_chain", "call_soon chain (self re-scheduling)", "M callbacks/s", 1e-6, True),
     ("call_soon_batch", "call_soon batch (N scheduled up front)", "M callbacks/s", 1e-6, True),
+    ("queue_pingpong", "queue ping-pong, 2 tasks × 2 queues, {queue_n} round trips", "ns/msg", 1.0, False),
+    ("lock_contention", "Lock contention, {lock_tasks} tasks × {lock_iters} (acquire; sleep(0); release)",
+     "ns/acquire", 1.0, False),
+    ("to_thread_latency", "to_thread(f) latency, {thread_n} sequential calls", "µs/call", 1.0, False),
+    ("to_thread_throughput", "to_thread(f) throughput, {thread_batch} concurrent calls gathered",
+     "k calls/s", 1e-3, True),
 )
 
 
@@ -63,6 +81,8 @@ def commands(args, n, sleep_n_py):
         if cmd is None:
             sys.exit(f"run_core.py: --build-dir is required for {impl}")
         cmd = cmd + ["--n", str(n)]
+        for key in SIZES:
+            cmd += ["--" + key.replace("_", "-"), str(getattr(args, key))]
         if impl in ("asyncio", "uvloop") and sleep_n_py:
             cmd += ["--sleep-n", str(sleep_n_py)]
         out[impl] = cmd
@@ -110,6 +130,8 @@ def fmt_value(v, unit):
         return f"{v:.2f}"
     if unit in ("M callbacks/s",):
         return f"{v:.2f}"
+    if unit in ("k calls/s",):
+        return f"{v:.1f}"
     return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
 
 
@@ -164,7 +186,11 @@ def main():
     ap.add_argument("--python-sleep-n", type=int, default=None,
                     help="smaller N for the Python peers' sleep_1m only (per-task rows then "
                          "make the comparison); default: same N as everyone")
-    ap.add_argument("--quick", action="store_true", help="smoke test: N=10000, 1 round")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: N=10000, 1 round, small sizes for the workloads below")
+    for key, (default, quick) in SIZES.items():
+        ap.add_argument("--" + key.replace("_", "-"), type=int, default=None,
+                        help=f"{key} (default {default:,}; {quick:,} with --quick)")
     ap.add_argument("--impls", default=",".join(IMPLS),
                     help="comma-separated subset of: " + ", ".join(IMPLS))
     ap.add_argument("--bench", default=",".join(GROUPS),
@@ -186,6 +212,11 @@ def main():
     groups.sort(key=GROUPS.index)
     n = args.n or (10_000 if args.quick else 1_000_000)
     rounds = args.rounds or (1 if args.quick else 3)
+    for key, (default, quick) in SIZES.items():
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else default)
+        if getattr(args, key) <= 0:
+            ap.error(f"--{key.replace('_', '-')} must be > 0")
     cmds = commands(args, n, args.python_sleep_n)
     missing = [c[0] for c in cmds.values() if not (os.path.isfile(c[0]) and os.access(c[0], os.X_OK))]
     if missing:
@@ -205,7 +236,7 @@ def main():
             for impl in args.impls:
                 t0 = time.monotonic()
                 values, err = run_one(impl, cmds[impl], g, args.timeout)
-                print(f"[round {r + 1}/{rounds}] {g:<12} {impl:<12} {time.monotonic() - t0:6.1f} s"
+                print(f"[round {r + 1}/{rounds}] {g:<15} {impl:<12} {time.monotonic() - t0:6.1f} s"
                       + (f"  FAILED: {err}" if err else ""), file=sys.stderr, flush=True)
                 if err:
                     failures.append(err)
@@ -236,7 +267,8 @@ def main():
             continue
         meds = {impl: median(bench, impl) for impl in args.impls}
         scaled = {k: (v * scale if v is not None else None) for k, v in meds.items()}
-        row = [label.format(n=n_label), unit] + [fmt_value(scaled[i], unit) for i in args.impls]
+        fmt_args = {k: f"{getattr(args, k):,}" for k in SIZES}
+        row = [label.format(n=n_label, **fmt_args), unit] + [fmt_value(scaled[i], unit) for i in args.impls]
         if ours:
             row += [fmt_ratio(meds["asyncio-cpp"], meds[p], higher) for p in peers]
         lines.append("| " + " | ".join(row) + " |")
@@ -267,7 +299,7 @@ def main():
 
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"n": n, "rounds": rounds, "machine": machine_info(), "results": raw,
+            json.dump({"n": n, "sizes": {k: getattr(args, k) for k in SIZES}, "rounds": rounds, "machine": machine_info(), "results": raw,
                        "failures": failures}, f, indent=1)
     return 1 if failures else 0
 

@@ -1,6 +1,7 @@
 // asyncio.hpp - Python's asyncio in C++20. Brings in every part.
 #pragma once
 
+#include <asyncio/asyncgen.hpp>
 #include <asyncio/contextvars.hpp>
 #include <asyncio/coroutines.hpp>
 #include <asyncio/events.hpp>

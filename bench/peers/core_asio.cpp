@@ -8,6 +8,16 @@
 //   pingpong      two coroutines each doing co_await post(ex, use_awaitable) M times
 //   call_soon     a lambda that re-posts itself N times (chain); N lambdas posted
 //                 up front (batch)
+//   queue_pingpong   two coroutines bounce a message through two
+//                    experimental::channel<void(error_code, int)> (capacity 1), Q round trips
+//   lock_contention  no async mutex in Asio 1.81: a channel<void(error_code)> of capacity 1
+//                    holding one token is the lock (async_receive = acquire, try_send =
+//                    release); T coroutines x M iterations of {acquire; ++counter;
+//                    post (= sleep(0)); release}
+//   to_thread        co_await co_spawn(pool, f-coroutine, use_awaitable) on a thread_pool of
+//                    min(32, cores + 4) threads (Python's default executor size), back on the
+//                    io_context: L sequential calls (latency); B calls in flight at once
+//                    (throughput; completions counted on the io_context)
 // The io_context is run by one thread, like an asyncio loop. By default it is created with
 // BOOST_ASIO_CONCURRENCY_HINT_UNSAFE (no internal locking at all: the fastest single-threaded
 // configuration, and the nearest match to asyncio's lock-free loop); `--hint one` uses
@@ -15,10 +25,15 @@
 //
 // Output: one JSON object per line, {"impl":"asio","bench":...,"value":...,"unit":...}.
 // Build: g++ -std=c++20 -O2 core_asio.cpp -o bench_core_asio -pthread
-// Usage: bench_core_asio [--n N] [--sleep-n N] [--bench sleep_1m,create_await,pingpong,call_soon]
+// Usage: bench_core_asio [--n N] [--sleep-n N] [--queue-n Q] [--lock-tasks T] [--lock-iters M]
+//                        [--thread-n L] [--thread-batch B] [--bench GROUP,...]
 //                        [--hint unsafe|one|default]
+// (the io_context of to_thread always uses the default hint: a pool thread posts to it)
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -28,6 +43,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -36,6 +52,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/resource.h>
@@ -190,10 +207,119 @@ double bench_call_soon_batch(long long n) {
     return static_cast<double>(n) / s;
 }
 
+// --- 5. channel ping-pong: two coroutines, two channels ---------------------------
+
+using IntChannel = asio::experimental::channel<void(boost::system::error_code, int)>;
+
+awaitable<void> queue_pinger(IntChannel& to, IntChannel& from, long long n, long long& sum) {
+    for (long long i = 0; i < n; ++i) {
+        co_await to.async_send(boost::system::error_code{}, static_cast<int>(i & 0xffff), use_awaitable);
+        sum += co_await from.async_receive(use_awaitable);
+    }
+}
+
+awaitable<void> queue_ponger(IntChannel& from, IntChannel& to, long long n) {
+    for (long long i = 0; i < n; ++i) {
+        int x = co_await from.async_receive(use_awaitable);
+        co_await to.async_send(boost::system::error_code{}, x, use_awaitable);
+    }
+}
+
+double bench_queue_pingpong(long long n) {
+    asio::io_context ctx{g_hint};
+    IntChannel q1(ctx, 1), q2(ctx, 1);
+    long long sum = 0;
+    auto t0 = Clock::now();
+    asio::co_spawn(ctx, queue_pinger(q1, q2, n, sum), rethrow_if);
+    asio::co_spawn(ctx, queue_ponger(q1, q2, n), rethrow_if);
+    ctx.run();
+    double ns = seconds_since(t0) * 1e9 / (2.0 * static_cast<double>(n));
+    long long expect = 0;
+    for (long long i = 0; i < n; ++i) expect += i & 0xffff;
+    if (sum != expect) throw std::runtime_error("queue_pingpong: wrong sum");
+    return ns;
+}
+
+// --- 6. lock contention: a capacity-1 channel holding one token is the lock --------
+
+using TokenChannel = asio::experimental::channel<void(boost::system::error_code)>;
+
+awaitable<void> lock_worker(TokenChannel& lock, long long m, long long& counter) {
+    auto ex = co_await asio::this_coro::executor;
+    for (long long i = 0; i < m; ++i) {
+        co_await lock.async_receive(use_awaitable);  // acquire: take the token
+        ++counter;
+        co_await asio::post(ex, use_awaitable);  // sleep(0)
+        // release: put the token back (hands it to the first waiting receiver, if any).
+        if (!lock.try_send(boost::system::error_code{})) throw std::runtime_error("lock: release failed");
+    }
+}
+
+double bench_lock_contention(long long tasks, long long m) {
+    asio::io_context ctx{g_hint};
+    TokenChannel lock(ctx, 1);
+    if (!lock.try_send(boost::system::error_code{})) throw std::runtime_error("lock: init failed");
+    long long counter = 0;
+    auto t0 = Clock::now();
+    for (long long i = 0; i < tasks; ++i) asio::co_spawn(ctx, lock_worker(lock, m, counter), rethrow_if);
+    ctx.run();
+    double ns = seconds_since(t0) * 1e9 / static_cast<double>(tasks * m);
+    if (counter != tasks * m) throw std::runtime_error("lock_contention: wrong count");
+    return ns;
+}
+
+// --- 7. to_thread: a thread_pool and back ----------------------------------------
+
+std::size_t default_pool_size() {
+    unsigned hc = std::thread::hardware_concurrency();
+    return std::min<std::size_t>(32, (hc ? hc : 1) + 4);  // Python's default executor size
+}
+
+awaitable<long long> trivial_fn(long long i) { co_return i; }
+
+awaitable<void> to_thread_latency_main(asio::thread_pool& pool, long long n, double& us) {
+    long long total = 0;
+    auto t0 = Clock::now();
+    for (long long i = 0; i < n; ++i) total += co_await asio::co_spawn(pool, trivial_fn(i), use_awaitable);
+    us = seconds_since(t0) * 1e6 / static_cast<double>(n);
+    if (total != n * (n - 1) / 2) throw std::runtime_error("to_thread_latency: wrong sum");
+}
+
+double bench_to_thread_latency(long long n) {
+    asio::io_context ctx;  // default hint: completions are posted from pool threads
+    asio::thread_pool pool(default_pool_size());
+    double us = 0;
+    asio::co_spawn(ctx, to_thread_latency_main(pool, n, us), rethrow_if);
+    ctx.run();
+    pool.join();
+    return us;
+}
+
+double bench_to_thread_throughput(long long n) {
+    asio::io_context ctx;
+    asio::thread_pool pool(default_pool_size());
+    long long remaining = n, total = 0;
+    auto t0 = Clock::now();
+    double sec = 0;
+    for (long long i = 0; i < n; ++i) {
+        asio::co_spawn(pool, trivial_fn(i),
+                       asio::bind_executor(ctx, [&](std::exception_ptr e, long long v) {
+                           rethrow_if(e);
+                           total += v;
+                           if (--remaining == 0) sec = seconds_since(t0);
+                       }));
+    }
+    ctx.run();  // returns once every completion has run on it
+    pool.join();
+    if (remaining != 0 || total != n * (n - 1) / 2) throw std::runtime_error("to_thread_throughput: wrong sum");
+    return static_cast<double>(n) / sec;
+}
+
 void usage(const char* argv0) {
     std::fprintf(stderr,
-                 "usage: %s [--n N] [--sleep-n N] [--bench sleep_1m,create_await,pingpong,call_soon]"
-                 " [--hint unsafe|one|default]\n",
+                 "usage: %s [--n N] [--sleep-n N] [--queue-n Q] [--lock-tasks T] [--lock-iters M]\n"
+                 "          [--thread-n L] [--thread-batch B] [--bench GROUP,...] [--hint unsafe|one|default]\n"
+                 "groups: sleep_1m,create_await,pingpong,call_soon,queue_pingpong,lock_contention,to_thread\n",
                  argv0);
     std::exit(2);
 }
@@ -202,7 +328,8 @@ void usage(const char* argv0) {
 
 int main(int argc, char** argv) {
     long long n = 1'000'000, sleep_n = 0;
-    std::string bench = "sleep_1m,create_await,pingpong,call_soon";
+    long long queue_n = 500'000, lock_tasks = 1'000, lock_iters = 1'000, thread_n = 20'000, thread_batch = 10'000;
+    std::string bench = "sleep_1m,create_await,pingpong,call_soon,queue_pingpong,lock_contention,to_thread";
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto value = [&]() -> std::string {
@@ -211,6 +338,11 @@ int main(int argc, char** argv) {
         };
         if (a == "--n") n = std::atoll(value().c_str());
         else if (a == "--sleep-n") sleep_n = std::atoll(value().c_str());
+        else if (a == "--queue-n") queue_n = std::atoll(value().c_str());
+        else if (a == "--lock-tasks") lock_tasks = std::atoll(value().c_str());
+        else if (a == "--lock-iters") lock_iters = std::atoll(value().c_str());
+        else if (a == "--thread-n") thread_n = std::atoll(value().c_str());
+        else if (a == "--thread-batch") thread_batch = std::atoll(value().c_str());
         else if (a == "--bench") bench = value();
         else if (a == "--hint") {
             std::string h = value();
@@ -221,7 +353,8 @@ int main(int argc, char** argv) {
         }
         else usage(argv[0]);
     }
-    if (n <= 0) usage(argv[0]);
+    if (n <= 0 || queue_n <= 0 || lock_tasks <= 0 || lock_iters <= 0 || thread_n <= 0 || thread_batch <= 0)
+        usage(argv[0]);
     if (sleep_n <= 0) sleep_n = n;
     auto wanted = [&](const char* g) { return ("," + bench + ",").find(std::string(",") + g + ",") != std::string::npos; };
 
@@ -240,6 +373,13 @@ int main(int argc, char** argv) {
         if (wanted("call_soon")) {
             emit("call_soon_chain", bench_call_soon_chain(n), "callbacks/s");
             emit("call_soon_batch", bench_call_soon_batch(n), "callbacks/s");
+        }
+        if (wanted("queue_pingpong")) emit("queue_pingpong", bench_queue_pingpong(queue_n), "ns/msg");
+        if (wanted("lock_contention"))
+            emit("lock_contention", bench_lock_contention(lock_tasks, lock_iters), "ns/acquire");
+        if (wanted("to_thread")) {
+            emit("to_thread_latency", bench_to_thread_latency(thread_n), "us/call");
+            emit("to_thread_throughput", bench_to_thread_throughput(thread_batch), "calls/s");
         }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_core_asio: %s\n", e.what());

@@ -12,6 +12,11 @@ do the same thing):
                    (MB, RSS just before the tasks are created) and sleep_1m_n (tasks used)
   pingpong      -> sleep0_pingpong (ns/switch)
   call_soon     -> call_soon_chain (callbacks/s), call_soon_batch (callbacks/s)
+  queue_pingpong  -> queue_pingpong (ns/msg): two tasks, two asyncio.Queues, --queue-n round trips
+  lock_contention -> lock_contention (ns/acquire): --lock-tasks tasks x --lock-iters iterations of
+                     acquire; counter += 1; sleep(0); release
+  to_thread       -> to_thread_latency (us/call, --thread-n sequential calls),
+                     to_thread_throughput (calls/s, --thread-batch concurrent calls gathered)
 """
 
 import argparse
@@ -21,7 +26,8 @@ import resource
 import sys
 import time
 
-ALL_GROUPS = ("sleep_1m", "create_await", "pingpong", "call_soon")
+ALL_GROUPS = ("sleep_1m", "create_await", "pingpong", "call_soon", "queue_pingpong", "lock_contention",
+              "to_thread")
 
 
 def current_rss_mb():
@@ -139,6 +145,83 @@ async def bench_call_soon_batch(n):
     return n / (t1 - t0)
 
 
+# --- 5. queue ping-pong: two tasks, two queues ---------------------------------
+
+async def queue_pinger(to, frm, n):
+    put, get = to.put, frm.get
+    total = 0
+    for i in range(n):
+        await put(i & 0xffff)
+        total += await get()
+    return total
+
+
+async def queue_ponger(frm, to, n):
+    put, get = to.put, frm.get
+    for _ in range(n):
+        await put(await get())
+
+
+async def bench_queue_pingpong(n):
+    q1, q2 = asyncio.Queue(), asyncio.Queue()
+    t0 = time.perf_counter()
+    a = asyncio.create_task(queue_pinger(q1, q2, n))
+    b = asyncio.create_task(queue_ponger(q1, q2, n))
+    total = await a
+    await b
+    t1 = time.perf_counter()
+    assert total == sum(i & 0xffff for i in range(n))
+    return (t1 - t0) * 1e9 / (2 * n)
+
+
+# --- 6. lock contention: T tasks x M iterations, the lock held across a sleep(0) ----
+
+async def bench_lock_contention(tasks, m):
+    lock = asyncio.Lock()
+    counter = 0
+    sleep = asyncio.sleep
+
+    async def worker():
+        nonlocal counter
+        for _ in range(m):
+            await lock.acquire()
+            counter += 1
+            await sleep(0)
+            lock.release()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[asyncio.create_task(worker()) for _ in range(tasks)])
+    t1 = time.perf_counter()
+    assert counter == tasks * m
+    return (t1 - t0) * 1e9 / (tasks * m)
+
+
+# --- 7. to_thread: latency (sequential) and throughput (concurrent, gathered) --------
+
+def trivial_fn(i):
+    return i
+
+
+async def bench_to_thread_latency(n):
+    to_thread = asyncio.to_thread
+    total = 0
+    t0 = time.perf_counter()
+    for i in range(n):
+        total += await to_thread(trivial_fn, i)
+    t1 = time.perf_counter()
+    assert total == n * (n - 1) // 2
+    return (t1 - t0) * 1e6 / n
+
+
+async def bench_to_thread_throughput(n):
+    to_thread = asyncio.to_thread
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*[to_thread(trivial_fn, i) for i in range(n)])
+    t1 = time.perf_counter()
+    assert sum(results) == n * (n - 1) // 2
+    return n / (t1 - t0)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,6 +230,12 @@ def main():
                     help="N for every workload (tasks, switches per task, callbacks)")
     ap.add_argument("--sleep-n", type=int, default=None,
                     help="override N for sleep_1m only (default: --n)")
+    ap.add_argument("--queue-n", type=int, default=500_000, help="queue_pingpong round trips")
+    ap.add_argument("--lock-tasks", type=int, default=1_000, help="lock_contention tasks")
+    ap.add_argument("--lock-iters", type=int, default=1_000, help="lock_contention iterations per task")
+    ap.add_argument("--thread-n", type=int, default=20_000, help="to_thread latency: sequential calls")
+    ap.add_argument("--thread-batch", type=int, default=10_000,
+                    help="to_thread throughput: concurrent calls")
     ap.add_argument("--bench", default=",".join(ALL_GROUPS),
                     help="comma-separated subset of: " + ", ".join(ALL_GROUPS))
     args = ap.parse_args()
@@ -185,6 +274,17 @@ def main():
         elif g == "call_soon":
             emit("call_soon_chain", round(asyncio.run(bench_call_soon_chain(n))), "callbacks/s")
             emit("call_soon_batch", round(asyncio.run(bench_call_soon_batch(n))), "callbacks/s")
+        elif g == "queue_pingpong":
+            emit("queue_pingpong", round(asyncio.run(bench_queue_pingpong(args.queue_n)), 1), "ns/msg")
+        elif g == "lock_contention":
+            emit("lock_contention",
+                 round(asyncio.run(bench_lock_contention(args.lock_tasks, args.lock_iters)), 1),
+                 "ns/acquire")
+        elif g == "to_thread":
+            emit("to_thread_latency", round(asyncio.run(bench_to_thread_latency(args.thread_n)), 3),
+                 "us/call")
+            emit("to_thread_throughput",
+                 round(asyncio.run(bench_to_thread_throughput(args.thread_batch))), "calls/s")
     return 0
 
 

@@ -44,6 +44,7 @@ namespace detail {
 class TaskBase;
 class FutureStateBase;
 struct LoopAccess;
+struct AsyncGenHook;
 
 /// Converts a Python-style delay (double seconds) or any chrono duration to seconds.
 template <class D>
@@ -364,8 +365,9 @@ public:
     void set_default_executor(std::unique_ptr<Executor> executor);
 
     // ---- shutdown hooks used by asyncio::run / Runner ------------------------------------
-    /// Finalizes async generators still open (nothing to do until they exist).
-    void shutdown_asyncgens() {}
+    /// Finalizes the async generators that were started on this loop and are still open
+    /// (Python's shutdown_asyncgens; asyncio::run calls it).
+    void shutdown_asyncgens() noexcept;
     /// Shuts the default executor down, waiting for its threads without blocking the loop
     /// (a helper thread joins them; the loop keeps delivering their results meanwhile).
     Coro<void> shutdown_default_executor();
@@ -427,6 +429,7 @@ struct LoopAccess {
     static bool on_loop_thread(const EventLoop& loop) noexcept;
     /// Futures waiting for executor work: kept by the loop (on its thread) under an id, so a
     /// worker thread carries only the id, never a handle. The loop drops them when it closes.
+    static AsyncGenHook*& asyncgens(EventLoop& loop) noexcept;
     static std::uint64_t park_future(EventLoop& loop, FutureStateBase* f);
     static RefPtr<FutureStateBase> unpark_future(EventLoop& loop, std::uint64_t id) noexcept;
     static void cancel_timer(EventLoop& loop, TimerNode* node) noexcept;

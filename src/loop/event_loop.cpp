@@ -4,6 +4,7 @@
 // queue, then run exactly the callbacks that were ready when the iteration began.
 #include <asyncio/events.hpp>
 #include <asyncio/detail/task_state.hpp>
+#include <asyncio/asyncgen.hpp>
 #include <asyncio/executors.hpp>
 #include <asyncio/tasks.hpp>
 
@@ -94,6 +95,7 @@ struct EventLoop::Impl {
     std::thread::id owner_thread = std::this_thread::get_id();  // created or last run on
     std::map<int, std::function<void()>> signal_handlers;
     std::unique_ptr<Executor> default_executor;
+    detail::AsyncGenHook* asyncgens = nullptr;  // started async generators (intrusive list)
     std::unordered_map<std::uint64_t, detail::RefPtr<detail::FutureStateBase>> parked_futures;
     std::uint64_t next_parked_id = 0;
     bool executor_shutdown_called = false;
@@ -198,6 +200,35 @@ void EventLoop::drain_threadsafe_inbox() {
         h->queued = true;
         ready_.push_back(h);  // the inbox's reference moves to the queue
     }
+}
+
+detail::AsyncGenHook*& detail::LoopAccess::asyncgens(EventLoop& loop) noexcept { return loop.impl_->asyncgens; }
+
+void detail::register_asyncgen(AsyncGenHook* hook, EventLoop* loop) {
+    if (!loop || loop->is_closed()) return;
+    AsyncGenHook*& head = LoopAccess::asyncgens(*loop);
+    hook->loop = loop;
+    hook->prev = nullptr;
+    hook->next = head;
+    if (head) head->prev = hook;
+    head = hook;
+}
+
+void detail::unregister_asyncgen(AsyncGenHook* hook) noexcept {
+    if (!hook->loop) return;
+    AsyncGenHook*& head = LoopAccess::asyncgens(*hook->loop);
+    if (hook->prev)
+        hook->prev->next = hook->next;
+    else
+        head = hook->next;
+    if (hook->next) hook->next->prev = hook->prev;
+    hook->prev = hook->next = nullptr;
+    hook->loop = nullptr;
+}
+
+void EventLoop::shutdown_asyncgens() noexcept {
+    // Each finalize() unregisters its hook, so the list shrinks as we go.
+    while (detail::AsyncGenHook* hook = impl_->asyncgens) hook->finalize(hook->owner);
 }
 
 std::uint64_t detail::LoopAccess::park_future(EventLoop& loop, FutureStateBase* f) {
@@ -397,6 +428,8 @@ void EventLoop::close() {
     }
     for (detail::HandleState* h : unposted) h->release();
     impl_->parked_futures.clear();  // executor work that never reported back
+    // Generators still registered outlive the loop: forget them (they finalize themselves).
+    while (detail::AsyncGenHook* hook = impl_->asyncgens) detail::unregister_asyncgen(hook);
     // Drop queued callbacks, timers and cross-thread callbacks unrun.
     while (detail::ReadyItem* item = ready_.pop_front()) item->ops->discard(item);
     impl_->timers.clear();
