@@ -322,6 +322,9 @@ public:
     // ---- tasks --------------------------------------------------------------------------
     template <class T>
     Task<T> create_task(Coro<T> coro, std::string_view name = {});
+    /// create_task() of any other awaitable: wrapped in a coroutine first (asyncio/tasks.hpp).
+    template <class A>
+    auto create_task(A aw, std::string_view name = {});
     /// Python's loop.create_future(): a Future<T> bound to this loop.
     template <class T = void>
     Future<T> create_future();

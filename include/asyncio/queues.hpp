@@ -249,8 +249,63 @@ public:
         return qsize() >= static_cast<std::size_t>(maxsize_);
     }
 
+    /// `co_await q.put(x)` / `co_await q.get()`: finish at once, with no coroutine frame, when
+    /// the queue has room / an item (Python's put()/get() then never suspend either);
+    /// otherwise they run the waiting coroutine inline. Usable wherever an awaitable is
+    /// (create_task, wait_for, gather, timeout...).
+    class [[nodiscard]] PutOperation {
+    public:
+        bool await_ready() const noexcept { return !q_->full(); }
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) {
+            slow_.emplace(q_->put_waiting(std::move(item_)));
+            awaiter_.emplace(slow_->operator co_await());
+            return awaiter_->await_suspend(h);
+        }
+        void await_resume() {
+            if (awaiter_)
+                awaiter_->await_resume();
+            else
+                q_->put_nowait(std::move(item_));
+        }
+
+    private:
+        friend class Queue;
+        PutOperation(Queue* q, T&& item) : q_(q), item_(std::move(item)) {}
+        Queue* q_;
+        T item_;
+        std::optional<Coro<>> slow_;
+        std::optional<typename Coro<>::Awaiter> awaiter_;
+    };
+    class [[nodiscard]] GetOperation {
+    public:
+        bool await_ready() const noexcept { return !q_->empty(); }
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) {
+            slow_.emplace(q_->get_waiting());
+            awaiter_.emplace(slow_->operator co_await());
+            return awaiter_->await_suspend(h);
+        }
+        T await_resume() {
+            if (awaiter_) return awaiter_->await_resume();
+            return q_->get_nowait();
+        }
+
+    private:
+        friend class Queue;
+        explicit GetOperation(Queue* q) : q_(q) {}
+        Queue* q_;
+        std::optional<Coro<T>> slow_;
+        std::optional<typename Coro<T>::Awaiter> awaiter_;
+    };
+
     /// Puts an item into the queue, waiting while it is full. QueueShutDown once shut down.
-    Coro<> put(T item) {
+    PutOperation put(T item) { return PutOperation(this, std::move(item)); }
+    /// Removes and returns an item, waiting while the queue is empty. QueueShutDown once the
+    /// queue is shut down and empty (at once after shutdown(immediate=true)).
+    GetOperation get() { return GetOperation(this); }
+
+private:
+    /// put()/get() when they may have to wait: Python's coroutines, line by line.
+    Coro<> put_waiting(T item) {
         while (full()) {
             if (is_shutdown_) throw QueueShutDown();
             detail::QueueWaiter putter(bind_loop());
@@ -273,6 +328,7 @@ public:
         put_nowait(std::move(item));
     }
 
+public:
     /// Puts an item without blocking: QueueFull if no free slot, QueueShutDown once shut
     /// down. On either exception the argument is left untouched.
     void put_nowait(const T& item)
@@ -282,9 +338,8 @@ public:
     }
     void put_nowait(T&& item) { put_nowait_impl<T>(std::move(item)); }
 
-    /// Removes and returns an item, waiting while the queue is empty. QueueShutDown once the
-    /// queue is shut down and empty (at once after shutdown(immediate=true)).
-    Coro<T> get() {
+private:
+    Coro<T> get_waiting() {
         while (empty()) {
             if (is_shutdown_) throw QueueShutDown();
             detail::QueueWaiter getter(bind_loop());
@@ -307,6 +362,7 @@ public:
         co_return get_nowait();
     }
 
+public:
     /// Removes and returns an item if one is available now; else QueueEmpty (QueueShutDown
     /// when the queue is shut down).
     T get_nowait() {

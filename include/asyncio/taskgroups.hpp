@@ -51,6 +51,12 @@ public:
         adopt_task(st);
         return task;
     }
+    /// Any other awaitable (a queue's get(), ...) is wrapped in a coroutine first.
+    template <class A>
+        requires(detail::Awaitable<A> && !is_coro_v<std::remove_cvref_t<A>>)
+    auto create_task(A aw) {
+        return create_task(detail::as_coro(std::move(aw)));
+    }
     template <class T>
     Task<T> create_task(Coro<T> coro, const std::string& name) {
         return create_task(std::move(coro), TaskOptions{name, false});

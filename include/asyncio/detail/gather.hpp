@@ -135,6 +135,31 @@ Coro<await_result_t<A>> as_coro(A aw) {
     co_return co_await std::move(aw);
 }
 
+}  // namespace detail
+
+/// create_task() of any awaitable that is not a coroutine (a queue's get(), a sleep, a
+/// gather...): it is wrapped in a coroutine first (Python's ensure_future).
+template <class A>
+    requires(detail::Awaitable<A> && !is_coro_v<std::remove_cvref_t<A>> &&
+             !std::is_base_of_v<AnyFuture, std::remove_cvref_t<A>>)
+Task<detail::await_result_t<A>> create_task(A aw) {
+    return create_task(detail::as_coro(std::move(aw)));
+}
+template <class A>
+    requires(detail::Awaitable<A> && !is_coro_v<std::remove_cvref_t<A>> &&
+             !std::is_base_of_v<AnyFuture, std::remove_cvref_t<A>>)
+Task<detail::await_result_t<A>> create_task(A aw, TaskOptions options) {
+    return create_task(detail::as_coro(std::move(aw)), options);
+}
+
+template <class A>
+auto EventLoop::create_task(A aw, std::string_view name) {
+    static_assert(detail::Awaitable<A>, "create_task() needs a coroutine or an awaitable");
+    return create_task(detail::as_coro(std::move(aw)), name);
+}
+
+namespace detail {
+
 template <class R, class Children>
 class Gathering;
 template <class A>
