@@ -152,7 +152,6 @@ struct HandleState : TimerNode {
     std::atomic<bool> cancelled{false};
     const bool shared;
     bool is_timer = false;
-    bool queued = false;
     double when = 0;
     LoopAnchor* const anchor;
     const Callable* const callable;

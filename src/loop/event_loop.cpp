@@ -44,7 +44,6 @@ const ReadyItemOps HandleState::ready_ops = {
     /*run=*/[](ReadyItem* item) {
         auto* h = static_cast<HandleState*>(item);
         RefPtr<HandleState> ref = RefPtr<HandleState>::adopt(h);  // the queue's reference
-        h->queued = false;
         if (h->cancelled.load(std::memory_order_relaxed)) return;
         try {
             h->callable->invoke(h);
@@ -64,7 +63,6 @@ const ReadyItemOps HandleState::ready_ops = {
         auto* h = static_cast<HandleState*>(node);
         if (EventLoop* loop = h->anchor->loop) {
             h->add_ref();  // the ready queue's reference
-            h->queued = true;
             LoopAccess::schedule(*loop, h);
         }
     },
@@ -152,7 +150,6 @@ Handle EventLoop::call_soon_impl(detail::HandleState* h) {
     // A call_soon_threadsafe() that happened before this call must run before it.
     if (anchor_->wakeup_pending.load(std::memory_order_acquire)) drain_threadsafe_inbox();
     h->ops = &detail::HandleState::ready_ops;
-    h->queued = true;
     h->add_ref();  // the queue's reference
     ready_.push_back(h);
     return Handle(detail::RefPtr<detail::HandleState>::adopt(h));
@@ -197,8 +194,7 @@ void EventLoop::drain_threadsafe_inbox() {
         items.swap(anchor_->inbox);
     }
     for (detail::HandleState* h : items) {
-        h->queued = true;
-        ready_.push_back(h);  // the inbox's reference moves to the queue
+            ready_.push_back(h);  // the inbox's reference moves to the queue
     }
 }
 

@@ -61,6 +61,5 @@ void arm_hard_interrupt(bool armed) noexcept {
     hard_interrupt.store(armed);
 }
 
-int interrupt_count() noexcept { return sigint_count.load(); }
 
 }  // namespace asyncio::detail::signals

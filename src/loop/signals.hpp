@@ -23,7 +23,5 @@ void restore(int sig);
 /// Python Runner's Ctrl-C rule: while armed, the first SIGINT is dispatched to the loop and
 /// the second one terminates the process at once (the loop may be stuck in user code).
 void arm_hard_interrupt(bool armed) noexcept;
-/// How many SIGINTs arrived since arming.
-int interrupt_count() noexcept;
 
 }  // namespace asyncio::detail::signals
