@@ -5,6 +5,7 @@
 #include <asyncio/events.hpp>
 
 namespace asyncio::detail {
+thread_local bool tl_context_used = false;
 namespace {
 thread_local ContextMapPtr tl_thread_map;
 thread_local Context* tl_run_context = nullptr;
@@ -27,6 +28,7 @@ const ContextMapPtr& current_context_map() noexcept {
 }
 
 void set_current_context_map(ContextMapPtr map) {
+    tl_context_used = true;
     if (tl_run_context) {
         *tl_run_context = Context(std::move(map));
     } else if (TaskBase* task = running_task()) {
@@ -43,6 +45,7 @@ const void* current_context_id() noexcept {
 }
 
 ContextRunScope::ContextRunScope(Context& ctx) : ctx_(ctx), previous_(tl_run_context) {
+    tl_context_used = true;
     if (previous_ == &ctx) throw RuntimeError("cannot enter context: the context is already entered");
     tl_run_context = &ctx_;
 }

@@ -46,7 +46,9 @@ TaskBase::TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string_vi
     if (!name.empty()) extras().name = name;
     // Each task runs in a copy of the context current at its creation (a shared immutable
     // map: copying is a reference; an empty context costs nothing).
-    if (const ContextMapPtr& m = current_context_map(); m && !m->empty()) extras().context = m;
+    if (tl_context_used) {
+        if (const ContextMapPtr& m = current_context_map(); m && !m->empty()) extras().context = m;
+    }
 }
 
 TaskBase::~TaskBase() { destroy_root(); }

@@ -34,6 +34,9 @@ const ContextMapPtr& current_context_map() noexcept;
 void set_current_context_map(ContextMapPtr map);
 /// Identifies the context in effect right now (a Context object, a task, or the thread).
 const void* current_context_id() noexcept;
+/// False until this thread first sets a ContextVar or enters a Context: until then every
+/// context is empty and creating a task has nothing to copy (the common, fast case).
+extern thread_local bool tl_context_used;
 }  // namespace detail
 
 namespace detail {
