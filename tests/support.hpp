@@ -96,6 +96,42 @@ inline std::string message_of(const std::exception_ptr& e) {
     }
 }
 
+/// The exception `aw` fails with (null when it succeeds).
+template <class A>
+asyncio::Coro<std::exception_ptr> error_of(A aw) {
+    std::exception_ptr e;
+    try {
+        co_await std::move(aw);
+    } catch (...) {
+        e = std::current_exception();
+    }
+    co_return e;
+}
+
+/// Whether `e` holds an exception of type E (or derived).
+template <class E>
+bool holds(const std::exception_ptr& e) {
+    if (!e) return false;
+    try {
+        std::rethrow_exception(e);
+    } catch (const E&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+/// The message of the CancelledError held by `e`.
+inline std::string cancel_message(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const asyncio::CancelledError& c) {
+        return c.message();
+    } catch (...) {
+        return "<not a CancelledError>";
+    }
+}
+
 /// What an awaitable ended with, for checks that need more than EXPECT_THROW.
 enum class Outcome { value, timeout, cancelled, other };
 

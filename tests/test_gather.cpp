@@ -20,6 +20,9 @@ using asyncio_test::run_virtual;
 using asyncio_test::list_of;
 using asyncio_test::now;
 using asyncio_test::settle;
+using asyncio_test::error_of;
+using asyncio_test::holds;
+using asyncio_test::cancel_message;
 
 
 namespace {
@@ -57,39 +60,6 @@ Coro<> record(std::vector<int>* log, int id) {
     log->push_back(id + 100);
 }
 
-/// The exception `aw` fails with (null when it succeeds).
-template <class A>
-Coro<std::exception_ptr> error_of(A aw) {
-    std::exception_ptr e;
-    try {
-        co_await std::move(aw);
-    } catch (...) {
-        e = std::current_exception();
-    }
-    co_return e;
-}
-
-template <class E>
-bool holds(const std::exception_ptr& e) {
-    if (!e) return false;
-    try {
-        std::rethrow_exception(e);
-    } catch (const E&) {
-        return true;
-    } catch (...) {
-        return false;
-    }
-}
-
-std::string cancel_message(const std::exception_ptr& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const CancelledError& c) {
-        return c.message();
-    } catch (...) {
-        return "<not a CancelledError>";
-    }
-}
 
 // ---- the GatherTestsBase scenarios, for futures, coroutines and tasks --------------------
 enum class Wrap { futures, coros, tasks };

@@ -23,6 +23,9 @@ using asyncio_test::run_virtual;
 using asyncio_test::list_of;
 using asyncio_test::now;
 using asyncio_test::settle;
+using asyncio_test::error_of;
+using asyncio_test::holds;
+using asyncio_test::cancel_message;
 
 
 namespace {
@@ -52,38 +55,6 @@ Coro<> yields(int n) {
     for (int i = 0; i < n; ++i) co_await sleep(0);
 }
 
-template <class A>
-Coro<std::exception_ptr> error_of(A aw) {
-    std::exception_ptr e;
-    try {
-        co_await std::move(aw);
-    } catch (...) {
-        e = std::current_exception();
-    }
-    co_return e;
-}
-
-template <class E>
-bool holds(const std::exception_ptr& e) {
-    if (!e) return false;
-    try {
-        std::rethrow_exception(e);
-    } catch (const E&) {
-        return true;
-    } catch (...) {
-        return false;
-    }
-}
-
-std::string cancel_message(const std::exception_ptr& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const CancelledError& c) {
-        return c.message();
-    } catch (...) {
-        return "<not a CancelledError>";
-    }
-}
 
 template <class F>
 bool contains(const std::vector<F>& v, const AnyFuture& f) {
