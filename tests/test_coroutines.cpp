@@ -157,3 +157,61 @@ TEST(Coro, FramesOfFinishedTasksAreRecycledSoASteadyStateAllocatesNoSlab) {
     GTEST_SKIP() << "the frame pool is bypassed under sanitizers";
 #endif
 }
+
+// ---- create_task() of awaitables that are not coroutines (Python's ensure_future) ----------
+
+TEST(CreateTaskOfAwaitable, ASleepBecomesATask) {
+    auto main = []() -> Coro<double> {
+        auto& loop = get_running_loop();
+        double t0 = loop.time();
+        Task<void> t = create_task(sleep(2.5));
+        co_await t;
+        co_return loop.time() - t0;
+    };
+    EXPECT_DOUBLE_EQ(run_virtual(main()), 2.5);
+}
+
+TEST(CreateTaskOfAwaitable, AQueueGetBecomesATaskThatTheNextPutCompletes) {
+    auto main = []() -> Coro<int> {
+        Queue<int> q;
+        Task<int> getter = create_task(q.get(), TaskOptions{"getter", false});
+        co_await sleep(0);
+        EXPECT_FALSE(getter.done());
+        EXPECT_EQ(getter.get_name(), "getter");
+        q.put_nowait(41);
+        co_return co_await getter + 1;
+    };
+    EXPECT_EQ(run_virtual(main()), 42);
+}
+
+TEST(CreateTaskOfAwaitable, WorksOnTheLoopAndInATaskGroup) {
+    auto main = []() -> Coro<int> {
+        Queue<int> q;
+        Task<int> a, b;
+        co_await task_group([&](TaskGroup& tg) -> Coro<> {
+            a = tg.create_task(q.get());
+            b = get_running_loop().create_task(q.get(), "b");
+            co_await sleep(0);
+            q.put_nowait(1);
+            q.put_nowait(2);
+        });
+        co_return a.result() * 10 + co_await b;
+    };
+    EXPECT_EQ(run_virtual(main()), 12);  // FIFO: the first getter gets the first item
+}
+
+TEST(CreateTaskOfAwaitable, CancellingTheTaskCancelsTheWaitInside) {
+    auto main = []() -> Coro<bool> {
+        Queue<int> q;
+        Task<int> getter = create_task(q.get());
+        co_await sleep(1);
+        getter.cancel();
+        try {
+            co_await getter;
+        } catch (const CancelledError&) {
+        }
+        q.put_nowait(7);  // nobody takes it: the cancelled get() left the queue
+        co_return getter.cancelled() && q.qsize() == 1;
+    };
+    EXPECT_TRUE(run_virtual(main()));
+}
