@@ -321,3 +321,12 @@ TEST(RunCoroutineThreadsafe, ToAClosedLoopThrowsRuntimeError) {
     loop.close();
     EXPECT_THROW(run_coroutine_threadsafe(slow_double(1), loop), RuntimeError);
 }
+
+TEST(RunCoroutineThreadsafe, TheResultIsAPlainStdFuture) {
+    BackgroundLoop bg;
+    std::future<int> f = run_coroutine_threadsafe(slow_double(4), bg.loop());
+    EXPECT_EQ(f.get(), 8);
+    auto nothing = []() -> Coro<> { co_return; };
+    std::future<void> g = run_coroutine_threadsafe(nothing(), bg.loop());
+    g.get();
+}

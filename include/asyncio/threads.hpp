@@ -112,7 +112,7 @@ namespace detail {
 /// What a ConcurrentFuture shares with the task on the loop.
 template <class T>
 struct ThreadsafeLink {
-    std::promise<stored_t<T>> promise;
+    std::promise<T> promise;
     EventLoop* loop = nullptr;
     AnyTask task;                       // loop thread only
     bool cancel_requested = false;      // loop thread only
@@ -122,10 +122,10 @@ struct ThreadsafeLink {
 /// The std::future returned by run_coroutine_threadsafe, plus cancel() (Python's
 /// concurrent.futures.Future.cancel cancels the task on its loop).
 template <class T>
-class ConcurrentFuture : public std::future<detail::stored_t<T>> {
+class ConcurrentFuture : public std::future<T> {
 public:
-    ConcurrentFuture(std::future<detail::stored_t<T>> f, std::shared_ptr<detail::ThreadsafeLink<T>> link)
-        : std::future<detail::stored_t<T>>(std::move(f)), link_(std::move(link)) {}
+    ConcurrentFuture(std::future<T> f, std::shared_ptr<detail::ThreadsafeLink<T>> link)
+        : std::future<T>(std::move(f)), link_(std::move(link)) {}
     /// Asks the loop to cancel the task; get() then throws CancelledError (unless the task
     /// suppresses the cancellation). False if the loop is closed.
     bool cancel() {
@@ -167,7 +167,7 @@ ConcurrentFuture<T> run_coroutine_threadsafe(Coro<T> coro, EventLoop& loop) {
             } else if (std::exception_ptr e = t.state_ptr()->exception()) {
                 link->promise.set_exception(e);
             } else if constexpr (std::is_void_v<T>) {
-                link->promise.set_value(std::monostate{});
+                link->promise.set_value();
             } else {
                 link->promise.set_value(static_cast<detail::TaskState<T>*>(t.state_ptr())->get_for_await());
             }
