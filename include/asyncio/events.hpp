@@ -23,7 +23,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -39,11 +41,15 @@ template <class T>
 class Future;
 class AnyTask;
 class Executor;
+class Socket;
+class SockAddr;
+struct AddrInfo;
 
 namespace detail {
 class TaskBase;
 class FutureStateBase;
 struct LoopAccess;
+struct IoAccess;
 struct AsyncGenHook;
 
 /// Converts a Python-style delay (double seconds) or any chrono duration to seconds.
@@ -356,6 +362,46 @@ public:
     /// ignoring, for SIGINT's KeyboardInterrupt default) is restored.
     bool remove_signal_handler(int sig);
 
+    // ---- watching file descriptors (Python's add_reader & co) ----------------------------
+    /// Calls `fn` (as a loop callback) whenever `fd` is readable - level-triggered, like
+    /// Python's: again on every iteration while it stays readable. Replaces a previous reader.
+    template <class F>
+    void add_reader(int fd, F&& fn) {
+        add_watch(fd, 0, std::function<void()>(std::forward<F>(fn)));
+    }
+    /// Stops watching `fd` for reading; false if it was not watched.
+    bool remove_reader(int fd) { return remove_watch(fd, 0); }
+    template <class F>
+    void add_writer(int fd, F&& fn) {
+        add_watch(fd, 1, std::function<void()>(std::forward<F>(fn)));
+    }
+    bool remove_writer(int fd) { return remove_watch(fd, 1); }
+
+    // ---- low-level socket operations (asyncio/sockets.hpp) -------------------------------
+    // Python's loop.sock_*: the socket must be non-blocking; the Socket must outlive the
+    // operation. Errors are std::system_error with the errno (Python's OSError).
+    /// Receives up to `n` bytes; "" means the peer closed its side.
+    Coro<std::string> sock_recv(Socket& sock, std::size_t n);
+    /// Receives into `buffer`; returns the number of bytes (0 at EOF).
+    Coro<std::size_t> sock_recv_into(Socket& sock, std::span<char> buffer);
+    /// Receives one datagram of up to `n` bytes and the sender's address.
+    Coro<std::pair<std::string, SockAddr>> sock_recvfrom(Socket& sock, std::size_t n);
+    /// Sends all of `data` (waiting for the socket to drain as needed).
+    Coro<void> sock_sendall(Socket& sock, std::string_view data);
+    /// Sends one datagram to `address`; returns the bytes sent.
+    Coro<std::size_t> sock_sendto(Socket& sock, std::string_view data, const SockAddr& address);
+    /// Accepts a connection: the new (non-blocking) socket and the peer's address.
+    Coro<std::pair<Socket, SockAddr>> sock_accept(Socket& sock);
+    /// Connects to `address`.
+    Coro<void> sock_connect(Socket& sock, const SockAddr& address);
+    /// getaddrinfo(3) in the default executor (it may block on DNS), like Python's.
+    /// `port` may be a number or a service name; "" / 0 means none.
+    Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port, int family, int type,
+                                            int proto, int flags);
+    Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, int port);
+    /// getnameinfo(3) in the default executor: (host, service).
+    Coro<std::pair<std::string, std::string>> getnameinfo(const SockAddr& address, int flags);
+
     // ---- executors (asyncio/threads.hpp) ---------------------------------------------------
     /// Runs `fn()` on `executor` (nullptr: the default executor) and returns a Future for its
     /// result, set on this loop when the work is done. Defined in <asyncio/threads.hpp>.
@@ -380,6 +426,7 @@ public:
 
 private:
     friend struct detail::LoopAccess;
+    friend struct detail::IoAccess;
     struct Impl;
 
     // Each takes ownership of `h` (one reference).
@@ -387,6 +434,8 @@ private:
     TimerHandle call_at_impl(double when, detail::HandleState* h);
     Handle call_soon_threadsafe_impl(detail::HandleState* h);
     void add_signal_handler_impl(int sig, std::function<void()> fn);
+    void add_watch(int fd, int direction, std::function<void()> fn);
+    bool remove_watch(int fd, int direction);
     void dispatch_signals();
     void check_closed() const;
     void run_once();

@@ -1,62 +1,144 @@
 // src/backend/backend.hpp - the I/O backend interface: completion-style operations.
 //
-// The loop core asks a backend to *perform* an operation on a file descriptor ("read into this
-// buffer", "tell me when it is readable") and to report its completion; it never asks "is fd
-// readable?" and does the syscall itself. epoll emulates completions (try the syscall, on
-// EAGAIN wait for readiness and retry); io_uring has them natively. A backend never resumes
-// anything itself: completions are reported from poll(), and the operation's callback queues
-// the continuation on the loop.
+// The loop core asks a backend to *perform* an operation on a file descriptor ("receive into
+// this buffer", "accept a connection", "tell me when it is writable") and to report its
+// completion; it never asks "is fd readable?" and then does the syscall itself. epoll emulates
+// completions (wait for readiness, then perform the syscall); io_uring has them natively.
+//
+// Rules every backend keeps (the layers above rely on them):
+//  * A completion is reported from poll() only, never from start() or cancel().
+//  * Operations on one fd and one direction (read side / write side) complete in the order
+//    they were started.
+//  * cancel() of a queued operation removes it without a report: the caller (an awaiter in a
+//    coroutine frame that is being destroyed, a transport being closed) may free it at once.
+//    An operation whose syscall was performed has already been reported - nothing received is
+//    ever dropped by the backend.
+//  * A completion callback may start, cancel and forget any operation or fd, including its own.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 namespace asyncio::detail {
 
+struct IoRegistration;
+
 struct IoOperation {
     enum class Kind : std::uint8_t {
-        read,            ///< read(fd, buf, len)
-        write,           ///< write(fd, buf, len)
-        poll_readable,   ///< completes (result 0) when fd is readable
-        poll_writable,   ///< completes (result 0) when fd is writable
+        read,           ///< read(fd, buffer, length)
+        write,          ///< write(fd, buffer, length)
+        recv,           ///< recv(fd, buffer, length, flags) on a stream socket
+        recv_provided,  ///< recv into a buffer the backend provides (see `data`), valid only
+                        ///< during the completion callback: no per-connection read buffer
+        recvfrom,       ///< recvfrom into `buffer` (backend's buffer if null); sender in `addr`
+        send,           ///< send(fd, buffer, length, flags|MSG_NOSIGNAL)
+        sendto,         ///< sendto(fd, buffer, length, flags|MSG_NOSIGNAL, addr, addrlen)
+        accept,         ///< accept4(fd, addr, &addrlen, NONBLOCK|CLOEXEC) -> the new fd
+        connect,        ///< completes when a non-blocking connect finished: 0 or -SO_ERROR
+        poll_readable,  ///< completes (result 0) when fd is readable
+        poll_writable,  ///< completes (result 0) when fd is writable
     };
     Kind kind = Kind::read;
-    int fd = -1;
+    IoRegistration* reg = nullptr;  ///< from Backend::registration(fd)
     void* buffer = nullptr;
     std::size_t length = 0;
-    /// Bytes transferred (>= 0) or -errno. Set before `complete` is called.
+    int flags = 0;
+    /// recvfrom/accept: where the peer's address goes; sendto: the destination.
+    sockaddr* addr = nullptr;
+    socklen_t addrlen = 0;
+    /// Bytes transferred (>= 0), the accepted fd, or -errno. Set before `complete` runs.
     ssize_t result = 0;
-    /// Called from Backend::poll() when the operation finished (or was cancelled: -ECANCELED).
+    /// recv_provided/recvfrom without buffer: the received bytes (valid during `complete`).
+    const char* data = nullptr;
+    /// Called from Backend::poll() when the operation finished.
     void (*complete)(IoOperation*) = nullptr;
+    void* user = nullptr;  ///< free for the owner (the object to call back)
+
     // backend bookkeeping
     IoOperation* next = nullptr;
     bool in_flight = false;
+
+    bool read_side() const noexcept {
+        return kind == Kind::read || kind == Kind::recv || kind == Kind::recv_provided ||
+               kind == Kind::recvfrom || kind == Kind::accept || kind == Kind::poll_readable;
+    }
+};
+
+/// FIFO of queued operations (intrusive).
+struct OpQueue {
+    IoOperation* head = nullptr;
+    IoOperation* tail = nullptr;
+    bool empty() const noexcept { return head == nullptr; }
+    void push(IoOperation* op) noexcept {
+        op->next = nullptr;
+        if (tail) tail->next = op; else head = op;
+        tail = op;
+    }
+    IoOperation* pop() noexcept {
+        IoOperation* op = head;
+        if (op) {
+            head = op->next;
+            if (!head) tail = nullptr;
+            op->next = nullptr;
+        }
+        return op;
+    }
+    bool remove(IoOperation* op) noexcept {
+        IoOperation* prev = nullptr;
+        for (IoOperation* it = head; it; prev = it, it = it->next) {
+            if (it != op) continue;
+            if (prev) prev->next = it->next; else head = it->next;
+            if (tail == it) tail = prev;
+            it->next = nullptr;
+            return true;
+        }
+        return false;
+    }
+};
+
+/// A backend's per-fd record: the queued operations of each direction. Owned by the backend
+/// and kept for the fd number's whole life (slots are reused, never freed while the backend
+/// lives), so a pointer to it never dangles.
+struct IoRegistration {
+    int fd = -1;
+    OpQueue readers;
+    OpQueue writers;
+    std::uint32_t registered = 0;  ///< events currently registered with the kernel
+    std::uint32_t generation = 0;  ///< bumped by forget(): stale kernel events are ignored
+    bool added = false;
+    bool dirty = false;            ///< interest must be recomputed before the next wait
+    IoRegistration* next_dirty = nullptr;
 };
 
 class Backend {
 public:
     virtual ~Backend() = default;
-    /// Starts `op`. Its completion is reported by a later poll(), never from inside start().
+    /// The record for `fd` (created on first use).
+    virtual IoRegistration* registration(int fd) = 0;
+    /// Starts `op` (op->reg set). Its completion is reported by a later poll().
     virtual void start(IoOperation* op) = 0;
-    /// Cancels an in-flight operation. If it already completed, its result is still reported
-    /// (nothing received is dropped); otherwise it completes with -ECANCELED.
-    virtual void cancel(IoOperation* op) = 0;
-    /// Waits up to `timeout` seconds (< 0: forever, 0: don't block) and reports completions.
-    /// Returns how many operations completed.
+    /// Removes a queued operation without reporting it; false when it was not queued.
+    virtual bool cancel(IoOperation* op) noexcept = 0;
+    /// The fd is about to be closed: drops its queued operations (unreported; their owners
+    /// must be gone or know) and stops watching it. Call before close(fd).
+    virtual void forget(int fd) noexcept = 0;
+    /// Waits up to `timeout` seconds (< 0: forever, 0: don't block), performs what became
+    /// possible and reports completions. Returns how many operations completed.
     virtual int poll(double timeout) = 0;
-    /// True when completions are waiting to be reported (poll must not block).
-    bool has_completions() const noexcept { return completions_ != 0; }
     /// Number of operations in flight (the loop checks this every iteration: not virtual).
     std::size_t in_flight() const noexcept { return in_flight_; }
 
 protected:
-    std::size_t in_flight_ = 0;    // started and not yet reported
-    std::size_t completions_ = 0;  // finished, waiting to be reported by poll()
+    std::size_t in_flight_ = 0;  // started and not yet reported
 };
 
 /// The epoll backend (always available on Linux).
 std::unique_ptr<Backend> make_epoll_backend();
+
+/// Size of the buffer a backend provides to recv_provided/recvfrom operations.
+inline constexpr std::size_t provided_buffer_size = 256 * 1024;
 
 }  // namespace asyncio::detail

@@ -1,198 +1,267 @@
 // src/backend/epoll_backend.cpp - completion-style operations emulated on epoll.
 //
-// start(): a read/write is tried at once; if it would block it waits in its fd's queue and
-// the fd is registered for the matching readiness. poll(): epoll_wait, then retry the queued
-// operations of each ready fd in FIFO order until one would block again. Finished operations
-// wait in `completed_` until reported, so a completion is never reported from start().
+// Each fd with queued operations is registered level-triggered for the directions that have
+// work (EPOLLIN|EPOLLRDHUP for the read side, EPOLLOUT for the write side). start() only
+// queues; poll() applies interest changes (batched: a transport that re-arms its receive from
+// inside its completion costs no epoll_ctl), waits, then performs the queued syscalls of each
+// ready fd in FIFO order and reports each completion at once.
+//
+// Per ready fd and direction, poll() performs only the operations that were queued before it
+// started on that fd, and stops after a short stream read (the socket is drained): a
+// transport that re-arms its receive inside the callback waits for the next readiness report
+// instead of paying for a recv() that would say EAGAIN. Level-triggered epoll reports the fd
+// again if data is left, so nothing is lost and no fd is starved.
 #include "backend.hpp"
 
 #include <cerrno>
 #include <system_error>
-#include <unordered_map>
+#include <vector>
 
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace asyncio::detail {
 namespace {
 
-struct OpQueue {
-    IoOperation* head = nullptr;
-    IoOperation* tail = nullptr;
-    bool empty() const noexcept { return head == nullptr; }
-    void push(IoOperation* op) noexcept {
-        op->next = nullptr;
-        if (tail) tail->next = op; else head = op;
-        tail = op;
-    }
-    IoOperation* pop() noexcept {
-        IoOperation* op = head;
-        if (op) {
-            head = op->next;
-            if (!head) tail = nullptr;
-            op->next = nullptr;
-        }
-        return op;
-    }
-    bool remove(IoOperation* op) noexcept {
-        IoOperation* prev = nullptr;
-        for (IoOperation* it = head; it; prev = it, it = it->next) {
-            if (it != op) continue;
-            if (prev) prev->next = it->next; else head = it->next;
-            if (tail == it) tail = prev;
-            it->next = nullptr;
-            return true;
-        }
-        return false;
-    }
-};
-
-bool is_read_side(IoOperation::Kind k) noexcept {
-    return k == IoOperation::Kind::read || k == IoOperation::Kind::poll_readable;
-}
+constexpr std::uint32_t read_events = EPOLLIN | EPOLLRDHUP;
+constexpr std::uint32_t write_events = EPOLLOUT;
 
 class EpollBackend final : public Backend {
 public:
-    EpollBackend() : epfd_(::epoll_create1(EPOLL_CLOEXEC)) {
+    EpollBackend() : epfd_(::epoll_create1(EPOLL_CLOEXEC)), provided_(new char[provided_buffer_size]) {
         if (epfd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
     }
     ~EpollBackend() override { ::close(epfd_); }
 
-    void start(IoOperation* op) override {
-        op->in_flight = true;
-        ++in_flight_;
-        FdState& fs = fds_[op->fd];
-        OpQueue& q = is_read_side(op->kind) ? fs.readers : fs.writers;
-        // Keep FIFO order per direction: only try at once when nobody is queued ahead.
-        if (q.empty() && try_perform(op)) {
-            complete_later(op);
-            if (!fs.added && fs.readers.empty() && fs.writers.empty()) fds_.erase(op->fd);
-            return;
+    IoRegistration* registration(int fd) override {
+        if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "invalid file descriptor");
+        if (static_cast<std::size_t>(fd) >= slots_.size()) slots_.resize(static_cast<std::size_t>(fd) + 64);
+        auto& slot = slots_[static_cast<std::size_t>(fd)];
+        if (!slot) {
+            slot.reset(new IoRegistration);
+            slot->fd = fd;
         }
-        q.push(op);
-        update_interest(op->fd, fs);
+        return slot.get();
     }
 
-    void cancel(IoOperation* op) override {
-        if (!op->in_flight) return;
-        auto it = fds_.find(op->fd);
-        if (it == fds_.end()) return;  // already completed, waiting to be reported
-        OpQueue& q = is_read_side(op->kind) ? it->second.readers : it->second.writers;
-        if (q.remove(op)) {
-            op->result = -ECANCELED;
-            complete_later(op);
-            update_interest(op->fd, it->second);
+    void start(IoOperation* op) override {
+        IoRegistration* reg = op->reg;
+        op->in_flight = true;
+        ++in_flight_;
+        (op->read_side() ? reg->readers : reg->writers).push(op);
+        mark_dirty(reg);
+    }
+
+    bool cancel(IoOperation* op) noexcept override {
+        if (!op->in_flight) return false;
+        IoRegistration* reg = op->reg;
+        if (!(op->read_side() ? reg->readers : reg->writers).remove(op)) return false;
+        op->in_flight = false;
+        --in_flight_;
+        mark_dirty(reg);
+        return true;
+    }
+
+    void forget(int fd) noexcept override {
+        if (fd < 0 || static_cast<std::size_t>(fd) >= slots_.size() || !slots_[static_cast<std::size_t>(fd)]) return;
+        IoRegistration* reg = slots_[static_cast<std::size_t>(fd)].get();
+        for (OpQueue* q : {&reg->readers, &reg->writers}) {
+            while (IoOperation* op = q->pop()) {
+                op->in_flight = false;
+                --in_flight_;
+            }
         }
+        if (reg->added) {
+            epoll_event ev{};
+            ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);  // may fail if already closed: fine
+        }
+        reg->added = false;
+        reg->registered = 0;
+        ++reg->generation;  // events already fetched for the old fd are ignored
     }
 
     int poll(double timeout) override {
+        flush_interest();
         int timeout_ms;
-        if (!completed_.empty() || timeout == 0)
+        if (timeout == 0)
             timeout_ms = 0;
         else if (timeout < 0)
             timeout_ms = -1;
         else
             timeout_ms = static_cast<int>(timeout * 1000.0 + 0.999);  // round up: never wake early
-        if (!fds_.empty() || timeout_ms != 0) {
-            epoll_event events[128];
-            int n = ::epoll_wait(epfd_, events, 128, timeout_ms);
-            for (int i = 0; i < n; ++i) {
-                int fd = events[i].data.fd;
-                auto it = fds_.find(fd);
-                if (it == fds_.end()) continue;
-                std::uint32_t ev = events[i].events;
-                bool err = ev & (EPOLLERR | EPOLLHUP);
-                if (ev & (EPOLLIN | EPOLLRDHUP) || err) drain(it->second.readers);
-                if (ev & EPOLLOUT || err) drain(it->second.writers);
-                update_interest(fd, it->second);
-            }
-        }
+        epoll_event events[256];
+        int n = ::epoll_wait(epfd_, events, 256, timeout_ms);
         int reported = 0;
-        while (IoOperation* op = completed_.pop()) {
-            --completions_;
-            op->in_flight = false;
-            --in_flight_;
-            ++reported;
-            op->complete(op);
+        for (int i = 0; i < n; ++i) {
+            const std::uint64_t tag = events[i].data.u64;
+            const auto fd = static_cast<std::size_t>(tag & 0xffffffffu);
+            const auto generation = static_cast<std::uint32_t>(tag >> 32);
+            if (fd >= slots_.size() || !slots_[fd]) continue;
+            IoRegistration* reg = slots_[fd].get();
+            if (reg->generation != generation) continue;  // forgotten since the wait began
+            const std::uint32_t ev = events[i].events;
+            const bool error = ev & (EPOLLERR | EPOLLHUP);
+            if ((ev & read_events) || error) reported += run_queue(reg, reg->readers, generation);
+            if (reg->generation != generation) continue;
+            if ((ev & write_events) || error) reported += run_queue(reg, reg->writers, generation);
+            mark_dirty(reg);
         }
         return reported;
     }
 
-
 private:
-    struct FdState {
-        OpQueue readers;
-        OpQueue writers;
-        std::uint32_t registered = 0;  // events currently registered with epoll (0: none)
-        bool added = false;
-    };
+    enum class Outcome { done, would_block, drained };
 
-    /// Performs the syscall; false when it would block (the op stays queued).
-    static bool try_perform(IoOperation* op) noexcept {
+    void mark_dirty(IoRegistration* reg) noexcept {
+        if (reg->dirty) return;
+        reg->dirty = true;
+        reg->next_dirty = dirty_;
+        dirty_ = reg;
+    }
+
+    /// Brings each changed fd's registered events in line with its queued operations.
+    void flush_interest() {
+        while (IoRegistration* reg = dirty_) {
+            dirty_ = reg->next_dirty;
+            reg->dirty = false;
+            reg->next_dirty = nullptr;
+            std::uint32_t want = 0;
+            if (!reg->readers.empty()) want |= read_events;
+            if (!reg->writers.empty()) want |= write_events;
+            if (want == reg->registered) continue;
+            epoll_event ev{};
+            ev.events = want;
+            ev.data.u64 = static_cast<std::uint32_t>(reg->fd) | (std::uint64_t(reg->generation) << 32);
+            if (want == 0) {
+                // Nothing to wait for: leave epoll entirely (an fd registered for no events
+                // would still report EPOLLHUP, level-triggered, on every wait).
+                ::epoll_ctl(epfd_, EPOLL_CTL_DEL, reg->fd, &ev);
+                reg->added = false;
+                reg->registered = 0;
+                continue;
+            }
+            if (::epoll_ctl(epfd_, reg->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, reg->fd, &ev) < 0) {
+                // A bad fd (closed behind our back, or a regular file): fail its operations
+                // instead of leaving them queued forever.
+                fail_all(reg, -errno);
+                continue;
+            }
+            reg->added = true;
+            reg->registered = want;
+        }
+    }
+
+    /// Reports every queued operation of `reg` with `error` (at the next run_queue: now).
+    void fail_all(IoRegistration* reg, int error) {
+        const std::uint32_t generation = reg->generation;
+        for (OpQueue* q : {&reg->readers, &reg->writers}) {
+            while (IoOperation* op = q->pop()) {
+                op->in_flight = false;
+                --in_flight_;
+                op->result = error;
+                op->complete(op);
+                if (reg->generation != generation) return;
+            }
+        }
+    }
+
+    /// Performs the queued operations of one direction of a ready fd; returns how many
+    /// completed. Stops at the first that would block, after the last one that was queued
+    /// when it started, after a short stream read, or when a callback forgot the fd.
+    int run_queue(IoRegistration* reg, OpQueue& q, std::uint32_t generation) {
+        int completed = 0;
+        IoOperation* last = q.tail;
+        while (IoOperation* op = q.head) {
+            const bool was_last = op == last;
+            const Outcome outcome = perform(op);
+            if (outcome == Outcome::would_block) break;
+            q.pop();
+            op->in_flight = false;
+            --in_flight_;
+            ++completed;
+            op->complete(op);
+            if (reg->generation != generation || was_last || outcome == Outcome::drained) break;
+        }
+        return completed;
+    }
+
+    Outcome perform(IoOperation* op) noexcept {
+        const int fd = op->reg->fd;
         ssize_t r;
+        for (;;) {
+            switch (op->kind) {
+                case IoOperation::Kind::read:
+                    r = ::read(fd, op->buffer, op->length);
+                    break;
+                case IoOperation::Kind::write:
+                    r = ::write(fd, op->buffer, op->length);
+                    break;
+                case IoOperation::Kind::recv:
+                    r = ::recv(fd, op->buffer, op->length, op->flags);
+                    break;
+                case IoOperation::Kind::recv_provided:
+                    r = ::recv(fd, provided_.get(), provided_buffer_size, op->flags);
+                    op->data = provided_.get();
+                    break;
+                case IoOperation::Kind::recvfrom: {
+                    void* buf = op->buffer ? op->buffer : provided_.get();
+                    std::size_t len = op->buffer ? op->length : provided_buffer_size;
+                    socklen_t alen = op->addrlen;
+                    r = ::recvfrom(fd, buf, len, op->flags, op->addr, op->addr ? &alen : nullptr);
+                    if (r >= 0) {
+                        op->addrlen = alen;
+                        op->data = static_cast<const char*>(buf);
+                    }
+                    break;
+                }
+                case IoOperation::Kind::send:
+                    r = ::send(fd, op->buffer, op->length, op->flags | MSG_NOSIGNAL);
+                    break;
+                case IoOperation::Kind::sendto:
+                    r = ::sendto(fd, op->buffer, op->length, op->flags | MSG_NOSIGNAL, op->addr, op->addrlen);
+                    break;
+                case IoOperation::Kind::accept: {
+                    socklen_t alen = op->addrlen;
+                    r = ::accept4(fd, op->addr, op->addr ? &alen : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                    if (r >= 0) op->addrlen = alen;
+                    break;
+                }
+                case IoOperation::Kind::connect: {
+                    int err = 0;
+                    socklen_t len = sizeof err;
+                    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+                    if (err == EINPROGRESS || err == EALREADY) return Outcome::would_block;
+                    op->result = -err;
+                    return Outcome::done;
+                }
+                case IoOperation::Kind::poll_readable:
+                case IoOperation::Kind::poll_writable:
+                    op->result = 0;
+                    return Outcome::done;
+            }
+            if (r >= 0) break;
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return Outcome::would_block;
+            op->result = -errno;
+            return Outcome::done;
+        }
+        op->result = r;
         switch (op->kind) {
             case IoOperation::Kind::read:
-                r = ::read(op->fd, op->buffer, op->length);
-                break;
-            case IoOperation::Kind::write:
-                r = ::write(op->fd, op->buffer, op->length);
-                break;
+            case IoOperation::Kind::recv:
+                return static_cast<std::size_t>(r) < op->length ? Outcome::drained : Outcome::done;
+            case IoOperation::Kind::recv_provided:
+                return static_cast<std::size_t>(r) < provided_buffer_size ? Outcome::drained : Outcome::done;
             default:
-                return false;  // readiness ops complete from poll()
+                return Outcome::done;
         }
-        if (r < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
-            if (errno == EINTR) return try_perform(op);
-            op->result = -errno;
-        } else {
-            op->result = r;
-        }
-        return true;
-    }
-
-    void complete_later(IoOperation* op) noexcept {
-        completed_.push(op);
-        ++completions_;
-    }
-
-    void drain(OpQueue& q) {
-        while (IoOperation* op = q.head) {
-            if (op->kind == IoOperation::Kind::poll_readable || op->kind == IoOperation::Kind::poll_writable) {
-                op->result = 0;
-            } else if (!try_perform(op)) {
-                return;
-            }
-            q.pop();
-            complete_later(op);
-        }
-    }
-
-    void update_interest(int fd, FdState& fs) {
-        std::uint32_t want = 0;
-        if (!fs.readers.empty()) want |= EPOLLIN | EPOLLRDHUP;
-        if (!fs.writers.empty()) want |= EPOLLOUT;
-        if (want == fs.registered) {
-            if (!want && !fs.added) fds_.erase(fd);
-            return;
-        }
-        epoll_event ev{};
-        ev.events = want;
-        ev.data.fd = fd;
-        if (!want) {
-            ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
-            fds_.erase(fd);
-            return;
-        }
-        int op = fs.added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-        if (::epoll_ctl(epfd_, op, fd, &ev) < 0)
-            throw std::system_error(errno, std::generic_category(), "epoll_ctl");
-        fs.added = true;
-        fs.registered = want;
     }
 
     int epfd_;
-    std::unordered_map<int, FdState> fds_;
-    OpQueue completed_;
+    std::unique_ptr<char[]> provided_;
+    std::vector<std::unique_ptr<IoRegistration>> slots_;
+    IoRegistration* dirty_ = nullptr;
 };
 
 }  // namespace

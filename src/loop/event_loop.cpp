@@ -8,9 +8,8 @@
 #include <asyncio/executors.hpp>
 #include <asyncio/tasks.hpp>
 
-#include "../backend/backend.hpp"
+#include "loop_impl.hpp"
 #include "signals.hpp"
-#include "timer_queue.hpp"
 
 #include <cerrno>
 #include <chrono>
@@ -83,34 +82,9 @@ void Handle::cancel() {
     }
 }
 
-// ---- EventLoop::Impl -----------------------------------------------------------------------
-struct EventLoop::Impl {
-    std::unique_ptr<detail::Backend> backend = detail::make_epoll_backend();
-    detail::TimerQueue timers;
-    bool virtual_clock = false;
-    double virtual_now = 0;
-    ExceptionHandler exception_handler;
-    std::thread::id owner_thread = std::this_thread::get_id();  // created or last run on
-    std::map<int, std::function<void()>> signal_handlers;
-    std::unique_ptr<Executor> default_executor;
-    detail::AsyncGenHook* asyncgens = nullptr;  // started async generators (intrusive list)
-    std::unordered_map<std::uint64_t, detail::RefPtr<detail::FutureStateBase>> parked_futures;
-    std::uint64_t next_parked_id = 0;
-    bool executor_shutdown_called = false;
+EventLoop::Impl::~Impl() = default;
 
-    int wakeup_fd = -1;  // owned here; writers reach it through the anchor (see LoopAnchor)
-    std::uint64_t wakeup_buffer = 0;
-    detail::IoOperation wakeup_read;
-
-    void arm_wakeup() {
-        wakeup_read.kind = detail::IoOperation::Kind::read;
-        wakeup_read.fd = wakeup_fd;
-        wakeup_read.buffer = &wakeup_buffer;
-        wakeup_read.length = sizeof wakeup_buffer;
-        wakeup_read.complete = [](detail::IoOperation*) {};  // re-armed by the loop
-        backend->start(&wakeup_read);
-    }
-};
+EventLoop::Impl& detail::IoAccess::impl(EventLoop& loop) noexcept { return *loop.impl_; }
 
 EventLoop::EventLoop() : EventLoop(LoopOptions{}) {}
 
@@ -288,7 +262,7 @@ void EventLoop::run_once() {
     // no-op, so just run the batch.
     if (!ready_.empty() && impl.timers.empty() && !anchor_->wakeup_pending.load(std::memory_order_relaxed) &&
         (impl.signal_handlers.empty() || !detail::signals::pending.load(std::memory_order_relaxed)) &&
-        impl.backend->in_flight() <= 1 && !impl.backend->has_completions()) {
+        impl.backend->in_flight() <= 1) {
         run_ready_batch();
         return;
     }
@@ -306,7 +280,7 @@ void EventLoop::run_once() {
 
     // Poll the backend unless nothing but the wake-up eventfd is in flight and we must not
     // block: then the inbox flag (checked above) tells all the eventfd could.
-    const bool only_wakeup = impl.backend->in_flight() <= 1 && !impl.backend->has_completions();
+    const bool only_wakeup = impl.backend->in_flight() <= 1;
     if (impl.virtual_clock && timeout > 0) {
         // The virtual clock: poll without blocking; if nothing arrived, jump to the timer.
         impl.backend->poll(0);
@@ -440,8 +414,14 @@ void EventLoop::close() {
     // Like Python's close(): the default executor stops taking work, without waiting.
     if (impl_->default_executor) impl_->default_executor->shutdown(false);
     while (!impl_->signal_handlers.empty()) remove_signal_handler(impl_->signal_handlers.begin()->first);
-    if (impl_->wakeup_read.in_flight) impl_->backend->cancel(&impl_->wakeup_read);
-    impl_->backend->poll(0);
+    // Transports, servers and watched fds still open: closed now, without callbacks (each
+    // unlinks itself), so no fd leaks and nothing touches the backend after this.
+    while (detail::IoObject* o = impl_->io_objects) {
+        impl_->unlink(o);
+        o->loop_closing();
+    }
+    impl_->fd_watches.clear();
+    impl_->backend->forget(impl_->wakeup_fd);
     ::close(impl_->wakeup_fd);
     impl_->wakeup_fd = -1;
 }
