@@ -2,6 +2,7 @@
 #pragma once
 
 #include <asyncio/asyncgen.hpp>
+#include <asyncio/base_events.hpp>
 #include <asyncio/contextvars.hpp>
 #include <asyncio/coroutines.hpp>
 #include <asyncio/events.hpp>
@@ -9,10 +10,13 @@
 #include <asyncio/executors.hpp>
 #include <asyncio/futures.hpp>
 #include <asyncio/locks.hpp>
+#include <asyncio/protocols.hpp>
 #include <asyncio/queues.hpp>
 #include <asyncio/runners.hpp>
 #include <asyncio/sockets.hpp>
+#include <asyncio/streams.hpp>
 #include <asyncio/taskgroups.hpp>
 #include <asyncio/tasks.hpp>
 #include <asyncio/threads.hpp>
+#include <asyncio/transports.hpp>
 #include <asyncio/timeouts.hpp>

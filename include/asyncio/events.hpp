@@ -10,6 +10,7 @@
 #pragma once
 
 #include <asyncio/detail/frame_pool.hpp>
+#include <asyncio/detail/net_options.hpp>
 #include <asyncio/detail/ready_queue.hpp>
 #include <asyncio/detail/ref_ptr.hpp>
 #include <asyncio/exceptions.hpp>
@@ -44,6 +45,9 @@ class Executor;
 class Socket;
 class SockAddr;
 struct AddrInfo;
+class Transport;
+class DatagramTransport;
+class Server;
 
 namespace detail {
 class TaskBase;
@@ -401,6 +405,33 @@ public:
     Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, int port);
     /// getnameinfo(3) in the default executor: (host, service).
     Coro<std::pair<std::string, std::string>> getnameinfo(const SockAddr& address, int flags);
+
+    // ---- connections and servers (asyncio/base_events.hpp) --------------------------------
+    /// Connects to host:port (resolved with getaddrinfo; each address tried in turn, or with
+    /// Happy Eyeballs) and returns (transport, protocol) once the protocol's connection_made
+    /// has run. TCP_NODELAY is set, as Python does.
+    template <class F>
+    Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> create_connection(
+        F factory, std::string host, int port, ConnectionOptions opts = {});
+    template <class F>
+    Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> create_unix_connection(
+        F factory, std::string path, ConnectionOptions opts = {});
+    /// Wraps an already connected socket (Python's connect_accepted_socket).
+    template <class F>
+    Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> connect_accepted_socket(
+        F factory, Socket sock, ConnectionOptions opts = {});
+    /// Listens on host:port ("" = every interface; port 0 = any free port) and creates a
+    /// protocol and transport per accepted connection.
+    template <class F>
+    Coro<Server> create_server(F factory, std::string host, int port, ServerOptions opts = {});
+    /// Listens on several hosts at once.
+    template <class F>
+    Coro<Server> create_server(F factory, std::vector<std::string> hosts, int port, ServerOptions opts = {});
+    template <class F>
+    Coro<Server> create_unix_server(F factory, std::string path, ServerOptions opts = {});
+    template <class F>
+    Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>> create_datagram_endpoint(
+        F factory, DatagramOptions opts);
 
     // ---- executors (asyncio/threads.hpp) ---------------------------------------------------
     /// Runs `fn()` on `executor` (nullptr: the default executor) and returns a Future for its

@@ -1,0 +1,154 @@
+// asyncio/base_events.hpp - connections and servers on the loop (Python's
+// loop.create_connection / create_server / create_unix_* / create_datagram_endpoint and
+// base_events.Server).
+//
+//   auto [transport, protocol] = co_await loop.create_connection(
+//       [] { return std::make_shared<MyProtocol>(); }, "example.com", 80);
+//   asyncio::Server server = co_await loop.create_server(factory, "127.0.0.1", 8888);
+//   co_await server.serve_forever();
+//
+// A protocol factory is any callable returning std::shared_ptr<P> for a protocol class P
+// (Protocol, BufferedProtocol; DatagramProtocol for datagram endpoints).
+#pragma once
+
+#include <asyncio/coroutines.hpp>
+#include <asyncio/detail/net_options.hpp>
+#include <asyncio/events.hpp>
+#include <asyncio/protocols.hpp>
+#include <asyncio/sockets.hpp>
+#include <asyncio/transports.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace asyncio {
+
+namespace detail {
+struct ServerState;
+using ProtocolFactory = std::function<std::shared_ptr<BaseProtocol>()>;
+
+template <class F>
+ProtocolFactory erase_factory(F factory) {
+    using P = typename factory_result_t<F>::element_type;
+    static_assert(std::is_base_of_v<BaseProtocol, P>, "a protocol factory must return std::shared_ptr<P> for a protocol class P");
+    return [f = std::move(factory)]() mutable -> std::shared_ptr<BaseProtocol> { return f(); };
+}
+
+template <class F>
+factory_result_t<F> protocol_of(const std::shared_ptr<BaseProtocol>& p) {
+    return std::static_pointer_cast<typename factory_result_t<F>::element_type>(p);
+}
+}  // namespace detail
+
+/// A listening server (Python's asyncio.Server): a cheap shared handle. While it serves, the
+/// loop keeps it alive; close() stops accepting.
+class Server {
+public:
+    Server() = default;
+    explicit Server(std::shared_ptr<detail::ServerState> s) : state_(std::move(s)) {}
+
+    EventLoop& get_loop() const;
+    /// The listening sockets (empty once closed).
+    std::vector<TransportSocket> sockets() const;
+    bool is_serving() const noexcept;
+    /// Stops listening (the listening sockets are closed). Connections already accepted stay
+    /// open: see close_clients()/abort_clients(). Idempotent.
+    void close();
+    /// close() on every connection accepted by this server.
+    void close_clients();
+    /// abort() on every connection accepted by this server.
+    void abort_clients();
+    /// Starts accepting (no-op when already serving).
+    Coro<void> start_serving();
+    /// Serves until cancelled; then closes the server and waits for it, and re-raises.
+    /// RuntimeError if already serving forever or closed.
+    Coro<void> serve_forever();
+    /// Waits until the server is closed and all its connections are gone (Python 3.12.1+).
+    Coro<void> wait_closed();
+
+    explicit operator bool() const noexcept { return bool(state_); }
+
+private:
+    std::shared_ptr<detail::ServerState> state_;
+};
+
+// ---- EventLoop members (non-template parts in src/base_events.cpp) ------------------------
+namespace detail {
+struct ConnectionAccess {
+    static Coro<std::shared_ptr<Transport>> create_connection(EventLoop& loop, ProtocolFactory factory,
+                                                              std::string host, int port, ConnectionOptions opts);
+    static Coro<std::shared_ptr<Transport>> create_unix_connection(EventLoop& loop, ProtocolFactory factory,
+                                                                   std::string path, ConnectionOptions opts);
+    static Coro<std::shared_ptr<Transport>> connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
+                                                                    Socket sock, ConnectionOptions opts);
+    static Coro<Server> create_server(EventLoop& loop, ProtocolFactory factory, std::vector<std::string> hosts,
+                                      int port, ServerOptions opts);
+    static Coro<Server> create_unix_server(EventLoop& loop, ProtocolFactory factory, std::string path,
+                                           ServerOptions opts);
+    static Coro<std::shared_ptr<DatagramTransport>> create_datagram_endpoint(EventLoop& loop, ProtocolFactory factory,
+                                                                             DatagramOptions opts);
+};
+}  // namespace detail
+
+template <class F>
+Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_connection(
+    F factory, std::string host, int port, ConnectionOptions opts) {
+    auto t = co_await detail::ConnectionAccess::create_connection(*this, detail::erase_factory(std::move(factory)),
+                                                                  std::move(host), port, opts);
+    auto p = detail::protocol_of<F>(t->get_protocol());
+    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+}
+
+template <class F>
+Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_unix_connection(
+    F factory, std::string path, ConnectionOptions opts) {
+    auto t = co_await detail::ConnectionAccess::create_unix_connection(*this, detail::erase_factory(std::move(factory)),
+                                                                       std::move(path), opts);
+    auto p = detail::protocol_of<F>(t->get_protocol());
+    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+}
+
+template <class F>
+Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::connect_accepted_socket(
+    F factory, Socket sock, ConnectionOptions opts) {
+    auto t = co_await detail::ConnectionAccess::connect_accepted_socket(*this, detail::erase_factory(std::move(factory)),
+                                                                        std::move(sock), opts);
+    auto p = detail::protocol_of<F>(t->get_protocol());
+    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+}
+
+template <class F>
+Coro<Server> EventLoop::create_server(F factory, std::string host, int port, ServerOptions opts) {
+    std::vector<std::string> hosts;
+    hosts.push_back(std::move(host));
+    return detail::ConnectionAccess::create_server(*this, detail::erase_factory(std::move(factory)), std::move(hosts),
+                                                   port, opts);
+}
+
+template <class F>
+Coro<Server> EventLoop::create_server(F factory, std::vector<std::string> hosts, int port, ServerOptions opts) {
+    return detail::ConnectionAccess::create_server(*this, detail::erase_factory(std::move(factory)), std::move(hosts),
+                                                   port, opts);
+}
+
+template <class F>
+Coro<Server> EventLoop::create_unix_server(F factory, std::string path, ServerOptions opts) {
+    return detail::ConnectionAccess::create_unix_server(*this, detail::erase_factory(std::move(factory)),
+                                                        std::move(path), opts);
+}
+
+template <class F>
+Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>> EventLoop::create_datagram_endpoint(
+    F factory, DatagramOptions opts) {
+    auto t = co_await detail::ConnectionAccess::create_datagram_endpoint(
+        *this, detail::erase_factory(std::move(factory)), opts);
+    auto p = detail::protocol_of<F>(t->get_protocol());
+    co_return std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+}
+
+}  // namespace asyncio

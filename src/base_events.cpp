@@ -1,0 +1,623 @@
+// src/base_events.cpp - create_connection / create_server / unix variants / Server (Python's
+// base_events.BaseEventLoop.create_connection & co, and base_events.Server).
+#include <asyncio/base_events.hpp>
+#include <asyncio/exceptions.hpp>
+#include <asyncio/futures.hpp>
+#include <asyncio/tasks.hpp>
+#include <asyncio/timeouts.hpp>
+
+#include "socket_transport.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <unordered_set>
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace asyncio {
+namespace detail {
+
+namespace {
+/// Python's constants.ACCEPT_RETRY_DELAY.
+constexpr double accept_retry_delay = 1.0;
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+}
+
+/// Python's _ensure_resolved: a numeric host needs no resolver (and no executor round-trip).
+Coro<std::vector<AddrInfo>> resolve(EventLoop& loop, std::string host, int port, int family, int type, int proto,
+                                    int flags) {
+    if (!host.empty() && (family == AF_UNSPEC || family == AF_INET || family == AF_INET6)) {
+        try {
+            SockAddr numeric(host, port, family);
+            co_return std::vector<AddrInfo>{AddrInfo{numeric.family(), type, proto, "", numeric}};
+        } catch (const std::invalid_argument&) {
+            // a name: resolve it
+        }
+    }
+    auto infos = co_await loop.getaddrinfo(std::move(host), port ? std::to_string(port) : "0", family, type, proto, flags);
+    if (infos.empty()) throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "getaddrinfo() returned empty list");
+    co_return infos;
+}
+
+/// Python's _interleave_addrinfos: alternate families, `first_count` of the first family first.
+std::vector<AddrInfo> interleave(std::vector<AddrInfo> infos, int first_count) {
+    std::vector<int> order;
+    std::vector<std::vector<AddrInfo>> by_family;
+    for (auto& ai : infos) {
+        auto it = std::find(order.begin(), order.end(), ai.family);
+        if (it == order.end()) {
+            order.push_back(ai.family);
+            by_family.emplace_back();
+            it = order.end() - 1;
+        }
+        by_family[static_cast<std::size_t>(it - order.begin())].push_back(std::move(ai));
+    }
+    std::vector<AddrInfo> out;
+    std::size_t first = 0;
+    if (first_count > 1 && !by_family.empty()) {
+        auto& f = by_family[0];
+        std::size_t n = std::min(f.size(), static_cast<std::size_t>(first_count - 1));
+        for (std::size_t i = 0; i < n; ++i) out.push_back(std::move(f[i]));
+        f.erase(f.begin(), f.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    (void)first;
+    for (std::size_t i = 0;; ++i) {
+        bool any = false;
+        for (auto& f : by_family) {
+            if (i < f.size()) {
+                out.push_back(std::move(f[i]));
+                any = true;
+            }
+        }
+        if (!any) break;
+    }
+    return out;
+}
+
+std::string error_text(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        return x.what();
+    } catch (...) {
+        return describe_exception(e);
+    }
+}
+
+/// Python's _connect_sock: one attempt; its errors go to `errors` too.
+Coro<Socket> connect_sock(EventLoop& loop, std::vector<std::exception_ptr>& errors, AddrInfo info,
+                          const std::vector<AddrInfo>* local) {
+    Socket sock;
+    try {
+        sock = Socket(info.family, info.type ? info.type : SOCK_STREAM, info.protocol);
+        if (local) {
+            bool bound = false;
+            std::exception_ptr last;
+            for (const AddrInfo& l : *local) {
+                if (l.family != info.family) continue;
+                try {
+                    sock.bind(l.address);
+                    bound = true;
+                    break;
+                } catch (const std::system_error& e) {
+                    last = std::make_exception_ptr(std::system_error(
+                        e.code(), "error while attempting to bind on address " + l.address.to_string() + ": " +
+                                      lower(e.code().message())));
+                    errors.push_back(last);
+                }
+            }
+            if (!bound) {
+                if (last) {
+                    errors.pop_back();
+                    std::rethrow_exception(last);
+                }
+                throw std::system_error(EADDRNOTAVAIL, std::generic_category(),
+                                        "no matching local address with family=" + std::to_string(info.family) + " found");
+            }
+        }
+        co_await loop.sock_connect(sock, info.address);
+        co_return sock;
+    } catch (const std::system_error&) {
+        errors.push_back(std::current_exception());
+        throw;
+    }
+}
+
+/// Python's staggered.staggered_race over the addresses (Happy Eyeballs): an attempt starts
+/// when the previous one failed or `delay` passed; the first to connect wins, the others are
+/// cancelled (their sockets closed).
+Coro<Socket> happy_eyeballs(EventLoop& loop, std::vector<std::exception_ptr>& errors, std::vector<AddrInfo> infos,
+                            const std::vector<AddrInfo>* local, double delay) {
+    std::vector<Task<Socket>> running;
+    std::size_t next = 0;
+    auto cancel_all = [&]() -> Coro<void> {
+        for (auto& t : running) t.cancel();
+        for (auto& t : running) {
+            try {
+                co_await t;
+            } catch (...) {
+            }
+        }
+    };
+    try {
+        for (;;) {
+            if (running.empty()) {
+                if (next == infos.size()) break;
+                running.push_back(loop.create_task(connect_sock(loop, errors, infos[next++], local)));
+            }
+            WaitOptions opts;
+            opts.return_when = FIRST_COMPLETED;
+            if (next < infos.size()) opts.timeout = delay;
+            auto [done, pending] = co_await wait(running, opts);
+            if (done.empty()) {  // the delay passed: start the next attempt alongside
+                running.push_back(loop.create_task(connect_sock(loop, errors, infos[next++], local)));
+                continue;
+            }
+            for (auto& t : done) {
+                if (!t.cancelled() && !t.exception()) {
+                    Socket winner = co_await t;  // done: moves the socket out
+                    running = std::move(pending);
+                    co_await cancel_all();
+                    co_return winner;
+                }
+            }
+            running = std::move(pending);
+            // A failure: the next attempt starts at once.
+            if (next < infos.size()) running.push_back(loop.create_task(connect_sock(loop, errors, infos[next++], local)));
+        }
+    } catch (...) {
+        auto e = std::current_exception();
+        for (auto& t : running) t.cancel();
+        throw;
+    }
+    co_return Socket();
+}
+
+[[noreturn]] void raise_connect_errors(std::vector<std::exception_ptr> errors, bool all_errors) {
+    if (errors.empty()) throw std::system_error(ECONNREFUSED, std::generic_category(), "create_connection failed");
+    if (all_errors) throw ExceptionGroup("create_connection failed", std::move(errors));
+    if (errors.size() == 1) std::rethrow_exception(errors[0]);
+    const std::string model = error_text(errors[0]);
+    bool same = std::all_of(errors.begin(), errors.end(), [&](auto& e) { return error_text(e) == model; });
+    if (same) std::rethrow_exception(errors[0]);
+    std::string msg = "Multiple exceptions: ";
+    for (std::size_t i = 0; i < errors.size(); ++i) msg += (i ? ", " : "") + error_text(errors[i]);
+    int code = ECONNREFUSED;
+    try {
+        std::rethrow_exception(errors.back());
+    } catch (const std::system_error& e) {
+        code = e.code().value();
+    } catch (...) {
+    }
+    throw std::system_error(code, std::generic_category(), msg);
+}
+
+/// Wraps a connected socket in a transport and waits until connection_made has run
+/// (Python's _create_connection_transport).
+Coro<std::shared_ptr<Transport>> make_transport(EventLoop& loop, Socket sock, ProtocolFactory& factory,
+                                                const ConnectionOptions& opts) {
+    if (opts.ssl) throw std::invalid_argument("TLS is not available in this build yet (ssl= given)");
+    std::shared_ptr<BaseProtocol> protocol = factory();
+    auto transport = std::make_shared<SocketTransport>(loop, std::move(sock), std::move(protocol));
+    Future<void> waiter(loop);
+    transport->start([waiter]() mutable {
+        if (!waiter.done()) waiter.set_result();
+    });
+    try {
+        co_await waiter;
+    } catch (...) {
+        transport->close();
+        throw;
+    }
+    co_return transport;
+}
+}  // namespace
+
+// ---- create_connection ---------------------------------------------------------------------
+Coro<std::shared_ptr<Transport>> ConnectionAccess::create_connection(EventLoop& loop, ProtocolFactory factory,
+                                                                     std::string host, int port,
+                                                                     ConnectionOptions opts) {
+    if (!opts.server_hostname.empty() && !opts.ssl)
+        throw std::invalid_argument("server_hostname is only meaningful with ssl");
+    auto infos = co_await resolve(loop, host, port, opts.family, SOCK_STREAM, opts.proto, opts.flags);
+    std::optional<std::vector<AddrInfo>> local;
+    if (opts.local_port >= 0)
+        local = co_await resolve(loop, std::string(opts.local_host), opts.local_port, opts.family, SOCK_STREAM,
+                                 opts.proto, opts.flags);
+    int inter = opts.interleave;
+    if (inter == 0 && opts.happy_eyeballs_delay >= 0) inter = 1;
+    if (inter > 0) infos = interleave(std::move(infos), inter);
+
+    std::vector<std::exception_ptr> errors;
+    Socket sock;
+    if (opts.happy_eyeballs_delay < 0) {
+        for (const AddrInfo& info : infos) {
+            try {
+                sock = co_await connect_sock(loop, errors, info, local ? &*local : nullptr);
+                break;
+            } catch (const std::system_error&) {
+                continue;
+            }
+        }
+    } else {
+        sock = co_await happy_eyeballs(loop, errors, std::move(infos), local ? &*local : nullptr, opts.happy_eyeballs_delay);
+    }
+    if (!sock.is_open()) raise_connect_errors(std::move(errors), opts.all_errors);
+    co_return co_await make_transport(loop, std::move(sock), factory, opts);
+}
+
+Coro<std::shared_ptr<Transport>> ConnectionAccess::create_unix_connection(EventLoop& loop, ProtocolFactory factory,
+                                                                          std::string path, ConnectionOptions opts) {
+    Socket sock(AF_UNIX, SOCK_STREAM);
+    co_await loop.sock_connect(sock, SockAddr::unix_path(path));
+    co_return co_await make_transport(loop, std::move(sock), factory, opts);
+}
+
+Coro<std::shared_ptr<Transport>> ConnectionAccess::connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
+                                                                           Socket sock, ConnectionOptions opts) {
+    if (!sock.is_open()) throw std::invalid_argument("connect_accepted_socket: the socket is closed");
+    if (sock.type() != SOCK_STREAM) throw std::invalid_argument("A Stream Socket was expected");
+    sock.setblocking(false);
+    co_return co_await make_transport(loop, std::move(sock), factory, opts);
+}
+
+// ---- Server --------------------------------------------------------------------------------
+struct ServerState final : IoObject, std::enable_shared_from_this<ServerState> {
+    struct Listener {
+        Socket sock;
+        IoOperation accept_op;
+        TimerHandle retry;
+        ServerState* server = nullptr;
+        SockAddr peer;
+    };
+    EventLoop* loop = nullptr;
+    ProtocolFactory factory;
+    ServerOptions opts;
+    std::vector<std::unique_ptr<Listener>> listeners;
+    bool sockets_closed = false;  // Python's `_sockets is None`
+    bool serving = false;
+    int active_count = 0;
+    std::unordered_set<SocketTransport*> clients;
+    std::vector<Future<void>> waiters;
+    bool waiters_done = false;  // Python's `_waiters is None`
+    std::optional<Future<void>> serving_forever;
+    std::shared_ptr<ServerState> self;  // the loop's reference until closed and drained
+    std::string unix_path;              // removed at close (Python 3.13's cleanup_socket)
+    ino_t unix_inode = 0;
+
+    void start_serving() {
+        if (serving || sockets_closed) return;
+        serving = true;
+        for (auto& l : listeners) {
+            l->sock.listen(opts.backlog);
+            arm(*l);
+        }
+    }
+
+    void arm(Listener& l) {
+        if (!l.accept_op.in_flight && serving) IoAccess::backend(*loop).start(&l.accept_op);
+    }
+
+    static void on_accept(IoOperation* op) {
+        auto* l = static_cast<Listener*>(op->user);
+        ServerState* s = l->server;
+        std::shared_ptr<ServerState> keep = s->self;
+        if (!s->serving) return;
+        ssize_t r = op->result;
+        // Python accepts up to `backlog` connections per readiness report.
+        for (int i = 0; i < s->opts.backlog; ++i) {
+            if (r >= 0) {
+                l->peer.set_size(op->addrlen);
+                s->accepted(static_cast<int>(r));
+                if (!s->serving) return;  // a protocol callback closed the server
+            } else if (r == -EMFILE || r == -ENFILE || r == -ENOBUFS || r == -ENOMEM) {
+                s->loop->call_exception_handler(
+                    {"socket.accept() out of system resource",
+                     std::make_exception_ptr(std::system_error(static_cast<int>(-r), std::generic_category(), "accept")),
+                     {}, "<Server socket fd=" + std::to_string(l->sock.fileno()) + ">"});
+                // Stop accepting for a while; the server keeps serving what it has.
+                l->retry = s->loop->call_later(accept_retry_delay, [l, keep] {
+                    if (keep->serving) keep->arm(*l);
+                });
+                return;
+            } else if (r != -EAGAIN && r != -EWOULDBLOCK && r != -ECONNABORTED && r != -EINTR && r != -EPROTO) {
+                s->loop->call_exception_handler(
+                    {"Error accepting a connection",
+                     std::make_exception_ptr(std::system_error(static_cast<int>(-r), std::generic_category(), "accept")),
+                     {}, {}});
+            }
+            if (r == -EAGAIN || r == -EWOULDBLOCK) break;
+            socklen_t len = SockAddr::capacity();
+            r = ::accept4(l->sock.fileno(), l->peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (r < 0) r = -errno;
+            op->addrlen = len;
+        }
+        s->arm(*l);
+    }
+
+    /// Python's _accept_connection2 for a plain connection.
+    void accepted(int fd) {
+        Socket conn = Socket::adopt(fd);
+        if (opts.keep_alive) conn.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1);
+        try {
+            if (opts.ssl) throw std::invalid_argument("TLS is not available in this build yet (ssl= given)");
+            std::shared_ptr<BaseProtocol> protocol = factory();
+            auto transport = std::make_shared<SocketTransport>(*loop, std::move(conn), std::move(protocol));
+            attach(transport.get());
+            transport->set_server(shared_from_this());
+            transport->start();
+        } catch (const KeyboardInterrupt&) {
+            throw;
+        } catch (...) {
+            if (loop->get_debug() || !is_connection_error(std::current_exception()))
+                loop->call_exception_handler(
+                    {"Error on transport creation for incoming connection", std::current_exception(), {}, {}});
+        }
+    }
+
+    void attach(SocketTransport* t) {
+        ++active_count;
+        clients.insert(t);
+    }
+    void detach(SocketTransport* t) {
+        --active_count;
+        clients.erase(t);
+        if (active_count == 0 && sockets_closed) wakeup();
+    }
+
+    void wakeup() {
+        if (waiters_done) return;
+        waiters_done = true;
+        auto ws = std::move(waiters);
+        for (auto& w : ws)
+            if (!w.done()) w.set_result();
+        // Closed and drained: the loop lets go of the server.
+        IoAccess::impl(*loop).unlink(this);
+        std::shared_ptr<ServerState> keep = std::move(self);
+    }
+
+    void close_listeners() noexcept {
+        for (auto& l : listeners) {
+            if (l->accept_op.in_flight) IoAccess::backend(*loop).cancel(&l->accept_op);
+            l->retry.cancel();
+            if (l->sock.is_open()) {
+                IoAccess::backend(*loop).forget(l->sock.fileno());
+                l->sock.close();
+            }
+        }
+        if (!unix_path.empty()) {
+            // Remove the socket file unless something else replaced it meanwhile.
+            struct stat st {};
+            if (::stat(unix_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == unix_inode)
+                ::unlink(unix_path.c_str());
+            unix_path.clear();
+        }
+    }
+
+    void close() {
+        if (sockets_closed) return;
+        sockets_closed = true;
+        close_listeners();
+        serving = false;
+        if (serving_forever && !serving_forever->done()) serving_forever->cancel();
+        serving_forever.reset();
+        if (active_count == 0) wakeup();
+    }
+
+    void loop_closing() noexcept override {
+        std::shared_ptr<ServerState> keep = std::move(self);
+        sockets_closed = true;
+        serving = false;
+        close_listeners();
+        clients.clear();
+        waiters.clear();
+        waiters_done = true;
+        serving_forever.reset();
+    }
+
+    void add_listener(Socket sock) {
+        auto l = std::make_unique<Listener>();
+        l->sock = std::move(sock);
+        l->server = this;
+        l->accept_op.kind = IoOperation::Kind::accept;
+        l->accept_op.reg = IoAccess::backend(*loop).registration(l->sock.fileno());
+        l->accept_op.user = l.get();
+        l->accept_op.addr = l->peer.data();
+        l->accept_op.addrlen = SockAddr::capacity();
+        l->accept_op.complete = on_accept;
+        listeners.push_back(std::move(l));
+    }
+
+    ~ServerState() {
+        if (!sockets_closed && loop && !loop->is_closed()) close_listeners();
+    }
+};
+
+void server_attach(ServerState& server, SocketTransport* transport) { server.attach(transport); }
+void server_detach(ServerState& server, SocketTransport* transport) { server.detach(transport); }
+
+namespace {
+std::shared_ptr<ServerState> new_server(EventLoop& loop, ProtocolFactory factory, ServerOptions opts) {
+    auto s = std::make_shared<ServerState>();
+    s->loop = &loop;
+    s->factory = std::move(factory);
+    s->opts = opts;
+    s->self = s;
+    IoAccess::impl(loop).link(s.get());
+    return s;
+}
+
+Coro<Server> finish_server(std::shared_ptr<ServerState> s) {
+    if (s->opts.start_serving) {
+        s->start_serving();
+        co_await sleep(0);  // Python: let the accept handlers get registered
+    }
+    co_return Server(std::move(s));
+}
+}  // namespace
+
+Coro<Server> ConnectionAccess::create_server(EventLoop& loop, ProtocolFactory factory, std::vector<std::string> hosts,
+                                             int port, ServerOptions opts) {
+    if (opts.backlog <= 0) opts.backlog = 100;
+    std::vector<AddrInfo> infos;
+    for (const std::string& host : hosts) {
+        if (host.empty()) {
+            // Every interface: getaddrinfo(NULL, port, AI_PASSIVE) does no lookup, so it is
+            // safe to call here.
+            addrinfo hints{};
+            hints.ai_family = opts.family;
+            hints.ai_socktype = SOCK_STREAM;
+            hints.ai_flags = AI_PASSIVE | opts.flags;
+            addrinfo* res = nullptr;
+            std::string service = std::to_string(port);
+            int rc = ::getaddrinfo(nullptr, service.c_str(), &hints, &res);
+            if (rc != 0) throw std::system_error(rc, gai_category(), "getaddrinfo");
+            for (addrinfo* ai = res; ai; ai = ai->ai_next)
+                infos.push_back(AddrInfo{ai->ai_family, ai->ai_socktype, ai->ai_protocol, "", SockAddr(ai->ai_addr, ai->ai_addrlen)});
+            ::freeaddrinfo(res);
+        } else {
+            auto more = co_await resolve(loop, host, port, opts.family, SOCK_STREAM, 0, AI_PASSIVE | opts.flags);
+            infos.insert(infos.end(), more.begin(), more.end());
+        }
+    }
+    auto s = new_server(loop, std::move(factory), opts);
+    try {
+        std::vector<SockAddr> seen;
+        for (const AddrInfo& info : infos) {
+            if (std::find(seen.begin(), seen.end(), info.address) != seen.end()) continue;  // Python dedups
+            seen.push_back(info.address);
+            Socket sock(info.family, SOCK_STREAM, info.protocol);
+            if (opts.reuse_address) sock.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
+            if (opts.reuse_port) sock.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
+            // Python disables IPv4-mapped addresses so "::" and "0.0.0.0" can both be bound.
+            if (info.family == AF_INET6) sock.setsockopt(IPPROTO_IPV6, IPV6_V6ONLY, 1);
+            try {
+                sock.bind(info.address);
+            } catch (const std::system_error& e) {
+                throw std::system_error(e.code(), "error while attempting to bind on address " +
+                                                      info.address.to_string() + ": " + lower(e.code().message()));
+            }
+            s->add_listener(std::move(sock));
+        }
+        if (s->listeners.empty()) throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "create_server: no address to listen on");
+    } catch (...) {
+        s->close();
+        throw;
+    }
+    co_return co_await finish_server(std::move(s));
+}
+
+Coro<Server> ConnectionAccess::create_unix_server(EventLoop& loop, ProtocolFactory factory, std::string path,
+                                                  ServerOptions opts) {
+    if (opts.backlog <= 0) opts.backlog = 100;
+    // Python removes a stale socket file left by a previous server.
+    if (!path.empty() && path[0] != '\0') {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+    }
+    auto s = new_server(loop, std::move(factory), opts);
+    try {
+        Socket sock(AF_UNIX, SOCK_STREAM);
+        sock.bind(SockAddr::unix_path(path));
+        if (!path.empty() && path[0] != '\0') {
+            struct stat st {};
+            if (::stat(path.c_str(), &st) == 0) {
+                s->unix_path = path;
+                s->unix_inode = st.st_ino;
+            }
+        }
+        s->add_listener(std::move(sock));
+    } catch (...) {
+        s->close();
+        throw;
+    }
+    co_return co_await finish_server(std::move(s));
+}
+
+}  // namespace detail
+
+// ---- Server handle -------------------------------------------------------------------------
+namespace {
+detail::ServerState& state_of(const std::shared_ptr<detail::ServerState>& s) {
+    if (!s) throw InvalidStateError("empty Server handle");
+    return *s;
+}
+}  // namespace
+
+EventLoop& Server::get_loop() const { return *state_of(state_).loop; }
+
+std::vector<TransportSocket> Server::sockets() const {
+    std::vector<TransportSocket> out;
+    auto& s = state_of(state_);
+    if (s.sockets_closed) return out;
+    for (auto& l : s.listeners) out.emplace_back(l->sock.fileno());
+    return out;
+}
+
+bool Server::is_serving() const noexcept { return state_ && state_->serving; }
+
+void Server::close() { state_of(state_).close(); }
+
+void Server::close_clients() {
+    auto& s = state_of(state_);
+    std::vector<std::shared_ptr<detail::SocketTransport>> cs;
+    for (auto* t : s.clients) cs.push_back(t->shared_from_this());
+    for (auto& t : cs) t->close();
+}
+
+void Server::abort_clients() {
+    auto& s = state_of(state_);
+    std::vector<std::shared_ptr<detail::SocketTransport>> cs;
+    for (auto* t : s.clients) cs.push_back(t->shared_from_this());
+    for (auto& t : cs) t->abort();
+}
+
+Coro<void> Server::start_serving() {
+    auto keep = state_;
+    state_of(keep).loop->is_closed() ? throw RuntimeError("Event loop is closed") : void();
+    keep->start_serving();
+    co_await sleep(0);
+}
+
+Coro<void> Server::serve_forever() {
+    auto keep = state_;
+    auto& s = state_of(keep);
+    if (s.serving_forever) throw RuntimeError("server is already being awaited on serve_forever()");
+    if (s.sockets_closed) throw RuntimeError("server is closed");
+    s.start_serving();
+    s.serving_forever.emplace(*s.loop);
+    Future<void> fut = *s.serving_forever;
+    std::exception_ptr cancelled;
+    try {
+        co_await fut;
+    } catch (const CancelledError&) {
+        cancelled = std::current_exception();
+    }
+    s.serving_forever.reset();
+    if (cancelled) {
+        // Python: close the server, wait until its connections are gone, then re-raise.
+        s.close();
+        co_await Server(keep).wait_closed();
+        std::rethrow_exception(cancelled);
+    }
+}
+
+Coro<void> Server::wait_closed() {
+    auto keep = state_;
+    auto& s = state_of(keep);
+    if (s.waiters_done) co_return;
+    Future<void> w(*s.loop);
+    s.waiters.push_back(w);
+    co_await w;
+}
+
+}  // namespace asyncio

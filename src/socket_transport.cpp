@@ -1,0 +1,419 @@
+// src/socket_transport.cpp - SocketTransport: Python's _SelectorSocketTransport, method by
+// method, on completion-style operations (see socket_transport.hpp).
+#include "socket_transport.hpp"
+
+#include <asyncio/exceptions.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <stdexcept>
+#include <system_error>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+namespace asyncio::detail {
+
+namespace {
+/// Python's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES.
+constexpr int log_threshold_for_connlost_writes = 5;
+}  // namespace
+
+bool is_connection_error(std::exception_ptr exc) noexcept {
+    try {
+        std::rethrow_exception(exc);
+    } catch (const std::system_error&) {
+        return true;  // Python's _fatal_error logs OSError only in debug mode
+    } catch (...) {
+        return false;
+    }
+}
+
+SocketTransport::SocketTransport(EventLoop& loop, Socket sock, std::shared_ptr<BaseProtocol> protocol)
+    : loop_(&loop), backend_(&IoAccess::backend(loop)), sock_(std::move(sock)) {
+    set_protocol(std::move(protocol));
+    IoRegistration* reg = backend_->registration(sock_.fileno());
+    read_op_.reg = reg;
+    read_op_.user = this;
+    read_op_.complete = on_read;
+    write_op_.reg = reg;
+    write_op_.user = this;
+    write_op_.kind = IoOperation::Kind::send;
+    write_op_.complete = on_write;
+    // Python's _set_nodelay: small writes must not wait for delayed ACKs.
+    int family = 0;
+    socklen_t len = sizeof family;
+    if (::getsockopt(sock_.fileno(), SOL_SOCKET, SO_DOMAIN, &family, &len) == 0 && (family == AF_INET || family == AF_INET6)) {
+        int one = 1;
+        ::setsockopt(sock_.fileno(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    IoAccess::impl(loop).link(this);
+}
+
+SocketTransport::~SocketTransport() { release_fd(); }
+
+void SocketTransport::set_protocol_kind() {
+    plain_ = dynamic_cast<Protocol*>(protocol_.get());
+    buffered_ = plain_ ? nullptr : dynamic_cast<BufferedProtocol*>(protocol_.get());
+    read_op_.kind = buffered_ ? IoOperation::Kind::poll_readable : IoOperation::Kind::recv_provided;
+}
+
+void SocketTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) {
+    if (!protocol) throw std::invalid_argument("a transport needs a protocol");
+    if (!dynamic_cast<Protocol*>(protocol.get()) && !dynamic_cast<BufferedProtocol*>(protocol.get()))
+        throw std::invalid_argument("a stream transport needs a Protocol or a BufferedProtocol");
+    const bool rearm = read_op_.in_flight;
+    if (rearm) backend_->cancel(&read_op_);
+    protocol_ = std::move(protocol);
+    set_protocol_kind();
+    if (rearm) backend_->start(&read_op_);
+}
+
+void SocketTransport::start(std::function<void()> on_made) {
+    self_ = shared_from_this();
+    // Python's three call_soon()s: connection_made, start reading, then wake the creator.
+    loop_->call_soon([self = self_] {
+        if (!self->protocol_) return;  // closed with the loop meanwhile
+        self->started_ = true;
+        if (self->plain_)
+            self->plain_->connection_made(self);
+        else
+            self->buffered_->connection_made(self);
+    });
+    loop_->call_soon([self = self_] {
+        if (self->is_reading() && !self->fd_released_) self->arm_reading();
+    });
+    if (on_made) loop_->call_soon(std::move(on_made));
+}
+
+std::any SocketTransport::get_extra_info(std::string_view name) const {
+    if (fd_released_) return {};
+    try {
+        if (name == "peername") return sock_.getpeername();
+        if (name == "sockname") return sock_.getsockname();
+    } catch (const std::system_error&) {
+        return {};
+    }
+    if (name == "socket") return TransportSocket(sock_.fileno());
+    return {};
+}
+
+// ---- reading -------------------------------------------------------------------------------
+void SocketTransport::arm_reading() {
+    if (!read_op_.in_flight && !fd_released_) backend_->start(&read_op_);
+}
+
+void SocketTransport::stop_reading() noexcept {
+    if (read_op_.in_flight) backend_->cancel(&read_op_);
+}
+
+void SocketTransport::pause_reading() {
+    if (!is_reading()) return;
+    paused_ = true;
+    stop_reading();
+}
+
+void SocketTransport::resume_reading() {
+    if (closing_ || !paused_) return;
+    paused_ = false;
+    arm_reading();
+}
+
+void SocketTransport::on_read(IoOperation* op) {
+    auto* self = static_cast<SocketTransport*>(op->user);
+    // The callback may close the transport and drop every other reference.
+    std::shared_ptr<SocketTransport> keep = self->self_;
+    if (self->buffered_)
+        self->buffered_read_ready();
+    else
+        self->read_ready(op);
+}
+
+void SocketTransport::read_ready(IoOperation* op) {
+    if (conn_lost_) return;
+    if (op->result < 0) {
+        fatal_error(std::make_exception_ptr(std::system_error(static_cast<int>(-op->result), std::generic_category(), "recv")),
+                    "Fatal read error on socket transport");
+        return;
+    }
+    if (op->result == 0) {
+        eof_received();
+        return;
+    }
+    try {
+        plain_->data_received(std::string_view(op->data, static_cast<std::size_t>(op->result)));
+    } catch (const KeyboardInterrupt&) {
+        throw;
+    } catch (...) {
+        fatal_error(std::current_exception(), "Fatal error: protocol.data_received() call failed.");
+        return;
+    }
+    if (is_reading()) arm_reading();
+}
+
+void SocketTransport::buffered_read_ready() {
+    if (conn_lost_) return;
+    std::span<char> buf;
+    try {
+        buf = buffered_->get_buffer(0);
+        if (buf.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
+    } catch (const KeyboardInterrupt&) {
+        throw;
+    } catch (...) {
+        fatal_error(std::current_exception(), "Fatal error: protocol.get_buffer() call failed.");
+        return;
+    }
+    ssize_t n;
+    do {
+        n = ::recv(sock_.fileno(), buf.data(), buf.size(), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (is_reading()) arm_reading();
+            return;
+        }
+        fatal_error(std::make_exception_ptr(std::system_error(errno, std::generic_category(), "recv")),
+                    "Fatal read error on socket transport");
+        return;
+    }
+    if (n == 0) {
+        eof_received();
+        return;
+    }
+    try {
+        buffered_->buffer_updated(static_cast<std::size_t>(n));
+    } catch (const KeyboardInterrupt&) {
+        throw;
+    } catch (...) {
+        fatal_error(std::current_exception(), "Fatal error: protocol.buffer_updated() call failed.");
+        return;
+    }
+    if (is_reading()) arm_reading();
+}
+
+void SocketTransport::eof_received() {
+    if (loop_->get_debug()) log_message("transport fd=" + std::to_string(sock_.fileno()) + " received EOF");
+    bool keep_open;
+    try {
+        keep_open = plain_ ? plain_->eof_received() : buffered_->eof_received();
+    } catch (const KeyboardInterrupt&) {
+        throw;
+    } catch (...) {
+        fatal_error(std::current_exception(), "Fatal error: protocol.eof_received() call failed.");
+        return;
+    }
+    if (keep_open)
+        stop_reading();  // half-open: the peer sends nothing more
+    else
+        close();
+}
+
+// ---- writing -------------------------------------------------------------------------------
+void SocketTransport::write(std::string_view data) {
+    if (eof_) throw RuntimeError("Cannot call write() after write_eof()");
+    if (data.empty()) return;
+    if (conn_lost_) {
+        if (conn_lost_ >= log_threshold_for_connlost_writes) log_message("socket.send() raised exception.");
+        ++conn_lost_;
+        return;
+    }
+    if (get_write_buffer_size() == 0) {
+        ssize_t n;
+        do {
+            n = ::send(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                fatal_error(std::make_exception_ptr(std::system_error(errno, std::generic_category(), "send")),
+                            "Fatal write error on socket transport");
+                return;
+            }
+        } else {
+            data.remove_prefix(static_cast<std::size_t>(n));
+            if (data.empty()) return;
+        }
+        wbuf_.clear();
+        woff_ = 0;
+    }
+    wbuf_.append(data);
+    sync_write_op();
+    maybe_pause_protocol();
+}
+
+/// Points the queued send at the unsent bytes (the buffer may have moved) and queues it.
+void SocketTransport::sync_write_op() noexcept {
+    write_op_.buffer = wbuf_.data() + woff_;
+    write_op_.length = wbuf_.size() - woff_;
+    if (!write_op_.in_flight && write_op_.length > 0 && !fd_released_) backend_->start(&write_op_);
+}
+
+void SocketTransport::on_write(IoOperation* op) {
+    auto* self = static_cast<SocketTransport*>(op->user);
+    std::shared_ptr<SocketTransport> keep = self->self_;
+    self->write_ready(op);
+}
+
+void SocketTransport::write_ready(IoOperation* op) {
+    if (conn_lost_) return;
+    if (op->result < 0) {
+        wbuf_.clear();
+        woff_ = 0;
+        fatal_error(std::make_exception_ptr(std::system_error(static_cast<int>(-op->result), std::generic_category(), "send")),
+                    "Fatal write error on socket transport");
+        return;
+    }
+    woff_ += static_cast<std::size_t>(op->result);
+    if (woff_ == wbuf_.size()) {
+        wbuf_.clear();
+        woff_ = 0;
+    } else if (woff_ > 64 * 1024 && woff_ * 2 > wbuf_.size()) {
+        wbuf_.erase(0, woff_);  // keep the buffer from growing without bound
+        woff_ = 0;
+    }
+    maybe_resume_protocol();  // may write more
+    if (get_write_buffer_size() == 0) {
+        if (closing_) {
+            call_connection_lost(nullptr);
+        } else if (eof_) {
+            ::shutdown(sock_.fileno(), SHUT_WR);
+        }
+        return;
+    }
+    sync_write_op();
+}
+
+void SocketTransport::write_eof() {
+    if (closing_ || eof_) return;
+    eof_ = true;
+    if (get_write_buffer_size() == 0) ::shutdown(sock_.fileno(), SHUT_WR);
+}
+
+void SocketTransport::set_write_buffer_limits(std::optional<std::size_t> high, std::optional<std::size_t> low) {
+    std::size_t h = high ? *high : (low ? 4 * *low : 64 * 1024);
+    std::size_t l = low ? *low : h / 4;
+    if (l > h)
+        throw std::invalid_argument("high (" + std::to_string(h) + ") must be >= low (" + std::to_string(l) + ") must be >= 0");
+    high_water_ = h;
+    low_water_ = l;
+    maybe_pause_protocol();
+}
+
+void SocketTransport::maybe_pause_protocol() {
+    if (get_write_buffer_size() <= high_water_ || protocol_paused_ || !protocol_) return;
+    protocol_paused_ = true;
+    try {
+        protocol_->pause_writing();
+    } catch (const KeyboardInterrupt&) {
+        throw;
+    } catch (...) {
+        loop_->call_exception_handler({"protocol.pause_writing() failed", std::current_exception(), {}, {}});
+    }
+}
+
+void SocketTransport::maybe_resume_protocol() {
+    if (!protocol_paused_ || get_write_buffer_size() > low_water_ || !protocol_) return;
+    protocol_paused_ = false;
+    try {
+        protocol_->resume_writing();
+    } catch (const KeyboardInterrupt&) {
+        throw;
+    } catch (...) {
+        loop_->call_exception_handler({"protocol.resume_writing() failed", std::current_exception(), {}, {}});
+    }
+}
+
+// ---- closing -------------------------------------------------------------------------------
+void SocketTransport::close() {
+    if (closing_) return;
+    closing_ = true;
+    stop_reading();
+    if (get_write_buffer_size() == 0) {
+        ++conn_lost_;
+        if (write_op_.in_flight) backend_->cancel(&write_op_);
+        schedule_connection_lost(nullptr);
+    }
+}
+
+void SocketTransport::abort() { force_close(nullptr); }
+
+void SocketTransport::fatal_error(std::exception_ptr exc, const char* message) {
+    if (!is_connection_error(exc)) {
+        loop_->call_exception_handler({message, exc, {}, "<SocketTransport fd=" + std::to_string(sock_.fileno()) + ">"});
+    } else if (loop_->get_debug()) {
+        log_message(std::string(message));
+    }
+    force_close(exc);
+}
+
+void SocketTransport::force_close(std::exception_ptr exc) {
+    if (conn_lost_) return;
+    if (get_write_buffer_size() != 0) {
+        wbuf_.clear();
+        woff_ = 0;
+    }
+    if (write_op_.in_flight) backend_->cancel(&write_op_);
+    if (!closing_) {
+        closing_ = true;
+        stop_reading();
+    }
+    ++conn_lost_;
+    schedule_connection_lost(std::move(exc));
+}
+
+void SocketTransport::schedule_connection_lost(std::exception_ptr exc) {
+    if (fd_released_ || loop_->is_closed()) return;
+    loop_->call_soon([self = self_, exc = std::move(exc)] { self->call_connection_lost(exc); });
+}
+
+void SocketTransport::call_connection_lost(std::exception_ptr exc) noexcept {
+    if (fd_released_) return;
+    std::shared_ptr<SocketTransport> keep = std::move(self_);  // released when this returns
+    std::shared_ptr<BaseProtocol> protocol = std::move(protocol_);
+    if (started_ && protocol) {
+        try {
+            protocol->connection_lost(exc);
+        } catch (...) {
+            loop_->call_exception_handler({"Exception in callback connection_lost", std::current_exception(), {}, {}});
+        }
+    }
+    plain_ = nullptr;
+    buffered_ = nullptr;
+    release_fd();
+    if (server_) {
+        std::shared_ptr<ServerState> server = std::move(server_);
+        server_detach(*server, this);
+    }
+}
+
+void SocketTransport::release_fd() noexcept {
+    if (fd_released_) return;
+    fd_released_ = true;
+    closing_ = true;
+    // Still linked to an open loop here: a closing loop calls loop_closing() instead.
+    if (read_op_.in_flight) backend_->cancel(&read_op_);
+    if (write_op_.in_flight) backend_->cancel(&write_op_);
+    backend_->forget(sock_.fileno());
+    IoAccess::impl(*loop_).unlink(this);
+    sock_.close();
+}
+
+void SocketTransport::loop_closing() noexcept {
+    // The loop already unlinked us; close the fd without callbacks.
+    std::shared_ptr<SocketTransport> keep = std::move(self_);
+    conn_lost_ = std::max(conn_lost_, 1);  // later writes are dropped, as on a lost connection
+    if (!fd_released_) {
+        fd_released_ = true;
+        closing_ = true;
+        if (read_op_.in_flight) backend_->cancel(&read_op_);
+        if (write_op_.in_flight) backend_->cancel(&write_op_);
+        backend_->forget(sock_.fileno());
+        sock_.close();
+    }
+    protocol_.reset();
+    plain_ = nullptr;
+    buffered_ = nullptr;
+    server_.reset();
+}
+
+}  // namespace asyncio::detail

@@ -1,0 +1,111 @@
+// src/socket_transport.hpp - the stream transport over a connected socket (Python's
+// _SelectorSocketTransport), on the completion-style backend:
+//  * reading is one standing `recv_provided` operation (the backend's shared buffer, so an
+//    idle connection holds no read buffer), re-armed after each delivery; a BufferedProtocol
+//    gets a `poll_readable` operation instead and receives into its own buffer;
+//  * write() sends at once when nothing is queued (the common case: no wait, no copy); what
+//    the kernel does not take is buffered and sent by a `send` operation, with the protocol's
+//    pause_writing()/resume_writing() flow control around the high/low water marks;
+//  * close() lets the buffer drain, then delivers connection_lost through call_soon.
+// While open, the transport holds a reference to itself (the loop "owns" it), released after
+// connection_lost: users may drop their handles at any time.
+#pragma once
+
+#include <asyncio/base_events.hpp>
+#include <asyncio/protocols.hpp>
+#include <asyncio/transports.hpp>
+
+#include "backend/backend.hpp"
+#include "loop/loop_impl.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace asyncio::detail {
+
+class SocketTransport final : public Transport, public IoObject, public std::enable_shared_from_this<SocketTransport> {
+public:
+    /// Takes the connected, non-blocking socket. Call start() next.
+    SocketTransport(EventLoop& loop, Socket sock, std::shared_ptr<BaseProtocol> protocol);
+    ~SocketTransport() override;
+
+    /// Schedules connection_made, then starts reading (Python's __init__ call_soon chain).
+    /// `on_made` (optional) runs after connection_made, in the same callback order.
+    void start(std::function<void()> on_made = {});
+    /// Called by the server that accepted this connection: told when the transport is gone.
+    void set_server(std::shared_ptr<ServerState> server) { server_ = std::move(server); }
+
+    // BaseTransport
+    void close() override;
+    bool is_closing() const noexcept override { return closing_; }
+    std::any get_extra_info(std::string_view name) const override;
+    void set_protocol(std::shared_ptr<BaseProtocol> protocol) override;
+    std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_; }
+    // Transport
+    bool is_reading() const noexcept override { return !paused_ && !closing_; }
+    void pause_reading() override;
+    void resume_reading() override;
+    void write(std::string_view data) override;
+    void write_eof() override;
+    bool can_write_eof() const noexcept override { return true; }
+    void abort() override;
+    void set_write_buffer_limits(std::optional<std::size_t> high, std::optional<std::size_t> low) override;
+    std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override { return {low_water_, high_water_}; }
+    std::size_t get_write_buffer_size() const noexcept override { return wbuf_.size() - woff_; }
+
+    /// Closes with an error (Python's _fatal_error): reported to the exception handler unless
+    /// it is a plain connection error, then connection_lost(exc).
+    void fatal_error(std::exception_ptr exc, const char* message);
+    int fileno() const noexcept { return sock_.fileno(); }
+
+private:
+    void loop_closing() noexcept override;
+    void arm_reading();
+    void stop_reading() noexcept;
+    static void on_read(IoOperation* op);
+    static void on_write(IoOperation* op);
+    void read_ready(IoOperation* op);
+    void buffered_read_ready();
+    void eof_received();
+    void write_ready(IoOperation* op);
+    void sync_write_op() noexcept;
+    void force_close(std::exception_ptr exc);
+    void schedule_connection_lost(std::exception_ptr exc);
+    void call_connection_lost(std::exception_ptr exc) noexcept;
+    void maybe_pause_protocol();
+    void maybe_resume_protocol();
+    void release_fd() noexcept;
+    void set_protocol_kind();
+
+    EventLoop* loop_;
+    Backend* backend_;
+    Socket sock_;
+    std::shared_ptr<BaseProtocol> protocol_;
+    Protocol* plain_ = nullptr;        // protocol_ as a Protocol (null for BufferedProtocol)
+    BufferedProtocol* buffered_ = nullptr;
+    std::shared_ptr<SocketTransport> self_;  // the loop's reference while open
+    std::shared_ptr<ServerState> server_;
+    IoOperation read_op_;
+    IoOperation write_op_;
+    std::string wbuf_;        // bytes the kernel has not taken yet, from woff_
+    std::size_t woff_ = 0;
+    std::size_t high_water_ = 64 * 1024;
+    std::size_t low_water_ = 16 * 1024;
+    int conn_lost_ = 0;
+    bool closing_ = false;
+    bool paused_ = false;          // pause_reading()
+    bool eof_ = false;             // write_eof() called
+    bool protocol_paused_ = false;  // pause_writing() delivered
+    bool started_ = false;
+    bool fd_released_ = false;
+};
+
+/// Server bookkeeping for accepted connections (base_events.cpp).
+void server_attach(ServerState& server, SocketTransport* transport);
+void server_detach(ServerState& server, SocketTransport* transport);
+
+/// True for the errors Python's _fatal_error does not log (ConnectionError and friends).
+bool is_connection_error(std::exception_ptr exc) noexcept;
+
+}  // namespace asyncio::detail

@@ -1,0 +1,421 @@
+// src/streams.cpp - StreamReader, StreamWriter, StreamReaderProtocol and the stream
+// functions: Python's asyncio/streams.py, line by line where it matters (the limit rules of
+// readuntil/readline, flow control, pause/resume of the transport).
+#include <asyncio/streams.hpp>
+#include <asyncio/exceptions.hpp>
+#include <asyncio/tasks.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <stdexcept>
+#include <system_error>
+
+namespace asyncio {
+
+namespace detail {
+struct StreamReaderState {
+    explicit StreamReaderState(std::size_t l) : limit(l) {}
+    std::string buffer;  // unread bytes are buffer[start..]
+    std::size_t start = 0;
+    std::size_t limit;
+    bool eof = false;
+    bool paused = false;  // transport.pause_reading() done by us
+    std::exception_ptr exception;
+    std::optional<Future<void>> waiter;
+    std::shared_ptr<Transport> transport;
+
+    std::size_t size() const noexcept { return buffer.size() - start; }
+    std::string_view view() const noexcept { return std::string_view(buffer).substr(start); }
+
+    /// Removes and returns the first n buffered bytes (n <= size()).
+    std::string take(std::size_t n) {
+        std::string out;
+        if (start == 0 && n == buffer.size()) {
+            out.swap(buffer);  // everything: hand over the buffer itself
+        } else {
+            out.assign(buffer, start, n);
+            start += n;
+            if (start == buffer.size()) {
+                buffer.clear();
+                start = 0;
+            } else if (start >= 4096 && start * 2 >= buffer.size()) {
+                buffer.erase(0, start);
+                start = 0;
+            }
+        }
+        return out;
+    }
+    void clear() noexcept {
+        buffer.clear();
+        start = 0;
+    }
+
+    void wakeup_waiter() {
+        if (waiter) {
+            if (!waiter->done()) waiter->set_result();
+            waiter.reset();
+        }
+    }
+
+    void maybe_resume_transport() {
+        if (paused && size() <= limit) {
+            paused = false;
+            if (transport) transport->resume_reading();
+        }
+    }
+
+    Coro<void> wait_for_data(const char* func_name) {
+        if (waiter)
+            throw RuntimeError(std::string(func_name) +
+                               "() called while another coroutine is already waiting for incoming data");
+        if (paused) {
+            paused = false;
+            if (transport) transport->resume_reading();
+        }
+        Future<void> w;
+        waiter = w;
+        try {
+            co_await w;
+        } catch (...) {
+            waiter.reset();
+            throw;
+        }
+        waiter.reset();
+    }
+};
+}  // namespace detail
+
+// ---- StreamReader --------------------------------------------------------------------------
+StreamReader::StreamReader(std::size_t limit) {
+    if (limit == 0) throw std::invalid_argument("Limit cannot be <= 0");
+    state_ = std::make_shared<detail::StreamReaderState>(limit);
+}
+
+std::size_t StreamReader::limit() const noexcept { return state_->limit; }
+std::size_t StreamReader::buffered() const noexcept { return state_->size(); }
+std::exception_ptr StreamReader::exception() const noexcept { return state_->exception; }
+bool StreamReader::at_eof() const noexcept { return state_->eof && state_->size() == 0; }
+
+void StreamReader::set_exception(std::exception_ptr exc) {
+    auto& s = *state_;
+    s.exception = exc;
+    if (s.waiter) {
+        if (!s.waiter->done()) s.waiter->set_exception(exc);
+        s.waiter.reset();
+    }
+}
+
+void StreamReader::set_transport(std::shared_ptr<Transport> transport) {
+    if (state_->transport) throw std::logic_error("Transport already set");
+    state_->transport = std::move(transport);
+}
+
+void StreamReader::feed_eof() {
+    state_->eof = true;
+    state_->wakeup_waiter();
+}
+
+void StreamReader::feed_data(std::string_view data) {
+    auto& s = *state_;
+    if (s.eof) throw std::logic_error("feed_data after feed_eof");
+    if (data.empty()) return;
+    if (s.start != 0 && s.start == s.buffer.size()) s.clear();
+    s.buffer.append(data);
+    s.wakeup_waiter();
+    if (s.transport && !s.paused && s.size() > 2 * s.limit) {
+        try {
+            s.transport->pause_reading();
+            s.paused = true;
+        } catch (const std::logic_error&) {
+            // The transport cannot pause (Python: NotImplementedError): let the buffer grow.
+        }
+    }
+}
+
+Coro<std::string> StreamReader::read(std::ptrdiff_t n) {
+    auto keep = state_;
+    auto& s = *keep;
+    if (s.exception) std::rethrow_exception(s.exception);
+    if (n == 0) co_return std::string();
+    if (n < 0) {
+        // Everything until EOF, in limit-sized blocks (so the transport keeps being resumed).
+        std::string all;
+        for (;;) {
+            std::string block = co_await read(static_cast<std::ptrdiff_t>(s.limit));
+            if (block.empty()) break;
+            all += block;
+        }
+        co_return all;
+    }
+    if (s.size() == 0 && !s.eof) co_await s.wait_for_data("read");
+    std::string data = s.take(std::min(static_cast<std::size_t>(n), s.size()));
+    s.maybe_resume_transport();
+    co_return data;
+}
+
+Coro<std::string> StreamReader::readexactly(std::size_t n) {
+    auto keep = state_;
+    auto& s = *keep;
+    if (s.exception) std::rethrow_exception(s.exception);
+    if (n == 0) co_return std::string();
+    while (s.size() < n) {
+        if (s.eof) {
+            std::string partial = s.take(s.size());
+            throw IncompleteReadError(std::move(partial), static_cast<std::ptrdiff_t>(n));
+        }
+        co_await s.wait_for_data("readexactly");
+    }
+    std::string data = s.take(n);
+    s.maybe_resume_transport();
+    co_return data;
+}
+
+Coro<std::string> StreamReader::readuntil(std::string separator) {
+    std::vector<std::string> seps;
+    seps.push_back(std::move(separator));
+    co_return co_await readuntil(std::move(seps));
+}
+
+Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
+    auto keep = state_;
+    auto& s = *keep;
+    if (separators.empty()) throw std::invalid_argument("Separator should contain at least one element");
+    std::sort(separators.begin(), separators.end(), [](const auto& a, const auto& b) { return a.size() < b.size(); });
+    const std::size_t min_seplen = separators.front().size();
+    const std::size_t max_seplen = separators.back().size();
+    if (min_seplen == 0) throw std::invalid_argument("Separator should be at least one-byte string");
+    if (s.exception) std::rethrow_exception(s.exception);
+
+    // Python's algorithm: search from `offset`, which only moves forward past data that
+    // cannot hold the start of a separator.
+    std::size_t offset = 0;
+    std::size_t match_start = 0;
+    std::size_t match_end = 0;
+    for (;;) {
+        const std::size_t buflen = s.size();
+        if (buflen - std::min(offset, buflen) >= min_seplen) {
+            bool found = false;
+            std::string_view buf = s.view();
+            for (const std::string& sep : separators) {
+                std::size_t isep = buf.find(sep, offset);
+                if (isep != std::string_view::npos) {
+                    std::size_t end = isep + sep.size();
+                    if (!found || end < match_end) {
+                        found = true;
+                        match_end = end;
+                        match_start = isep;
+                    }
+                }
+            }
+            if (found) break;
+            offset = buflen + 1 > max_seplen ? buflen + 1 - max_seplen : 0;
+            if (offset > s.limit) throw LimitOverrunError("Separator is not found, and chunk exceed the limit", offset);
+        }
+        if (s.eof) {
+            std::string chunk = s.take(s.size());
+            throw IncompleteReadError(std::move(chunk), -1);
+        }
+        co_await s.wait_for_data("readuntil");
+    }
+    if (match_start > s.limit) throw LimitOverrunError("Separator is found, but chunk is longer than limit", match_start);
+    std::string chunk = s.take(match_end);
+    s.maybe_resume_transport();
+    co_return chunk;
+}
+
+Coro<std::string> StreamReader::readline() {
+    auto keep = state_;
+    auto& s = *keep;
+    std::string message;
+    try {
+        co_return co_await readuntil(std::string("\n"));
+    } catch (const IncompleteReadError& e) {
+        co_return e.partial;
+    } catch (const LimitOverrunError& e) {
+        // Python drops the over-long line (through its separator, if it is there).
+        std::string_view buf = s.view();
+        if (buf.substr(std::min(e.consumed, buf.size())).starts_with("\n"))
+            s.take(e.consumed + 1);
+        else
+            s.clear();
+        s.maybe_resume_transport();
+        message = e.what();
+    }
+    throw std::invalid_argument(message);
+}
+
+// ---- StreamReaderProtocol ------------------------------------------------------------------
+namespace detail {
+StreamReaderProtocol::StreamReaderProtocol(StreamReader reader, ClientConnectedCallback cb)
+    : reader_(std::move(reader)), cb_(std::move(cb)) {}
+
+void StreamReaderProtocol::connection_made(std::shared_ptr<Transport> transport) {
+    transport_ = transport;
+    reader_.set_transport(transport);
+    over_ssl = transport->get_extra_info("sslcontext").has_value();
+    if (!cb_) return;
+    StreamWriter writer(transport, shared_from_this(), reader_);
+    EventLoop& loop = get_running_loop();
+    Task<void> task = loop.create_task(cb_(reader_, std::move(writer)));
+    std::weak_ptr<Transport> weak = transport;
+    task.add_done_callback([weak](const Task<void>& t) {
+        auto tr = weak.lock();
+        if (t.cancelled()) {
+            if (tr) tr->close();
+            return;
+        }
+        if (std::exception_ptr exc = const_cast<Task<void>&>(t).exception()) {
+            get_running_loop().call_exception_handler({"Unhandled exception in client_connected_cb", exc, {}, {}});
+            if (tr) tr->close();
+        }
+    });
+}
+
+void StreamReaderProtocol::connection_lost(std::exception_ptr exc) {
+    if (exc)
+        reader_.set_exception(exc);
+    else
+        reader_.feed_eof();
+    closed_done_ = true;
+    closed_error_ = exc;
+    for (auto& w : close_waiters_)
+        if (!w.done()) exc ? w.set_exception(exc) : w.set_result();
+    close_waiters_.clear();
+    // FlowControlMixin.connection_lost
+    connection_lost_ = true;
+    if (paused_) {
+        for (auto& w : drain_waiters_)
+            if (!w.done()) exc ? w.set_exception(exc) : w.set_result();
+    }
+    transport_.reset();  // break the transport <-> protocol cycle
+}
+
+void StreamReaderProtocol::data_received(std::string_view data) { reader_.feed_data(data); }
+
+bool StreamReaderProtocol::eof_received() {
+    reader_.feed_eof();
+    // A TLS transport cannot be half-open; a TCP one stays open for writing.
+    return !over_ssl;
+}
+
+void StreamReaderProtocol::pause_writing() { paused_ = true; }
+
+void StreamReaderProtocol::resume_writing() {
+    paused_ = false;
+    for (auto& w : drain_waiters_)
+        if (!w.done()) w.set_result();
+}
+
+Coro<void> StreamReaderProtocol::drain_helper() {
+    if (connection_lost_) throw std::system_error(ECONNRESET, std::generic_category(), "Connection lost");
+    if (!paused_) co_return;
+    auto keep = shared_from_this();
+    Future<void> w;
+    drain_waiters_.push_back(w);
+    struct Remove {
+        StreamReaderProtocol* p;
+        Future<void>* w;
+        ~Remove() {
+            auto& v = p->drain_waiters_;
+            v.erase(std::remove_if(v.begin(), v.end(), [&](const Future<void>& f) { return f.state_ptr() == w->state_ptr(); }), v.end());
+        }
+    } remove{this, &w};
+    co_await w;
+}
+
+Coro<void> StreamReaderProtocol::wait_closed() {
+    auto keep = shared_from_this();
+    if (!closed_done_) {
+        Future<void> w;
+        close_waiters_.push_back(w);
+        co_await w;
+        co_return;
+    }
+    if (closed_error_) std::rethrow_exception(closed_error_);
+}
+}  // namespace detail
+
+// ---- StreamWriter --------------------------------------------------------------------------
+StreamWriter::StreamWriter(std::shared_ptr<Transport> transport, std::shared_ptr<detail::StreamReaderProtocol> protocol,
+                           std::optional<StreamReader> reader)
+    : transport_(std::move(transport)), protocol_(std::move(protocol)), reader_(std::move(reader)) {}
+
+Transport& StreamWriter::transport() const {
+    if (!transport_) throw InvalidStateError("empty StreamWriter handle");
+    return *transport_;
+}
+
+void StreamWriter::write(std::string_view data) { transport().write(data); }
+void StreamWriter::writelines(std::initializer_list<std::string_view> pieces) { transport().writelines(pieces); }
+void StreamWriter::writelines(const std::vector<std::string>& pieces) { transport().writelines(pieces); }
+void StreamWriter::write_eof() { transport().write_eof(); }
+bool StreamWriter::can_write_eof() const { return transport().can_write_eof(); }
+void StreamWriter::close() { transport().close(); }
+bool StreamWriter::is_closing() const { return transport().is_closing(); }
+std::any StreamWriter::get_extra_info(std::string_view name) const { return transport().get_extra_info(name); }
+
+Coro<void> StreamWriter::wait_closed() {
+    auto p = protocol_;
+    co_await p->wait_closed();
+}
+
+Coro<void> StreamWriter::drain() {
+    auto t = transport_;
+    auto p = protocol_;
+    if (reader_) {
+        if (std::exception_ptr exc = reader_->exception()) std::rethrow_exception(exc);
+    }
+    if (t->is_closing()) {
+        // Let connection_lost() run, so its error (or ConnectionResetError) is raised below.
+        co_await sleep(0);
+    }
+    co_await p->drain_helper();
+}
+
+Coro<void> StreamWriter::start_tls(ssl::Context&, ConnectionOptions) {
+    throw std::invalid_argument("start_tls: TLS is not available in this build yet");
+    co_return;
+}
+
+// ---- the stream functions ------------------------------------------------------------------
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port, ConnectionOptions opts,
+                                                            std::size_t limit) {
+    EventLoop& loop = get_running_loop();
+    StreamReader reader(limit);
+    auto protocol = std::make_shared<detail::StreamReaderProtocol>(reader);
+    auto [transport, p] = co_await loop.create_connection([protocol] { return protocol; }, std::move(host), port, opts);
+    StreamWriter writer(transport, protocol, reader);
+    co_return std::pair<StreamReader, StreamWriter>(std::move(reader), std::move(writer));
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path, ConnectionOptions opts,
+                                                                 std::size_t limit) {
+    EventLoop& loop = get_running_loop();
+    StreamReader reader(limit);
+    auto protocol = std::make_shared<detail::StreamReaderProtocol>(reader);
+    auto [transport, p] = co_await loop.create_unix_connection([protocol] { return protocol; }, std::move(path), opts);
+    StreamWriter writer(transport, protocol, reader);
+    co_return std::pair<StreamReader, StreamWriter>(std::move(reader), std::move(writer));
+}
+
+Coro<Server> start_server(ClientConnectedCallback client_connected_cb, std::string host, int port, ServerOptions opts,
+                          std::size_t limit) {
+    if (!client_connected_cb) throw std::invalid_argument("start_server: client_connected_cb is empty");
+    EventLoop& loop = get_running_loop();
+    auto factory = [cb = std::move(client_connected_cb), limit] {
+        return std::make_shared<detail::StreamReaderProtocol>(StreamReader(limit), cb);
+    };
+    co_return co_await loop.create_server(std::move(factory), std::move(host), port, opts);
+}
+
+Coro<Server> start_unix_server(ClientConnectedCallback client_connected_cb, std::string path, ServerOptions opts,
+                               std::size_t limit) {
+    if (!client_connected_cb) throw std::invalid_argument("start_unix_server: client_connected_cb is empty");
+    EventLoop& loop = get_running_loop();
+    auto factory = [cb = std::move(client_connected_cb), limit] {
+        return std::make_shared<detail::StreamReaderProtocol>(StreamReader(limit), cb);
+    };
+    co_return co_await loop.create_unix_server(std::move(factory), std::move(path), opts);
+}
+
+}  // namespace asyncio
