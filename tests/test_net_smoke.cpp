@@ -87,3 +87,41 @@ TEST(NetSmoke, ProtocolServerSeesDataAndEof) {
     EXPECT_TRUE(proto->eof);
     EXPECT_TRUE(proto->lost);
 }
+
+TEST(NetSmoke, DatagramEndpointsExchangeDatagrams) {
+    struct Echo : DatagramProtocol {
+        std::shared_ptr<DatagramTransport> t;
+        void connection_made(std::shared_ptr<DatagramTransport> tr) override { t = tr; }
+        void datagram_received(std::string_view d, const SockAddr& from) override { t->sendto(d, from); }
+        void connection_lost(std::exception_ptr) override { t.reset(); }
+    };
+    struct Client : DatagramProtocol {
+        Future<std::string> reply;
+        std::shared_ptr<DatagramTransport> t;
+        void connection_made(std::shared_ptr<DatagramTransport> tr) override {
+            t = tr;
+            t->sendto("datagram");
+        }
+        void datagram_received(std::string_view d, const SockAddr&) override {
+            if (!reply.done()) reply.set_result(std::string(d));
+        }
+        void connection_lost(std::exception_ptr) override { t.reset(); }
+    };
+    auto main = []() -> Coro<std::string> {
+        EventLoop& loop = get_running_loop();
+        DatagramOptions server_opts;
+        server_opts.local_host = "127.0.0.1";
+        server_opts.local_port = 0;
+        auto [st, sp] = co_await loop.create_datagram_endpoint([] { return std::make_shared<Echo>(); }, server_opts);
+        int port = st->get_extra_info<SockAddr>("sockname", {}).port();
+        DatagramOptions client_opts;
+        client_opts.remote_host = "127.0.0.1";
+        client_opts.remote_port = port;
+        auto [ct, cp] = co_await loop.create_datagram_endpoint([] { return std::make_shared<Client>(); }, client_opts);
+        std::string r = co_await wait_for(cp->reply, 10.0);
+        ct->close();
+        st->close();
+        co_return r;
+    };
+    EXPECT_EQ(run(main()), "datagram");
+}

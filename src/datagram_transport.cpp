@@ -1,0 +1,371 @@
+// src/datagram_transport.cpp - DatagramTransport over a UDP (or Unix datagram) socket and
+// loop.create_datagram_endpoint (Python's _SelectorDatagramTransport and
+// BaseEventLoop.create_datagram_endpoint). Reading is a standing `recvfrom` operation into
+// the backend's shared buffer; sendto() sends at once and queues only what would block.
+#include <asyncio/base_events.hpp>
+#include <asyncio/exceptions.hpp>
+#include <asyncio/futures.hpp>
+
+#include "socket_transport.hpp"
+
+#include <cerrno>
+#include <deque>
+#include <stdexcept>
+#include <system_error>
+
+namespace asyncio::detail {
+
+namespace {
+constexpr int log_threshold_for_connlost_writes = 5;
+constexpr std::size_t datagram_header_size = 32;  // Python's _header_size (buffer accounting)
+
+class SocketDatagramTransport final : public DatagramTransport,
+                                      public IoObject,
+                                      public std::enable_shared_from_this<SocketDatagramTransport> {
+public:
+    SocketDatagramTransport(EventLoop& loop, Socket sock, std::shared_ptr<BaseProtocol> protocol,
+                            std::optional<SockAddr> peer)
+        : loop_(&loop), backend_(&IoAccess::backend(loop)), sock_(std::move(sock)), peer_(std::move(peer)) {
+        set_protocol(std::move(protocol));
+        IoRegistration* reg = backend_->registration(sock_.fileno());
+        read_op_.kind = IoOperation::Kind::recvfrom;
+        read_op_.reg = reg;
+        read_op_.user = this;
+        read_op_.addr = from_.data();
+        read_op_.complete = [](IoOperation* op) {
+            auto* self = static_cast<SocketDatagramTransport*>(op->user);
+            auto keep = self->self_;
+            self->read_ready(op);
+        };
+        write_op_.kind = IoOperation::Kind::poll_writable;
+        write_op_.reg = reg;
+        write_op_.user = this;
+        write_op_.complete = [](IoOperation* op) {
+            auto* self = static_cast<SocketDatagramTransport*>(op->user);
+            auto keep = self->self_;
+            self->sendto_ready();
+        };
+        IoAccess::impl(loop).link(this);
+    }
+    ~SocketDatagramTransport() override { release_fd(); }
+
+    void start(std::function<void()> on_made) {
+        self_ = shared_from_this();
+        loop_->call_soon([self = self_] {
+            if (!self->protocol_) return;
+            self->started_ = true;
+            self->protocol_->connection_made(self);
+        });
+        loop_->call_soon([self = self_] {
+            if (!self->closing_) self->arm_reading();
+        });
+        if (on_made) loop_->call_soon(std::move(on_made));
+    }
+
+    // BaseTransport
+    void close() override {
+        if (closing_) return;
+        closing_ = true;
+        stop_reading();
+        if (buffer_.empty()) {
+            ++conn_lost_;
+            schedule_connection_lost(nullptr);
+        }
+    }
+    bool is_closing() const noexcept override { return closing_; }
+    std::any get_extra_info(std::string_view name) const override {
+        if (released_) return {};
+        if (name == "peername") return peer_ ? std::any(*peer_) : std::any();
+        if (name == "sockname") {
+            try {
+                return sock_.getsockname();
+            } catch (const std::system_error&) {
+                return {};
+            }
+        }
+        if (name == "socket") return TransportSocket(sock_.fileno());
+        return {};
+    }
+    void set_protocol(std::shared_ptr<BaseProtocol> protocol) override {
+        auto* p = dynamic_cast<DatagramProtocol*>(protocol.get());
+        if (!p) throw std::invalid_argument("a datagram transport needs a DatagramProtocol");
+        protocol_holder_ = std::move(protocol);
+        protocol_ = p;
+    }
+    std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_holder_; }
+
+    // DatagramTransport
+    void sendto(std::string_view data, const std::optional<SockAddr>& addr) override {
+        std::optional<SockAddr> to = addr;
+        if (peer_) {
+            if (to && !(*to == *peer_))
+                throw std::invalid_argument("Invalid address: must be None or " + peer_->to_string());
+            to = peer_;
+        } else if (!to) {
+            throw std::invalid_argument("sendto() needs an address on an unconnected datagram transport");
+        }
+        if (conn_lost_ && peer_) {
+            if (conn_lost_ >= log_threshold_for_connlost_writes) log_message("socket.send() raised exception.");
+            ++conn_lost_;
+            return;
+        }
+        if (buffer_.empty()) {
+            // Try to send it right away first.
+            ssize_t r = send_one(data, *to);
+            if (r >= 0) return;
+            if (r != -EAGAIN && r != -EWOULDBLOCK) {
+                error_received(static_cast<int>(-r));
+                return;
+            }
+            if (!write_op_.in_flight && !released_) backend_->start(&write_op_);
+        }
+        buffer_.push_back({std::string(data), *to});
+        buffer_size_ += data.size() + datagram_header_size;
+        maybe_pause_protocol();
+    }
+    void abort() override { force_close(nullptr); }
+    std::size_t get_write_buffer_size() const noexcept override { return buffer_size_; }
+
+private:
+    struct Pending {
+        std::string data;
+        SockAddr to;
+    };
+
+    ssize_t send_one(std::string_view data, const SockAddr& to) noexcept {
+        ssize_t r;
+        do {
+            r = peer_ ? ::send(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL)
+                      : ::sendto(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL, to.data(), to.size());
+        } while (r < 0 && errno == EINTR);
+        return r < 0 ? -errno : r;
+    }
+
+    void arm_reading() {
+        if (read_op_.in_flight || released_) return;
+        read_op_.addrlen = SockAddr::capacity();
+        backend_->start(&read_op_);
+    }
+    void stop_reading() noexcept {
+        if (read_op_.in_flight) backend_->cancel(&read_op_);
+    }
+
+    void read_ready(IoOperation* op) {
+        if (conn_lost_) return;
+        if (op->result < 0) {
+            error_received(static_cast<int>(-op->result));
+        } else {
+            from_.set_size(op->addrlen);
+            try {
+                protocol_->datagram_received(std::string_view(op->data, static_cast<std::size_t>(op->result)), from_);
+            } catch (const KeyboardInterrupt&) {
+                throw;
+            } catch (...) {
+                fatal_error(std::current_exception(), "Fatal error: protocol.datagram_received() call failed.");
+                return;
+            }
+        }
+        if (!closing_) arm_reading();
+    }
+
+    void error_received(int err) {
+        try {
+            protocol_->error_received(std::make_exception_ptr(std::system_error(err, std::generic_category(), "datagram")));
+        } catch (const KeyboardInterrupt&) {
+            throw;
+        } catch (...) {
+            fatal_error(std::current_exception(), "Fatal error: protocol.error_received() call failed.");
+        }
+    }
+
+    void sendto_ready() {
+        while (!buffer_.empty()) {
+            Pending& p = buffer_.front();
+            ssize_t r = send_one(p.data, p.to);
+            if (r == -EAGAIN || r == -EWOULDBLOCK) {
+                if (!released_) backend_->start(&write_op_);
+                return;
+            }
+            buffer_size_ -= p.data.size() + datagram_header_size;
+            buffer_.pop_front();
+            if (r < 0) {
+                error_received(static_cast<int>(-r));
+                return;
+            }
+        }
+        maybe_resume_protocol();
+        if (buffer_.empty() && closing_) call_connection_lost(nullptr);
+    }
+
+    void maybe_pause_protocol() {
+        if (buffer_size_ <= high_water_ || protocol_paused_ || !protocol_) return;
+        protocol_paused_ = true;
+        try {
+            protocol_->pause_writing();
+        } catch (...) {
+            loop_->call_exception_handler({"protocol.pause_writing() failed", std::current_exception(), {}, {}});
+        }
+    }
+    void maybe_resume_protocol() {
+        if (!protocol_paused_ || buffer_size_ > low_water_ || !protocol_) return;
+        protocol_paused_ = false;
+        try {
+            protocol_->resume_writing();
+        } catch (...) {
+            loop_->call_exception_handler({"protocol.resume_writing() failed", std::current_exception(), {}, {}});
+        }
+    }
+
+    void fatal_error(std::exception_ptr exc, const char* message) {
+        if (!is_connection_error(exc)) loop_->call_exception_handler({message, exc, {}, "<DatagramTransport>"});
+        force_close(exc);
+    }
+
+    void force_close(std::exception_ptr exc) {
+        if (conn_lost_) return;
+        buffer_.clear();
+        buffer_size_ = 0;
+        if (write_op_.in_flight) backend_->cancel(&write_op_);
+        if (!closing_) {
+            closing_ = true;
+            stop_reading();
+        }
+        ++conn_lost_;
+        schedule_connection_lost(std::move(exc));
+    }
+
+    void schedule_connection_lost(std::exception_ptr exc) {
+        if (released_ || loop_->is_closed()) return;
+        loop_->call_soon([self = self_, exc = std::move(exc)] { self->call_connection_lost(exc); });
+    }
+
+    void call_connection_lost(std::exception_ptr exc) noexcept {
+        if (released_) return;
+        auto keep = std::move(self_);
+        auto holder = std::move(protocol_holder_);
+        DatagramProtocol* p = std::exchange(protocol_, nullptr);
+        if (started_ && p) {
+            try {
+                p->connection_lost(exc);
+            } catch (...) {
+                loop_->call_exception_handler({"Exception in callback connection_lost", std::current_exception(), {}, {}});
+            }
+        }
+        release_fd();
+    }
+
+    void release_fd() noexcept {
+        if (released_) return;
+        released_ = true;
+        closing_ = true;
+        stop_reading();
+        if (write_op_.in_flight) backend_->cancel(&write_op_);
+        backend_->forget(sock_.fileno());
+        IoAccess::impl(*loop_).unlink(this);
+        sock_.close();
+    }
+
+    void loop_closing() noexcept override {
+        auto keep = std::move(self_);
+        conn_lost_ = std::max(conn_lost_, 1);
+        if (!released_) {
+            released_ = true;
+            closing_ = true;
+            stop_reading();
+            if (write_op_.in_flight) backend_->cancel(&write_op_);
+            backend_->forget(sock_.fileno());
+            sock_.close();
+        }
+        protocol_holder_.reset();
+        protocol_ = nullptr;
+    }
+
+    EventLoop* loop_;
+    Backend* backend_;
+    Socket sock_;
+    std::optional<SockAddr> peer_;
+    std::shared_ptr<BaseProtocol> protocol_holder_;
+    DatagramProtocol* protocol_ = nullptr;
+    std::shared_ptr<SocketDatagramTransport> self_;
+    IoOperation read_op_;
+    IoOperation write_op_;
+    SockAddr from_;
+    std::deque<Pending> buffer_;
+    std::size_t buffer_size_ = 0;
+    std::size_t high_water_ = 64 * 1024;
+    std::size_t low_water_ = 16 * 1024;
+    int conn_lost_ = 0;
+    bool closing_ = false;
+    bool started_ = false;
+    bool released_ = false;
+    bool protocol_paused_ = false;
+};
+
+Coro<std::vector<AddrInfo>> resolve_dgram(EventLoop& loop, std::string_view host, int port, int family, int proto,
+                                          int flags) {
+    std::string h(host);
+    try {
+        SockAddr numeric(h, port, family);
+        co_return std::vector<AddrInfo>{AddrInfo{numeric.family(), SOCK_DGRAM, proto, "", numeric}};
+    } catch (const std::invalid_argument&) {
+    }
+    auto infos = co_await loop.getaddrinfo(h, std::to_string(port), family, SOCK_DGRAM, proto, flags);
+    if (infos.empty()) throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "getaddrinfo() returned empty list");
+    co_return infos;
+}
+}  // namespace
+
+Coro<std::shared_ptr<DatagramTransport>> ConnectionAccess::create_datagram_endpoint(EventLoop& loop,
+                                                                                    ProtocolFactory factory,
+                                                                                    DatagramOptions opts) {
+    const bool has_local = opts.local_port >= 0;
+    const bool has_remote = opts.remote_port >= 0;
+    std::vector<AddrInfo> locals, remotes;
+    if (has_local) locals = co_await resolve_dgram(loop, opts.local_host, opts.local_port, opts.family, opts.proto, opts.flags);
+    if (has_remote)
+        remotes = co_await resolve_dgram(loop, opts.remote_host, opts.remote_port, opts.family, opts.proto, opts.flags);
+    if (!has_local && !has_remote && opts.family != AF_INET && opts.family != AF_INET6)
+        throw std::invalid_argument("unexpected address family (give local or remote address, or family)");
+
+    // Python: try each (local, remote) pair of one family until one works.
+    std::vector<int> families;
+    for (auto* v : {&locals, &remotes})
+        for (auto& ai : *v)
+            if (std::find(families.begin(), families.end(), ai.family) == families.end()) families.push_back(ai.family);
+    if (families.empty()) families.push_back(opts.family);
+
+    std::exception_ptr last;
+    for (int fam : families) {
+        const AddrInfo* local = nullptr;
+        const AddrInfo* remote = nullptr;
+        for (auto& ai : locals)
+            if (ai.family == fam) { local = &ai; break; }
+        for (auto& ai : remotes)
+            if (ai.family == fam) { remote = &ai; break; }
+        if ((has_local && !local) || (has_remote && !remote)) continue;
+        try {
+            Socket sock(fam, SOCK_DGRAM, opts.proto);
+            if (opts.reuse_port) sock.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
+            if (opts.allow_broadcast) sock.setsockopt(SOL_SOCKET, SO_BROADCAST, 1);
+            if (local) sock.bind(local->address);
+            std::optional<SockAddr> peer;
+            if (remote) {
+                co_await loop.sock_connect(sock, remote->address);
+                peer = remote->address;
+            }
+            auto transport = std::make_shared<SocketDatagramTransport>(loop, std::move(sock), factory(), peer);
+            Future<void> waiter(loop);
+            transport->start([waiter]() mutable {
+                if (!waiter.done()) waiter.set_result();
+            });
+            co_await waiter;
+            co_return transport;
+        } catch (const std::system_error&) {
+            last = std::current_exception();
+        }
+    }
+    if (last) std::rethrow_exception(last);
+    throw std::invalid_argument("can not get address information");
+}
+
+}  // namespace asyncio::detail
