@@ -212,6 +212,7 @@ void SocketTransport::eof_received() {
 // ---- writing -------------------------------------------------------------------------------
 void SocketTransport::write(std::string_view data) {
     if (eof_) throw RuntimeError("Cannot call write() after write_eof()");
+    if (sendfile_in_progress_) throw RuntimeError("unable to write; sendfile is in progress");
     if (data.empty()) return;
     if (conn_lost_) {
         if (conn_lost_ >= log_threshold_for_connlost_writes) log_message("socket.send() raised exception.");
@@ -273,6 +274,10 @@ void SocketTransport::write_ready(IoOperation* op) {
     }
     maybe_resume_protocol();  // may write more
     if (get_write_buffer_size() == 0) {
+        if (empty_waiter_) {
+            if (!empty_waiter_->done()) empty_waiter_->set_result();
+            empty_waiter_.reset();
+        }
         if (closing_) {
             call_connection_lost(nullptr);
         } else if (eof_) {
@@ -323,6 +328,28 @@ void SocketTransport::maybe_resume_protocol() {
     }
 }
 
+Coro<void> SocketTransport::begin_sendfile() {
+    if (sendfile_in_progress_) throw RuntimeError("sendfile is already in progress");
+    auto keep = shared_from_this();
+    sendfile_in_progress_ = true;
+    if (get_write_buffer_size() != 0) {
+        empty_waiter_.emplace(*loop_);
+        Future<void> w = *empty_waiter_;
+        try {
+            co_await w;
+        } catch (...) {
+            sendfile_in_progress_ = false;
+            throw;
+        }
+    }
+    if (conn_lost_) {
+        sendfile_in_progress_ = false;
+        throw std::system_error(ECONNRESET, std::generic_category(), "Connection lost");
+    }
+}
+
+void SocketTransport::end_sendfile() noexcept { sendfile_in_progress_ = false; }
+
 // ---- closing -------------------------------------------------------------------------------
 void SocketTransport::close() {
     if (closing_) return;
@@ -351,6 +378,11 @@ void SocketTransport::force_close(std::exception_ptr exc) {
     if (get_write_buffer_size() != 0) {
         wbuf_.clear();
         woff_ = 0;
+    }
+    if (empty_waiter_) {
+        if (!empty_waiter_->done()) empty_waiter_->set_exception(std::make_exception_ptr(
+            std::system_error(ECONNRESET, std::generic_category(), "Connection lost")));
+        empty_waiter_.reset();
     }
     if (write_op_.in_flight) backend_->cancel(&write_op_);
     if (!closing_) {
@@ -414,6 +446,7 @@ void SocketTransport::loop_closing() noexcept {
     plain_ = nullptr;
     buffered_ = nullptr;
     server_.reset();
+    empty_waiter_.reset();
 }
 
 }  // namespace asyncio::detail

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <asyncio/base_events.hpp>
+#include <asyncio/futures.hpp>
 #include <asyncio/protocols.hpp>
 #include <asyncio/transports.hpp>
 
@@ -58,6 +59,11 @@ public:
     /// it is a plain connection error, then connection_lost(exc).
     void fatal_error(std::exception_ptr exc, const char* message);
     int fileno() const noexcept { return sock_.fileno(); }
+    /// Native sendfile support (Python's _make_empty_waiter & co): waits until everything
+    /// written so far has been handed to the kernel; write() is refused until
+    /// end_sendfile().
+    Coro<void> begin_sendfile();
+    void end_sendfile() noexcept;
 
 private:
     void loop_closing() noexcept override;
@@ -99,6 +105,8 @@ private:
     bool protocol_paused_ = false;  // pause_writing() delivered
     bool started_ = false;
     bool fd_released_ = false;
+    bool sendfile_in_progress_ = false;
+    std::optional<Future<void>> empty_waiter_;
 };
 
 /// Server bookkeeping for accepted connections (base_events.cpp).

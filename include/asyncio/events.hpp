@@ -398,6 +398,11 @@ public:
     Coro<std::pair<Socket, SockAddr>> sock_accept(Socket& sock);
     /// Connects to `address`.
     Coro<void> sock_connect(Socket& sock, const SockAddr& address);
+    /// Sends `count` bytes (all to the end when nullopt) of the file open on `fd`, from
+    /// `offset`, with sendfile(2); when that is not possible and `fallback` is true, reads and
+    /// sends in chunks. Returns the bytes sent; the file position ends after them, as Python's.
+    Coro<std::size_t> sock_sendfile(Socket& sock, int fd, std::size_t offset = 0,
+                                    std::optional<std::size_t> count = std::nullopt, bool fallback = true);
     /// getaddrinfo(3) in the default executor (it may block on DNS), like Python's.
     /// `port` may be a number or a service name; "" / 0 means none.
     Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port, int family, int type,
@@ -432,6 +437,12 @@ public:
     template <class F>
     Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>> create_datagram_endpoint(
         F factory, DatagramOptions opts);
+
+    /// Python's loop.sendfile(transport, file, ...): sends a file over a transport (natively
+    /// with sendfile(2) for plain sockets, else by chunks with the transport's flow control).
+    /// The transport must not be written to meanwhile (RuntimeError).
+    Coro<std::size_t> sendfile(std::shared_ptr<Transport> transport, int fd, std::size_t offset = 0,
+                               std::optional<std::size_t> count = std::nullopt, bool fallback = true);
 
     // ---- executors (asyncio/threads.hpp) ---------------------------------------------------
     /// Runs `fn()` on `executor` (nullptr: the default executor) and returns a Future for its

@@ -43,6 +43,13 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+/// sendfile cannot be done natively (not a regular file, or the transport/socket cannot):
+/// Python's asyncio.SendfileNotAvailableError, a RuntimeError.
+class SendfileNotAvailableError : public RuntimeError {
+public:
+    using RuntimeError::RuntimeError;
+};
+
 /// The operation exceeded the given deadline (asyncio.TimeoutError is TimeoutError in 3.11+).
 class TimeoutError : public std::runtime_error {
 public:
