@@ -174,7 +174,7 @@ Coro<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, int port) {
 
 Coro<std::pair<std::string, std::string>> EventLoop::getnameinfo(const SockAddr& address, int flags) {
     SockAddr addr = address;
-    co_return co_await run_in_executor(nullptr, [addr, flags]() {
+    auto lookup = [addr, flags]() {
         char host[NI_MAXHOST];
         char serv[NI_MAXSERV];
         int rc = ::getnameinfo(addr.data(), addr.size(), host, sizeof host, serv, sizeof serv, flags);
@@ -183,7 +183,8 @@ Coro<std::pair<std::string, std::string>> EventLoop::getnameinfo(const SockAddr&
             throw std::system_error(rc, gai_category(), "getnameinfo");
         }
         return std::pair<std::string, std::string>(host, serv);
-    });
+    };
+    co_return co_await run_in_executor(nullptr, std::move(lookup));
 }
 
 }  // namespace asyncio

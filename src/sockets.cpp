@@ -110,8 +110,13 @@ std::string SockAddr::to_string() const {
     switch (storage_.ss_family) {
         case AF_INET:
             return host() + ":" + std::to_string(port());
-        case AF_INET6:
-            return "[" + host() + "]:" + std::to_string(port());
+        case AF_INET6: {
+            std::string out = "[";  // built step by step: GCC 12 warns (-Wrestrict) on a + chain
+            out += host();
+            out += "]:";
+            out += std::to_string(port());
+            return out;
+        }
         case AF_UNIX:
             return host();
         default:

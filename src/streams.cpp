@@ -127,7 +127,9 @@ void StreamReader::feed_data(std::string_view data) {
             s.transport->pause_reading();
             s.paused = true;
         } catch (const std::logic_error&) {
-            // The transport cannot pause (Python: NotImplementedError): let the buffer grow.
+            // The transport cannot pause (Python: NotImplementedError): let the buffer grow,
+            // and never ask it again.
+            s.transport.reset();
         }
     }
 }
@@ -383,7 +385,10 @@ Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, in
     EventLoop& loop = get_running_loop();
     StreamReader reader(limit);
     auto protocol = std::make_shared<detail::StreamReaderProtocol>(reader);
-    auto [transport, p] = co_await loop.create_connection([protocol] { return protocol; }, std::move(host), port, opts);
+    // Named, not a temporary: GCC 12 destroys a capturing lambda temporary in a co_await
+    // expression twice (docs/compilers.md).
+    auto factory = [protocol] { return protocol; };
+    auto [transport, p] = co_await loop.create_connection(std::move(factory), std::move(host), port, opts);
     StreamWriter writer(transport, protocol, reader);
     co_return std::pair<StreamReader, StreamWriter>(std::move(reader), std::move(writer));
 }
@@ -393,7 +398,8 @@ Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string pat
     EventLoop& loop = get_running_loop();
     StreamReader reader(limit);
     auto protocol = std::make_shared<detail::StreamReaderProtocol>(reader);
-    auto [transport, p] = co_await loop.create_unix_connection([protocol] { return protocol; }, std::move(path), opts);
+    auto factory = [protocol] { return protocol; };  // named: see open_connection
+    auto [transport, p] = co_await loop.create_unix_connection(std::move(factory), std::move(path), opts);
     StreamWriter writer(transport, protocol, reader);
     co_return std::pair<StreamReader, StreamWriter>(std::move(reader), std::move(writer));
 }
