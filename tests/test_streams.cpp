@@ -1336,7 +1336,7 @@ TEST(StreamReaderFlowControl, TransportThatCannotPauseLetsTheBufferGrow) {
     run(main());
 }
 
-TEST(StreamReaderFlowControl, DISABLED_TransportThatCannotPauseIsNotAskedAgain) {
+TEST(StreamReaderFlowControl, TransportThatCannotPauseIsNotAskedAgain) {
     // Python's feed_data drops the transport after NotImplementedError from pause_reading().
     auto tr = std::make_shared<FakeTransport>();
     tr->can_pause = false;
