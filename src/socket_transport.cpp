@@ -48,6 +48,14 @@ SocketTransport::SocketTransport(EventLoop& loop, Socket sock, std::shared_ptr<B
         int one = 1;
         ::setsockopt(sock_.fileno(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
+    try {
+        sockname_ = sock_.getsockname();
+    } catch (const std::system_error&) {
+    }
+    try {
+        peername_ = sock_.getpeername();
+    } catch (const std::system_error&) {
+    }
     IoAccess::impl(loop).link(this);
 }
 
@@ -88,14 +96,9 @@ void SocketTransport::start(std::function<void()> on_made) {
 }
 
 std::any SocketTransport::get_extra_info(std::string_view name) const {
-    if (fd_released_) return {};
-    try {
-        if (name == "peername") return sock_.getpeername();
-        if (name == "sockname") return sock_.getsockname();
-    } catch (const std::system_error&) {
-        return {};
-    }
-    if (name == "socket") return TransportSocket(sock_.fileno());
+    if (name == "peername") return peername_ ? std::any(*peername_) : std::any();
+    if (name == "sockname") return sockname_ ? std::any(*sockname_) : std::any();
+    if (name == "socket" && !fd_released_) return TransportSocket(sock_.fileno());
     return {};
 }
 
@@ -144,6 +147,8 @@ void SocketTransport::read_ready(IoOperation* op) {
     try {
         plain_->data_received(std::string_view(op->data, static_cast<std::size_t>(op->result)));
     } catch (const KeyboardInterrupt&) {
+        // Out of the loop, as Python's; the transport keeps reading when the loop runs again.
+        if (is_reading()) arm_reading();
         throw;
     } catch (...) {
         fatal_error(std::current_exception(), "Fatal error: protocol.data_received() call failed.");
@@ -159,6 +164,7 @@ void SocketTransport::buffered_read_ready() {
         buf = buffered_->get_buffer(0);
         if (buf.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
     } catch (const KeyboardInterrupt&) {
+        if (is_reading()) arm_reading();  // see read_ready
         throw;
     } catch (...) {
         fatal_error(std::current_exception(), "Fatal error: protocol.get_buffer() call failed.");
@@ -184,6 +190,7 @@ void SocketTransport::buffered_read_ready() {
     try {
         buffered_->buffer_updated(static_cast<std::size_t>(n));
     } catch (const KeyboardInterrupt&) {
+        if (is_reading()) arm_reading();  // see read_ready
         throw;
     } catch (...) {
         fatal_error(std::current_exception(), "Fatal error: protocol.buffer_updated() call failed.");

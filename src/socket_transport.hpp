@@ -92,6 +92,8 @@ private:
     BufferedProtocol* buffered_ = nullptr;
     std::shared_ptr<SocketTransport> self_;  // the loop's reference while open
     std::shared_ptr<ServerState> server_;
+    std::optional<SockAddr> sockname_;  // cached at creation: still readable after close,
+    std::optional<SockAddr> peername_;  // as Python's extra dict
     IoOperation read_op_;
     IoOperation write_op_;
     std::string wbuf_;        // bytes the kernel has not taken yet, from woff_
