@@ -43,7 +43,9 @@ Coro<std::vector<AddrInfo>> resolve(EventLoop& loop, std::string host, int port,
             // a name: resolve it
         }
     }
-    auto infos = co_await loop.getaddrinfo(std::move(host), port ? std::to_string(port) : "0", family, type, proto, flags);
+    // Named: GCC 12 destroys a conditional's std::string temporary in a co_await twice.
+    std::string service = port ? std::to_string(port) : "0";
+    auto infos = co_await loop.getaddrinfo(std::move(host), std::move(service), family, type, proto, flags);
     if (infos.empty()) throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "getaddrinfo() returned empty list");
     co_return infos;
 }
@@ -230,9 +232,11 @@ Coro<std::shared_ptr<Transport>> ConnectionAccess::create_connection(EventLoop& 
         throw std::invalid_argument("server_hostname is only meaningful with ssl");
     auto infos = co_await resolve(loop, host, port, opts.family, SOCK_STREAM, opts.proto, opts.flags);
     std::optional<std::vector<AddrInfo>> local;
-    if (opts.local_port >= 0)
-        local = co_await resolve(loop, std::string(opts.local_host), opts.local_port, opts.family, SOCK_STREAM,
+    if (opts.local_port >= 0) {
+        std::string local_host(opts.local_host);  // named: see resolve()
+        local = co_await resolve(loop, std::move(local_host), opts.local_port, opts.family, SOCK_STREAM,
                                  opts.proto, opts.flags);
+    }
     int inter = opts.interleave;
     if (inter == 0 && opts.happy_eyeballs_delay >= 0) inter = 1;
     if (inter > 0) infos = interleave(std::move(infos), inter);

@@ -309,7 +309,8 @@ Coro<std::vector<AddrInfo>> resolve_dgram(EventLoop& loop, std::string_view host
         co_return std::vector<AddrInfo>{AddrInfo{numeric.family(), SOCK_DGRAM, proto, "", numeric}};
     } catch (const std::invalid_argument&) {
     }
-    auto infos = co_await loop.getaddrinfo(h, std::to_string(port), family, SOCK_DGRAM, proto, flags);
+    std::string service = std::to_string(port);  // named: GCC 12 (docs/compilers.md)
+    auto infos = co_await loop.getaddrinfo(h, std::move(service), family, SOCK_DGRAM, proto, flags);
     if (infos.empty()) throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "getaddrinfo() returned empty list");
     co_return infos;
 }

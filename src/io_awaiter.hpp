@@ -26,13 +26,17 @@ public:
         op.kind = kind;
         op.reg = backend_->registration(fd);
         op.user = this;
-        op.complete = [](IoOperation* o) { static_cast<IoAwaiter*>(o->user)->task_->schedule_step(); };
+        op.complete = [](IoOperation* o) {
+            auto* self = static_cast<IoAwaiter*>(o->user);
+            self->backend_->release_interest(o->reg);  // the fd may be closed right after
+            self->task_->schedule_step();
+        };
     }
     IoAwaiter(const IoAwaiter&) = delete;
     IoAwaiter& operator=(const IoAwaiter&) = delete;
     ~IoAwaiter() {
         // Only when the frame is destroyed while suspended (the loop closing).
-        if (op.in_flight) backend_->cancel(&op);
+        if (op.in_flight && backend_->cancel(&op)) backend_->release_interest(op.reg);
         if (task_ && task_->fut_waiter == this) task_->fut_waiter = nullptr;
     }
 
@@ -55,6 +59,7 @@ public:
 
     bool cancel(std::string msg) override {
         if (!backend_->cancel(&op)) return false;  // performed: its step is already queued
+        backend_->release_interest(op.reg);
         cancelled_ = true;
         message_ = std::move(msg);
         task_->schedule_step();

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
 
@@ -18,8 +19,11 @@ namespace asyncio {
 namespace {
 using Kind = detail::IoOperation::Kind;
 
-void check_socket(const Socket& sock, const char* what) {
+void check_socket(const EventLoop& loop, const Socket& sock, const char* what) {
     if (!sock.is_open()) throw std::system_error(EBADF, std::generic_category(), std::string(what) + ": the socket is closed");
+    // Python's debug mode: a blocking socket would block the whole loop.
+    if (loop.get_debug() && !(::fcntl(sock.fileno(), F_GETFL) & O_NONBLOCK))
+        throw std::invalid_argument(std::string(what) + ": the socket must be non-blocking");
 }
 
 [[noreturn]] void throw_result(ssize_t r, const char* what) { detail::throw_errno(static_cast<int>(-r), what); }
@@ -35,7 +39,7 @@ const GaiCategory gai_category_instance;
 const std::error_category& gai_category() noexcept { return gai_category_instance; }
 
 Coro<std::size_t> EventLoop::sock_recv_into(Socket& sock, std::span<char> buffer) {
-    check_socket(sock, "sock_recv_into");
+    check_socket(*this, sock, "sock_recv_into");
     ssize_t r = ::recv(sock.fileno(), buffer.data(), buffer.size(), 0);
     if (r >= 0) co_return static_cast<std::size_t>(r);
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) detail::throw_errno(errno, "recv");
@@ -55,7 +59,7 @@ Coro<std::string> EventLoop::sock_recv(Socket& sock, std::size_t n) {
 }
 
 Coro<std::pair<std::string, SockAddr>> EventLoop::sock_recvfrom(Socket& sock, std::size_t n) {
-    check_socket(sock, "sock_recvfrom");
+    check_socket(*this, sock, "sock_recvfrom");
     std::string data(n, '\0');
     SockAddr from;
     socklen_t len = SockAddr::capacity();
@@ -77,7 +81,7 @@ Coro<std::pair<std::string, SockAddr>> EventLoop::sock_recvfrom(Socket& sock, st
 }
 
 Coro<void> EventLoop::sock_sendall(Socket& sock, std::string_view data) {
-    check_socket(sock, "sock_sendall");
+    check_socket(*this, sock, "sock_sendall");
     std::size_t sent = 0;
     while (sent < data.size()) {
         ssize_t r = ::send(sock.fileno(), data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
@@ -97,7 +101,7 @@ Coro<void> EventLoop::sock_sendall(Socket& sock, std::string_view data) {
 }
 
 Coro<std::size_t> EventLoop::sock_sendto(Socket& sock, std::string_view data, const SockAddr& address) {
-    check_socket(sock, "sock_sendto");
+    check_socket(*this, sock, "sock_sendto");
     ssize_t r = ::sendto(sock.fileno(), data.data(), data.size(), MSG_NOSIGNAL, address.data(), address.size());
     if (r >= 0) co_return static_cast<std::size_t>(r);
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) detail::throw_errno(errno, "sendto");
@@ -113,7 +117,7 @@ Coro<std::size_t> EventLoop::sock_sendto(Socket& sock, std::string_view data, co
 }
 
 Coro<std::pair<Socket, SockAddr>> EventLoop::sock_accept(Socket& sock) {
-    check_socket(sock, "sock_accept");
+    check_socket(*this, sock, "sock_accept");
     SockAddr peer;
     socklen_t len = SockAddr::capacity();
     int fd = ::accept4(sock.fileno(), peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -135,9 +139,11 @@ Coro<std::pair<Socket, SockAddr>> EventLoop::sock_accept(Socket& sock) {
 }
 
 Coro<void> EventLoop::sock_connect(Socket& sock, const SockAddr& address) {
-    check_socket(sock, "sock_connect");
+    check_socket(*this, sock, "sock_connect");
     if (::connect(sock.fileno(), address.data(), address.size()) == 0) co_return;
-    if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN)
+    // EALREADY: an earlier (cancelled) connect on this socket is still in progress - wait for
+    // it, as Python does.
+    if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN && errno != EALREADY)
         throw std::system_error(errno, std::generic_category(), "connect(" + address.to_string() + ")");
     detail::IoAwaiter aw(*this, sock.fileno(), Kind::connect);
     ssize_t r = co_await aw;

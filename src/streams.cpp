@@ -230,7 +230,8 @@ Coro<std::string> StreamReader::readline() {
     auto& s = *keep;
     std::string message;
     try {
-        co_return co_await readuntil(std::string("\n"));
+        std::string newline = "\n";  // named: GCC 12 (docs/compilers.md)
+        co_return co_await readuntil(std::move(newline));
     } catch (const IncompleteReadError& e) {
         co_return e.partial;
     } catch (const LimitOverrunError& e) {

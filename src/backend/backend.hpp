@@ -122,6 +122,11 @@ public:
     virtual void start(IoOperation* op) = 0;
     /// Removes a queued operation without reporting it; false when it was not queued.
     virtual bool cancel(IoOperation* op) noexcept = 0;
+    /// Stops watching `reg`'s fd at once when nothing is queued on it (Python's selector loop
+    /// unregisters as soon as a sock_* call ends). One-shot users call this after their
+    /// operation: the fd may be closed right after, and a closed fd silently leaves epoll, so
+    /// a lazily kept registration would be wrong for the next fd with the same number.
+    virtual void release_interest(IoRegistration* reg) noexcept = 0;
     /// The fd is about to be closed: drops its queued operations (unreported; their owners
     /// must be gone or know) and stops watching it. Call before close(fd).
     virtual void forget(int fd) noexcept = 0;

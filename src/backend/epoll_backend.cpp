@@ -63,6 +63,14 @@ public:
         return true;
     }
 
+    void release_interest(IoRegistration* reg) noexcept override {
+        if (!reg->readers.empty() || !reg->writers.empty() || !reg->added) return;
+        epoll_event ev{};
+        ::epoll_ctl(epfd_, EPOLL_CTL_DEL, reg->fd, &ev);  // ENOENT/EBADF: already gone, fine
+        reg->added = false;
+        reg->registered = 0;
+    }
+
     void forget(int fd) noexcept override {
         if (fd < 0 || static_cast<std::size_t>(fd) >= slots_.size() || !slots_[static_cast<std::size_t>(fd)]) return;
         IoRegistration* reg = slots_[static_cast<std::size_t>(fd)].get();
@@ -82,9 +90,9 @@ public:
     }
 
     int poll(double timeout) override {
-        flush_interest();
+        int reported = flush_interest();
         int timeout_ms;
-        if (timeout == 0)
+        if (timeout == 0 || reported > 0)  // a failed registration was reported: don't block
             timeout_ms = 0;
         else if (timeout < 0)
             timeout_ms = -1;
@@ -92,7 +100,6 @@ public:
             timeout_ms = static_cast<int>(timeout * 1000.0 + 0.999);  // round up: never wake early
         epoll_event events[256];
         int n = ::epoll_wait(epfd_, events, 256, timeout_ms);
-        int reported = 0;
         for (int i = 0; i < n; ++i) {
             const std::uint64_t tag = events[i].data.u64;
             const auto fd = static_cast<std::size_t>(tag & 0xffffffffu);
@@ -121,7 +128,9 @@ private:
     }
 
     /// Brings each changed fd's registered events in line with its queued operations.
-    void flush_interest() {
+    /// Returns how many operations it failed (an fd epoll refuses).
+    int flush_interest() {
+        int failed = 0;
         while (IoRegistration* reg = dirty_) {
             dirty_ = reg->next_dirty;
             reg->dirty = false;
@@ -141,29 +150,40 @@ private:
                 reg->registered = 0;
                 continue;
             }
-            if (::epoll_ctl(epfd_, reg->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, reg->fd, &ev) < 0) {
+            int rc = ::epoll_ctl(epfd_, reg->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, reg->fd, &ev);
+            // The kernel's view may differ from ours when the fd was closed (it left epoll)
+            // and its number reused: retry with the other call.
+            if (rc < 0 && errno == ENOENT && reg->added) rc = ::epoll_ctl(epfd_, EPOLL_CTL_ADD, reg->fd, &ev);
+            else if (rc < 0 && errno == EEXIST && !reg->added) rc = ::epoll_ctl(epfd_, EPOLL_CTL_MOD, reg->fd, &ev);
+            if (rc < 0) {
                 // A bad fd (closed behind our back, or a regular file): fail its operations
                 // instead of leaving them queued forever.
-                fail_all(reg, -errno);
+                reg->added = false;
+                reg->registered = 0;
+                failed += fail_all(reg, -errno);
                 continue;
             }
             reg->added = true;
             reg->registered = want;
         }
+        return failed;
     }
 
-    /// Reports every queued operation of `reg` with `error` (at the next run_queue: now).
-    void fail_all(IoRegistration* reg, int error) {
+    /// Reports every queued operation of `reg` with `error`; returns how many.
+    int fail_all(IoRegistration* reg, int error) {
         const std::uint32_t generation = reg->generation;
+        int n = 0;
         for (OpQueue* q : {&reg->readers, &reg->writers}) {
             while (IoOperation* op = q->pop()) {
                 op->in_flight = false;
                 --in_flight_;
                 op->result = error;
+                ++n;
                 op->complete(op);
-                if (reg->generation != generation) return;
+                if (reg->generation != generation) return n;
             }
         }
+        return n;
     }
 
     /// Performs the queued operations of one direction of a ready fd; returns how many

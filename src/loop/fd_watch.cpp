@@ -4,7 +4,9 @@
 // queueing the key's handle.
 #include "loop_impl.hpp"
 
+#include <cerrno>
 #include <string>
+#include <sys/stat.h>
 #include <system_error>
 
 namespace asyncio {
@@ -33,6 +35,11 @@ void EventLoop::add_watch(int fd, int direction, std::function<void()> fn) {
     if (fd < 0) throw std::invalid_argument("Invalid file descriptor: " + std::to_string(fd));
     Impl& impl = *impl_;
     if (fd == impl.wakeup_fd) throw std::invalid_argument("File descriptor " + std::to_string(fd) + " is used by the loop itself");
+    // epoll refuses regular files and directories (EPERM): say so now, as Python's selector.
+    struct stat st {};
+    if (::fstat(fd, &st) < 0) throw std::system_error(errno, std::generic_category(), "add_reader/add_writer");
+    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+        throw std::system_error(EPERM, std::generic_category(), "add_reader/add_writer: fd " + std::to_string(fd) + " cannot be polled");
     auto& slot = impl.fd_watches[fd];
     if (!slot) {
         slot = std::make_unique<detail::FdWatch>();
@@ -60,6 +67,7 @@ bool EventLoop::remove_watch(int fd, int direction) {
     w.fn[direction].reset();
     if (w.scheduled[direction]) w.scheduled[direction].cancel();
     impl.backend->cancel(&w.ops[direction]);
+    impl.backend->release_interest(w.ops[direction].reg);  // as Python's selector.unregister
     if (!w.fn[0] && !w.fn[1]) impl.fd_watches.erase(it);
     return true;
 }
