@@ -14,6 +14,7 @@
 #include <asyncio/queues.hpp>
 #include <asyncio/runners.hpp>
 #include <asyncio/sockets.hpp>
+#include <asyncio/ssl.hpp>
 #include <asyncio/streams.hpp>
 #include <asyncio/taskgroups.hpp>
 #include <asyncio/tasks.hpp>

@@ -7,6 +7,7 @@
 #include <asyncio/timeouts.hpp>
 
 #include "socket_transport.hpp"
+#include "sslproto.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -204,16 +205,26 @@ Coro<Socket> happy_eyeballs(EventLoop& loop, std::vector<std::exception_ptr>& er
 }
 
 /// Wraps a connected socket in a transport and waits until connection_made has run
-/// (Python's _create_connection_transport).
+/// (Python's _create_connection_transport). With TLS (opts.ssl), the transport returned is
+/// the TLS one, once the handshake is done (src/sslproto.cpp).
 Coro<std::shared_ptr<Transport>> make_transport(EventLoop& loop, Socket sock, ProtocolFactory& factory,
-                                                const ConnectionOptions& opts) {
-    if (opts.ssl) throw std::invalid_argument("TLS is not available in this build yet (ssl= given)");
+                                                const ConnectionOptions& opts, std::string_view server_hostname = {},
+                                                bool server_side = false) {
     std::shared_ptr<BaseProtocol> protocol = factory();
-    auto transport = std::make_shared<SocketTransport>(loop, std::move(sock), std::move(protocol));
     Future<void> waiter(loop);
-    transport->start([waiter]() mutable {
-        if (!waiter.done()) waiter.set_result();
-    });
+    std::shared_ptr<Transport> transport;
+    if (opts.ssl) {
+        auto tls = make_ssl_transport(loop, sock, std::move(protocol), *opts.ssl, waiter, server_side, server_hostname,
+                                      opts.ssl_handshake_timeout, opts.ssl_shutdown_timeout);
+        tls.raw->start();
+        transport = std::move(tls.app);
+    } else {
+        auto plain = std::make_shared<SocketTransport>(loop, std::move(sock), std::move(protocol));
+        plain->start([waiter]() mutable {
+            if (!waiter.done()) waiter.set_result();
+        });
+        transport = std::move(plain);
+    }
     try {
         co_await waiter;
     } catch (...) {
@@ -230,6 +241,8 @@ Coro<std::shared_ptr<Transport>> ConnectionAccess::create_connection(EventLoop& 
                                                                      ConnectionOptions opts) {
     if (!opts.server_hostname.empty() && !opts.ssl)
         throw std::invalid_argument("server_hostname is only meaningful with ssl");
+    if (opts.ssl && opts.server_hostname.empty() && host.empty())
+        throw std::invalid_argument("You must set server_hostname when using ssl without a host");
     auto infos = co_await resolve(loop, host, port, opts.family, SOCK_STREAM, opts.proto, opts.flags);
     std::optional<std::vector<AddrInfo>> local;
     if (opts.local_port >= 0) {
@@ -256,14 +269,20 @@ Coro<std::shared_ptr<Transport>> ConnectionAccess::create_connection(EventLoop& 
         sock = co_await happy_eyeballs(loop, errors, std::move(infos), local ? &*local : nullptr, opts.happy_eyeballs_delay);
     }
     if (!sock.is_open()) raise_connect_errors(std::move(errors), opts.all_errors);
-    co_return co_await make_transport(loop, std::move(sock), factory, opts);
+    // TLS: the certificate is checked against (and SNI names) server_hostname, by default host.
+    std::string_view server_hostname = opts.server_hostname.empty() ? std::string_view(host) : opts.server_hostname;
+    co_return co_await make_transport(loop, std::move(sock), factory, opts, server_hostname);
 }
 
 Coro<std::shared_ptr<Transport>> ConnectionAccess::create_unix_connection(EventLoop& loop, ProtocolFactory factory,
                                                                           std::string path, ConnectionOptions opts) {
+    if (opts.ssl && opts.server_hostname.empty())
+        throw std::invalid_argument("you have to pass server_hostname when using ssl");
+    if (!opts.server_hostname.empty() && !opts.ssl)
+        throw std::invalid_argument("server_hostname is only meaningful with ssl");
     Socket sock(AF_UNIX, SOCK_STREAM);
     co_await loop.sock_connect(sock, SockAddr::unix_path(path));
-    co_return co_await make_transport(loop, std::move(sock), factory, opts);
+    co_return co_await make_transport(loop, std::move(sock), factory, opts, opts.server_hostname);
 }
 
 Coro<std::shared_ptr<Transport>> ConnectionAccess::connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
@@ -271,7 +290,8 @@ Coro<std::shared_ptr<Transport>> ConnectionAccess::connect_accepted_socket(Event
     if (!sock.is_open()) throw std::invalid_argument("connect_accepted_socket: the socket is closed");
     if (sock.type() != SOCK_STREAM) throw std::invalid_argument("A Stream Socket was expected");
     sock.setblocking(false);
-    co_return co_await make_transport(loop, std::move(sock), factory, opts);
+    // Python: an accepted socket is the server side of TLS.
+    co_return co_await make_transport(loop, std::move(sock), factory, opts, {}, /*server_side=*/true);
 }
 
 // ---- Server --------------------------------------------------------------------------------
@@ -348,17 +368,51 @@ struct ServerState final : IoObject, std::enable_shared_from_this<ServerState> {
         s->arm(*l);
     }
 
-    /// Python's _accept_connection2 for a plain connection.
+    /// Python's _accept_connection2.
     void accepted(int fd) {
         Socket conn = Socket::adopt(fd);
         if (opts.keep_alive) conn.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1);
+        if (opts.ssl) {
+            accepted_tls(conn);
+            return;
+        }
         try {
-            if (opts.ssl) throw std::invalid_argument("TLS is not available in this build yet (ssl= given)");
             std::shared_ptr<BaseProtocol> protocol = factory();
             auto transport = std::make_shared<SocketTransport>(*loop, std::move(conn), std::move(protocol));
             attach(transport.get());
             transport->set_server(shared_from_this());
             transport->start();
+        } catch (const KeyboardInterrupt&) {
+            throw;
+        } catch (...) {
+            if (loop->get_debug() || !is_connection_error(std::current_exception()))
+                loop->call_exception_handler(
+                    {"Error on transport creation for incoming connection", std::current_exception(), {}, {}});
+        }
+    }
+
+    /// Python's _accept_connection2 with sslcontext: the raw transport is attached to the
+    /// server at once; the app protocol's connection_made comes after the handshake. A failed
+    /// handshake closes the connection and is reported in debug mode only, as in Python.
+    void accepted_tls(Socket& conn) {
+        try {
+            Future<void> waiter(*loop);
+            auto tls = make_ssl_transport(*loop, conn, factory(), *opts.ssl, waiter, /*server_side=*/true, {},
+                                          opts.ssl_handshake_timeout, opts.ssl_shutdown_timeout);
+            attach(tls.raw.get());
+            tls.raw->set_server(shared_from_this());
+            tls.raw->start();
+            std::weak_ptr<Transport> app = tls.app;
+            EventLoop* l = loop;
+            waiter.add_done_callback([app, l](const Future<void>& f) {
+                Future<void> done = f;
+                if (done.cancelled()) return;
+                std::exception_ptr exc = done.exception();
+                if (!exc) return;
+                if (auto t = app.lock()) t->close();
+                if (l->get_debug())
+                    l->call_exception_handler({"Error on transport creation for incoming connection", exc, {}, {}});
+            });
         } catch (const KeyboardInterrupt&) {
             throw;
         } catch (...) {

@@ -3,6 +3,7 @@
 // readuntil/readline, flow control, pause/resume of the transport).
 #include <asyncio/streams.hpp>
 #include <asyncio/exceptions.hpp>
+#include <asyncio/ssl.hpp>
 #include <asyncio/tasks.hpp>
 
 #include <algorithm>
@@ -375,9 +376,23 @@ Coro<void> StreamWriter::drain() {
     co_await p->drain_helper();
 }
 
-Coro<void> StreamWriter::start_tls(ssl::Context&, ConnectionOptions) {
-    throw std::invalid_argument("start_tls: TLS is not available in this build yet");
-    co_return;
+Coro<void> StreamWriter::start_tls(ssl::Context& context, ConnectionOptions opts) {
+    // Python's StreamWriter.start_tls. Python takes the side from the protocol (server side
+    // when it has a client_connected_cb); a context is for one side only, so it tells the same.
+    auto t = transport_;
+    auto p = protocol_;
+    if (!t) throw InvalidStateError("empty StreamWriter handle");
+    StartTlsOptions o;
+    o.server_side = context.protocol() == ssl::PROTOCOL_TLS_SERVER;
+    std::string hostname(opts.server_hostname);
+    o.ssl_handshake_timeout = opts.ssl_handshake_timeout;
+    o.ssl_shutdown_timeout = opts.ssl_shutdown_timeout;
+    co_await drain();
+    o.server_hostname = hostname;
+    std::shared_ptr<Transport> new_transport = co_await get_running_loop().start_tls(t, p, context, o);
+    transport_ = new_transport;
+    // Python's StreamReaderProtocol._replace_transport.
+    p->over_ssl = new_transport->get_extra_info("sslcontext").has_value();
 }
 
 // ---- the stream functions ------------------------------------------------------------------

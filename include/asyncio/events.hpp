@@ -47,6 +47,7 @@ class SockAddr;
 struct AddrInfo;
 class Transport;
 class DatagramTransport;
+class BaseProtocol;
 class Server;
 
 namespace detail {
@@ -262,6 +263,17 @@ private:
 struct EagerTaskFactory {};
 inline constexpr EagerTaskFactory eager_task_factory{};
 
+/// Options of EventLoop::start_tls (Python's keyword arguments of loop.start_tls). Trivially
+/// destructible on purpose (see docs/compilers.md): the name is a view, copied at once.
+struct StartTlsOptions {
+    bool server_side = false;
+    /// Client side: the name to send as SNI and to check the certificate against (required
+    /// when the context has check_hostname on).
+    std::string_view server_hostname;
+    double ssl_handshake_timeout = 60.0;
+    double ssl_shutdown_timeout = 30.0;
+};
+
 /// Construction options of an EventLoop.
 struct LoopOptions {
     bool debug = false;
@@ -437,6 +449,15 @@ public:
     template <class F>
     Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>> create_datagram_endpoint(
         F factory, DatagramOptions opts);
+    /// Upgrades an open connection to TLS (Python's loop.start_tls): returns the new transport
+    /// that `protocol` must use from now on, once the handshake is done. `protocol` is not told
+    /// connection_made again. `transport` must be a stream transport made by this library (TCP,
+    /// Unix, or TLS itself); std::invalid_argument otherwise. Handshake errors are raised
+    /// (ssl::SSLCertVerificationError...); on any failure, including cancellation, the
+    /// transport is closed. Defined in src/sslproto.cpp; see asyncio/ssl.hpp.
+    Coro<std::shared_ptr<Transport>> start_tls(std::shared_ptr<Transport> transport,
+                                               std::shared_ptr<BaseProtocol> protocol, ssl::Context& context,
+                                               StartTlsOptions opts = {});
 
     /// Python's loop.sendfile(transport, file, ...): sends a file over a transport (natively
     /// with sendfile(2) for plain sockets, else by chunks with the transport's flow control).
