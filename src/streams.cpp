@@ -340,13 +340,22 @@ Coro<void> StreamReaderProtocol::wait_closed() {
 }  // namespace detail
 
 // ---- StreamWriter --------------------------------------------------------------------------
+namespace detail {
+struct StreamWriterState {
+    std::shared_ptr<Transport> transport;
+    std::shared_ptr<StreamReaderProtocol> protocol;
+    std::optional<StreamReader> reader;
+};
+}  // namespace detail
+
 StreamWriter::StreamWriter(std::shared_ptr<Transport> transport, std::shared_ptr<detail::StreamReaderProtocol> protocol,
                            std::optional<StreamReader> reader)
-    : transport_(std::move(transport)), protocol_(std::move(protocol)), reader_(std::move(reader)) {}
+    : state_(std::make_shared<detail::StreamWriterState>(
+          detail::StreamWriterState{std::move(transport), std::move(protocol), std::move(reader)})) {}
 
 Transport& StreamWriter::transport() const {
-    if (!transport_) throw InvalidStateError("empty StreamWriter handle");
-    return *transport_;
+    if (!state_ || !state_->transport) throw InvalidStateError("empty StreamWriter handle");
+    return *state_->transport;
 }
 
 void StreamWriter::write(std::string_view data) { transport().write(data); }
@@ -359,15 +368,18 @@ bool StreamWriter::is_closing() const { return transport().is_closing(); }
 std::any StreamWriter::get_extra_info(std::string_view name) const { return transport().get_extra_info(name); }
 
 Coro<void> StreamWriter::wait_closed() {
-    auto p = protocol_;
+    transport();  // InvalidStateError for an empty handle
+    auto p = state_->protocol;
     co_await p->wait_closed();
 }
 
 Coro<void> StreamWriter::drain() {
-    auto t = transport_;
-    auto p = protocol_;
-    if (reader_) {
-        if (std::exception_ptr exc = reader_->exception()) std::rethrow_exception(exc);
+    transport();  // InvalidStateError for an empty handle
+    auto st = state_;
+    auto t = st->transport;
+    auto p = st->protocol;
+    if (st->reader) {
+        if (std::exception_ptr exc = st->reader->exception()) std::rethrow_exception(exc);
     }
     if (t->is_closing()) {
         // Let connection_lost() run, so its error (or ConnectionResetError) is raised below.
@@ -379,9 +391,10 @@ Coro<void> StreamWriter::drain() {
 Coro<void> StreamWriter::start_tls(ssl::Context& context, ConnectionOptions opts) {
     // Python's StreamWriter.start_tls. Python takes the side from the protocol (server side
     // when it has a client_connected_cb); a context is for one side only, so it tells the same.
-    auto t = transport_;
-    auto p = protocol_;
-    if (!t) throw InvalidStateError("empty StreamWriter handle");
+    transport();  // InvalidStateError for an empty handle
+    auto st = state_;
+    auto t = st->transport;
+    auto p = st->protocol;
     StartTlsOptions o;
     o.server_side = context.protocol() == ssl::PROTOCOL_TLS_SERVER;
     std::string hostname(opts.server_hostname);
@@ -390,7 +403,7 @@ Coro<void> StreamWriter::start_tls(ssl::Context& context, ConnectionOptions opts
     co_await drain();
     o.server_hostname = hostname;
     std::shared_ptr<Transport> new_transport = co_await get_running_loop().start_tls(t, p, context, o);
-    transport_ = new_transport;
+    st->transport = new_transport;
     // Python's StreamReaderProtocol._replace_transport.
     p->over_ssl = new_transport->get_extra_info("sslcontext").has_value();
 }

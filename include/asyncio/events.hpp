@@ -269,7 +269,7 @@ struct StartTlsOptions {
     bool server_side = false;
     /// Client side: the name to send as SNI and to check the certificate against (required
     /// when the context has check_hostname on).
-    std::string_view server_hostname;
+    std::string_view server_hostname{};
     double ssl_handshake_timeout = 60.0;
     double ssl_shutdown_timeout = 30.0;
 };

@@ -1,18 +1,18 @@
 // asyncio/ssl.hpp - TLS with OpenSSL: the subset of Python's `ssl` module that asyncio code
 // uses (SSLContext, the SSLError family, the certificate and cipher information), for
-//   loop.create_connection(..., {.ssl = &ctx}) / loop.create_server(..., {.ssl = &ctx})
-//   asyncio::open_connection(..., {.ssl = &ctx}) / asyncio::start_server(..., {.ssl = &ctx})
+//   loop.create_connection(..., {.ssl = ctx}) / loop.create_server(..., {.ssl = ctx})
+//   asyncio::open_connection(..., {.ssl = ctx}) / asyncio::start_server(..., {.ssl = ctx})
 //   loop.start_tls(transport, protocol, ctx) / writer.start_tls(ctx)
 //
 //   // client: verification on, host name checked (Python's ssl.create_default_context())
 //   asyncio::ssl::Context ctx = asyncio::ssl::Context::client();
 //   ctx.load_verify_locations("ca.pem");               // or rely on the system's CAs
-//   auto [reader, writer] = co_await asyncio::open_connection("example.com", 443, {.ssl = &ctx});
+//   auto [reader, writer] = co_await asyncio::open_connection("example.com", 443, {.ssl = ctx});
 //
 //   // server (Python's create_default_context(Purpose.CLIENT_AUTH))
 //   asyncio::ssl::Context sctx = asyncio::ssl::Context::server();
 //   sctx.load_cert_chain("cert.pem", "key.pem");
-//   auto server = co_await asyncio::start_server(cb, "0.0.0.0", 8443, {.ssl = &sctx});
+//   auto server = co_await asyncio::start_server(cb, "0.0.0.0", 8443, {.ssl = sctx});
 //
 // A Context is a cheap, copyable handle: copies share one OpenSSL SSL_CTX (reference counted),
 // as several Python objects may refer to one SSLContext. Configure it before use; changing it

@@ -48,6 +48,7 @@ inline constexpr std::size_t default_stream_limit = 64 * 1024;
 namespace detail {
 struct StreamReaderState;
 class StreamReaderProtocol;
+struct StreamWriterState;
 }  // namespace detail
 
 /// Python's StreamReader: a buffer fed by the connection, read with coroutines.
@@ -119,13 +120,14 @@ public:
         return transport().get_extra_info<T>(name, std::move(default_value));
     }
     Transport& transport() const;
-    /// Upgrades the connection to TLS (client side), Python's StreamWriter.start_tls.
+    /// Upgrades the connection to TLS, Python's StreamWriter.start_tls: the side (client or
+    /// server) is the context's. Every copy of this writer writes through TLS afterwards.
     Coro<void> start_tls(ssl::Context& context, ConnectionOptions opts = {});
 
 private:
-    std::shared_ptr<Transport> transport_;
-    std::shared_ptr<detail::StreamReaderProtocol> protocol_;
-    std::optional<StreamReader> reader_;
+    // Shared by copies, so start_tls() switches the transport for all of them (Python has one
+    // writer object).
+    std::shared_ptr<detail::StreamWriterState> state_;
 };
 
 /// The callback start_server runs for each connection, as a task.

@@ -2,6 +2,7 @@
 // (declared by events.hpp, documented with the methods in base_events.hpp).
 #pragma once
 
+#include <cstddef>
 #include <string_view>
 #include <type_traits>
 
@@ -9,20 +10,39 @@ namespace asyncio {
 
 namespace ssl {
 class Context;
-}
+
+/// The `ssl=` option: a TLS context, or none. Accepts the context itself or a pointer, so
+/// both `{.ssl = ctx}` (as in Python and API.md) and `{.ssl = &ctx}` work. It refers to the
+/// caller's Context, which must outlive the call (the connection keeps its own reference to
+/// the underlying SSL_CTX). Trivially destructible, like the option structs.
+class ContextRef {
+public:
+    constexpr ContextRef() noexcept = default;
+    constexpr ContextRef(std::nullptr_t) noexcept {}
+    constexpr ContextRef(Context& context) noexcept : p_(&context) {}
+    constexpr ContextRef(Context* context) noexcept : p_(context) {}
+    constexpr explicit operator bool() const noexcept { return p_ != nullptr; }
+    constexpr Context& operator*() const noexcept { return *p_; }
+    constexpr Context* operator->() const noexcept { return p_; }
+    constexpr Context* get() const noexcept { return p_; }
+
+private:
+    Context* p_ = nullptr;
+};
+}  // namespace ssl
 
 /// Options of create_connection/open_connection (Python's keyword arguments). Trivially
 /// destructible on purpose (see docs/compilers.md): strings are views, copied at once.
 struct ConnectionOptions {
     /// TLS: the context to use (client side), or null for plain TCP. Must outlive the call.
-    ssl::Context* ssl = nullptr;
+    ssl::ContextRef ssl;
     /// TLS: the name to check the certificate against and send as SNI (default: host).
-    std::string_view server_hostname;
+    std::string_view server_hostname{};
     int family = 0;  ///< AF_INET, AF_INET6 or 0 (any)
     int proto = 0;
     int flags = 0;  ///< getaddrinfo flags
     /// local_addr: bind to this host/port before connecting (port 0: any).
-    std::string_view local_host;
+    std::string_view local_host{};
     int local_port = -1;  ///< -1: no local_addr
     /// Happy Eyeballs (RFC 8305): delay in seconds before starting the next attempt in
     /// parallel; < 0 (the default) tries the addresses one after the other, as Python's None.
@@ -45,16 +65,16 @@ struct ServerOptions {
     bool reuse_port = false;    ///< SO_REUSEPORT: several servers (one per loop/core) on one port
     bool keep_alive = false;    ///< SO_KEEPALIVE on accepted connections
     bool start_serving = true;  ///< accept at once (else on start_serving()/serve_forever())
-    ssl::Context* ssl = nullptr;  ///< TLS (server side) or null; must outlive the server
+    ssl::ContextRef ssl;  ///< TLS (server side) or none; must outlive the server
     double ssl_handshake_timeout = 60.0;
     double ssl_shutdown_timeout = 30.0;
 };
 
 /// Options of create_datagram_endpoint.
 struct DatagramOptions {
-    std::string_view local_host;  ///< bind here (with local_port) ...
+    std::string_view local_host{};  ///< bind here (with local_port) ...
     int local_port = -1;          ///< ... -1: don't bind
-    std::string_view remote_host;  ///< connect() to this peer (with remote_port) ...
+    std::string_view remote_host{};  ///< connect() to this peer (with remote_port) ...
     int remote_port = -1;          ///< ... -1: unconnected
     int family = 0;
     int proto = 0;
