@@ -13,6 +13,7 @@
 
 #include "support.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
@@ -31,6 +32,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -2031,4 +2033,69 @@ TEST(LoopClose, ServerClosedAfterItsLoopWasDestroyedIsANoOp) {
     EXPECT_NO_THROW(srv.close());
     EXPECT_NO_THROW(srv.close_clients());
     EXPECT_NO_THROW(srv.abort_clients());
+}
+
+// ---- faults: running out of file descriptors ----------------------------------------------
+namespace {
+/// The highest fd number this process has open.
+int highest_open_fd() {
+    int highest = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+        try {
+            highest = std::max(highest, std::stoi(entry.path().filename().string()));
+        } catch (const std::exception&) {
+        }
+    }
+    return highest;
+}
+}  // namespace
+
+TEST(ServerFaults, AcceptHittingEmfileIsReportedAndTheServerKeepsServing) {
+    // Python's _accept_connection: EMFILE is reported ("socket.accept() out of system
+    // resource"), accepting pauses for a second, then resumes - the pending connection is
+    // served then, and the server never stops.
+    rlimit saved{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+    asyncio_test::HandlerCapture handler;
+    auto main = [&]() -> Coro<std::string> {
+        EventLoop& loop = get_running_loop();
+        handler.install(loop);
+        auto echo_once = [](StreamReader r, StreamWriter w) -> Coro<void> {
+            std::string line = co_await r.readline();
+            w.write(line);
+            co_await w.drain();
+            w.close();
+        };
+        Server server = co_await start_server(echo_once, "127.0.0.1", 0);
+        int port = server.sockets().at(0).getsockname().port();
+        Socket client(AF_INET, SOCK_STREAM);
+        // Use up every fd number below a tight limit, so the server's accept() gets EMFILE.
+        rlimit tight = saved;
+        tight.rlim_cur = static_cast<rlim_t>(highest_open_fd() + 8);
+        EXPECT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+        std::vector<int> fillers;
+        for (int fd; (fd = ::dup(0)) >= 0;) fillers.push_back(fd);
+        EXPECT_EQ(errno, EMFILE);
+        co_await loop.sock_connect(client, SockAddr("127.0.0.1", port));
+        // Let the server try (and fail) to accept.
+        for (int i = 0; i < 100 && !handler.contains("socket.accept() out of system resource"); ++i)
+            co_await sleep(0.01);
+        EXPECT_TRUE(handler.contains("socket.accept() out of system resource"));
+        EXPECT_TRUE(server.is_serving());
+        for (int fd : fillers) ::close(fd);
+        ::setrlimit(RLIMIT_NOFILE, &saved);
+        co_await loop.sock_sendall(client, "still here\n");
+        std::string reply;
+        while (reply.find('\n') == std::string::npos) {
+            std::string chunk = co_await wait_for(loop.sock_recv(client, 100), 10.0);
+            if (chunk.empty()) break;
+            reply += chunk;
+        }
+        server.close();
+        co_await server.wait_closed();
+        co_return reply;
+    };
+    std::string reply = run(main());
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+    EXPECT_EQ(reply, "still here\n");
 }
