@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "support.hpp"
+#include "tls_certs.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -269,4 +270,61 @@ TEST(LoopSendfile, ClosingTransportIsRefused) {
         }
     });
     EXPECT_EQ(error, "Transport is closing");
+}
+
+// ---- over TLS: the fallback (Python's _sendfile_fallback for SSL transports) -------------
+namespace {
+/// A TLS server (Sink) and a TLS client transport (Holder) on loopback; runs `body`.
+template <class F>
+std::string over_tls(F body) {
+    const auto& certs = asyncio_test::test_certs();
+    ssl::Context sctx = ssl::Context::server();
+    sctx.load_cert_chain(certs.localhost_cert, certs.localhost_key);
+    ssl::Context cctx = ssl::create_default_context(ssl::Purpose::SERVER_AUTH, certs.ca_cert);
+    auto main = [&]() -> Coro<std::string> {
+        EventLoop& loop = get_running_loop();
+        auto sink = std::make_shared<Sink>();
+        auto sink_factory = [sink] { return sink; };
+        ServerOptions sopts;
+        sopts.ssl = sctx;
+        Server server = co_await loop.create_server(std::move(sink_factory), "127.0.0.1", 0, sopts);
+        int port = server.sockets().at(0).getsockname().port();
+        ConnectionOptions copts;
+        copts.ssl = cctx;
+        copts.server_hostname = "localhost";
+        auto [t, holder] = co_await loop.create_connection([] { return std::make_shared<Holder>(); }, "127.0.0.1",
+                                                           port, copts);
+        co_await body(loop, t);
+        t->close();  // TLS has no half-close: the server sees EOF after close_notify
+        co_await wait_for(sink->eof, 10.0);
+        server.close();
+        co_return sink->data;
+    };
+    return run(main());
+}
+}  // namespace
+
+TEST(LoopSendfile, OverTlsTheFallbackSendsEverythingEncrypted) {
+    const std::string data = pattern(2 << 20);
+    TempFile f(data);
+    std::size_t sent = 0;
+    std::string got = over_tls([&](EventLoop& loop, std::shared_ptr<Transport> t) -> Coro<void> {
+        sent = co_await loop.sendfile(t, f.fd, 10, data.size() - 20);
+    });
+    EXPECT_EQ(sent, data.size() - 20);
+    EXPECT_EQ(got, data.substr(10, data.size() - 20));
+    EXPECT_EQ(f.position(), static_cast<off_t>(data.size() - 10));
+}
+
+TEST(LoopSendfile, OverTlsWithoutFallbackIsRefused) {
+    TempFile f("abc");
+    std::string error;
+    over_tls([&](EventLoop& loop, std::shared_ptr<Transport> t) -> Coro<void> {
+        try {
+            co_await loop.sendfile(t, f.fd, 0, std::nullopt, false);
+        } catch (const RuntimeError& e) {
+            error = e.what();
+        }
+    });
+    EXPECT_NE(error.find("native sendfile is not supported for this transport"), std::string::npos) << error;
 }
