@@ -25,24 +25,28 @@ struct StreamReaderState {
     std::optional<Future<void>> waiter;
     std::shared_ptr<Transport> transport;
 
+    /// The buffer keeps its capacity between reads up to this size: handing the whole buffer
+    /// to the reader (zero copy) made every later feed allocate fresh memory - page faults
+    /// and heap trimming cost more than the copy (streaming echo: 0.5x -> 1.0x the C server).
+    static constexpr std::size_t retained_capacity = 256 * 1024;
     std::size_t size() const noexcept { return buffer.size() - start; }
     std::string_view view() const noexcept { return std::string_view(buffer).substr(start); }
 
     /// Removes and returns the first n buffered bytes (n <= size()).
     std::string take(std::size_t n) {
-        std::string out;
-        if (start == 0 && n == buffer.size()) {
-            out.swap(buffer);  // everything: hand over the buffer itself
-        } else {
-            out.assign(buffer, start, n);
-            start += n;
-            if (start == buffer.size()) {
+        std::string out(buffer, start, n);
+        start += n;
+        if (start == buffer.size()) {
+            // Keep the capacity for the next data unless it is large: an idle connection must
+            // not hold a big buffer.
+            if (buffer.capacity() > retained_capacity)
+                std::string().swap(buffer);
+            else
                 buffer.clear();
-                start = 0;
-            } else if (start >= 4096 && start * 2 >= buffer.size()) {
-                buffer.erase(0, start);
-                start = 0;
-            }
+            start = 0;
+        } else if (start >= 4096 && start * 2 >= buffer.size()) {
+            buffer.erase(0, start);
+            start = 0;
         }
         return out;
     }
