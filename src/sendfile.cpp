@@ -76,6 +76,14 @@ std::size_t read_chunk(int fd, std::string& buf, std::size_t pos, std::size_t wa
     }
 }
 
+/// The next fallback chunk: reads into `buf` what follows `offset + total` (bounded by
+/// `count`); false when there is nothing more to send.
+bool next_chunk(int fd, std::string& buf, std::size_t offset, std::size_t total, std::optional<std::size_t> count) {
+    std::size_t want = fallback_chunk;
+    if (count) want = std::min(want, *count - total);
+    return want != 0 && read_chunk(fd, buf, offset + total, want) != 0;
+}
+
 /// The fallback protocol of loop.sendfile (Python's _SendfileFallbackProtocol): stands in
 /// for the user's protocol while the file is written, tracking flow control.
 class SendfileFallbackProtocol final : public Protocol {
@@ -138,11 +146,7 @@ Coro<std::size_t> EventLoop::sock_sendfile(Socket& sock, int fd, std::size_t off
     // Fallback: read and send by chunks.
     std::size_t total = 0;
     std::string buf;
-    for (;;) {
-        std::size_t want = fallback_chunk;
-        if (count) want = std::min(want, *count - total);
-        if (want == 0) break;
-        if (read_chunk(fd, buf, offset + total, want) == 0) break;
+    while (next_chunk(fd, buf, offset, total, count)) {
         co_await sock_sendall(sock, buf);
         total += buf.size();
     }
@@ -188,11 +192,7 @@ Coro<std::size_t> EventLoop::sendfile(std::shared_ptr<Transport> transport, int 
     std::exception_ptr error;
     try {
         std::string buf;
-        for (;;) {
-            std::size_t want = fallback_chunk;
-            if (count) want = std::min(want, *count - total);
-            if (want == 0) break;
-            if (read_chunk(fd, buf, offset + total, want) == 0) break;
+        while (next_chunk(fd, buf, offset, total, count)) {
             co_await proto->drain(*transport);
             transport->write(buf);
             total += buf.size();

@@ -615,35 +615,39 @@ void SSLProtocol::do_read() {
     }
 }
 
-void SSLProtocol::do_read_buffered() {
-    std::span<char> buf = app_buffered_->get_buffer(read_buffer_size());
-    if (buf.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
-    const std::size_t wants = buf.size();
-    std::size_t offset = 0;
-    bool eof = false;
+/// Decrypts into [buf, buf + size) until OpenSSL has nothing more; when the buffer fills up
+/// first, the rest is read in the next iteration (as Python's _do_read does).
+SSLProtocol::Decrypted SSLProtocol::decrypt_into(char* buf, std::size_t size) {
+    Decrypted d;
     for (;;) {
-        if (offset == wants) {  // full: more may be waiting, read it in the next iteration
+        if (d.bytes == size) {
             loop_->call_soon([self = shared_from_this()] { self->do_read(); });
-            break;
+            return d;
         }
         ERR_clear_error();
         std::size_t n = 0;
-        if (SSL_read_ex(ssl_, buf.data() + offset, wants - offset, &n) == 1) {
-            offset += n;
+        if (SSL_read_ex(ssl_, buf + d.bytes, size - d.bytes, &n) == 1) {
+            d.bytes += n;
             continue;
         }
         int err = SSL_get_error(ssl_, 0);
         if (err == SSL_ERROR_ZERO_RETURN) {  // close_notify
             ERR_clear_error();
-            eof = true;
-            break;
+            d.eof = true;
+            return d;
         }
         if (!is_again(err)) std::rethrow_exception(ssl_error(err));
         ERR_clear_error();
-        break;
+        return d;
     }
-    if (offset > 0) app_buffered_->buffer_updated(offset);
-    if (eof) {
+}
+
+void SSLProtocol::do_read_buffered() {
+    std::span<char> buf = app_buffered_->get_buffer(read_buffer_size());
+    if (buf.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
+    const Decrypted d = decrypt_into(buf.data(), buf.size());
+    if (d.bytes > 0) app_buffered_->buffer_updated(d.bytes);
+    if (d.eof) {
         call_eof_received();
         start_shutdown();
     }
@@ -651,31 +655,9 @@ void SSLProtocol::do_read_buffered() {
 
 void SSLProtocol::do_read_copied() {
     ScratchBuffer buf;
-    std::size_t offset = 0;
-    bool eof = false;
-    for (;;) {
-        if (offset == max_size) {  // full: deliver this, read the rest in the next iteration
-            loop_->call_soon([self = shared_from_this()] { self->do_read(); });
-            break;
-        }
-        ERR_clear_error();
-        std::size_t n = 0;
-        if (SSL_read_ex(ssl_, buf.data() + offset, max_size - offset, &n) == 1) {
-            offset += n;
-            continue;
-        }
-        int err = SSL_get_error(ssl_, 0);
-        if (err == SSL_ERROR_ZERO_RETURN) {  // close_notify
-            ERR_clear_error();
-            eof = true;
-            break;
-        }
-        if (!is_again(err)) std::rethrow_exception(ssl_error(err));
-        ERR_clear_error();
-        break;
-    }
-    if (offset > 0 && app_plain_) app_plain_->data_received(std::string_view(buf.data(), offset));
-    if (eof) {
+    const Decrypted d = decrypt_into(buf.data(), max_size);
+    if (d.bytes > 0 && app_plain_) app_plain_->data_received(std::string_view(buf.data(), d.bytes));
+    if (d.eof) {
         call_eof_received();
         start_shutdown();
     }

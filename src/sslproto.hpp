@@ -96,6 +96,11 @@ private:
     void do_read();
     void do_read_buffered();
     void do_read_copied();
+    struct Decrypted {
+        std::size_t bytes = 0;
+        bool eof = false;  // close_notify received
+    };
+    Decrypted decrypt_into(char* buf, std::size_t size);
     void call_eof_received();
     // flow control
     void control_app_writing();
