@@ -108,7 +108,7 @@ Coro<void> amain() {
     server_ctx.load_cert_chain(certs.cert, certs.key);
     server_ctx.set_alpn_protocols({"echo/1"});
     ServerOptions server_opts;
-    server_opts.ssl = &server_ctx;
+    server_opts.ssl = server_ctx;
     Server server = co_await start_server(handle, "127.0.0.1", 0, server_opts);
     int port = server.sockets().at(0).getsockname().port();
     std::printf("[server] TLS echo server on 127.0.0.1:%d\n", port);
@@ -117,7 +117,7 @@ Coro<void> amain() {
     ssl::Context client_ctx = ssl::create_default_context(ssl::Purpose::SERVER_AUTH, certs.cert);
     client_ctx.set_alpn_protocols({"echo/1"});
     ConnectionOptions opts;
-    opts.ssl = &client_ctx;
+    opts.ssl = client_ctx;
     opts.server_hostname = "localhost";
     auto [reader, writer] = co_await open_connection("127.0.0.1", port, opts);
 
@@ -139,7 +139,7 @@ Coro<void> amain() {
     // A client with the system's CAs does not trust a self-signed certificate.
     ssl::Context strict = ssl::Context::client();
     ConnectionOptions strict_opts;
-    strict_opts.ssl = &strict;
+    strict_opts.ssl = strict;
     strict_opts.server_hostname = "localhost";
     try {
         auto conn = co_await open_connection("127.0.0.1", port, strict_opts);

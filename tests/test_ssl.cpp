@@ -1488,3 +1488,16 @@ TEST(SslLoop, ClosingTheLoopWithOpenTlsConnections) {
     kept.close();
     kept = StreamWriter();
 }
+
+TEST(SslOptions, TheContextItselfOrAPointerCanBeGiven) {
+    // API.md writes `{.ssl = ctx}` (as Python's ssl=ctx); a pointer works too.
+    ssl::Context ctx = client_context();
+    ConnectionOptions by_ref{.ssl = ctx};
+    ConnectionOptions by_ptr{.ssl = &ctx};
+    ServerOptions server{.ssl = ctx};
+    ConnectionOptions none{};
+    EXPECT_EQ(by_ref.ssl.get(), &ctx);
+    EXPECT_EQ(by_ptr.ssl.get(), &ctx);
+    EXPECT_EQ(server.ssl.get(), &ctx);
+    EXPECT_FALSE(none.ssl);
+}
