@@ -21,6 +21,7 @@
 #include <asyncio/exceptions.hpp>
 
 #include <coroutine>
+#include <cstdio>
 #include <exception>
 #include <optional>
 #include <type_traits>
@@ -34,7 +35,8 @@ struct AsyncGenHook {
     AsyncGenHook* prev = nullptr;
     AsyncGenHook* next = nullptr;
     void* owner = nullptr;
-    void (*finalize)(void* owner) noexcept = nullptr;
+    /// Finalizes the generator; false (and nothing done) while a task is inside it.
+    bool (*finalize)(void* owner) noexcept = nullptr;
     EventLoop* loop = nullptr;  // registered with this loop (null: not registered)
 };
 /// Registers with `loop` (Python's firstiter hook); `loop` may be null (nothing happens).
@@ -42,13 +44,20 @@ void register_asyncgen(AsyncGenHook* hook, EventLoop* loop);
 void unregister_asyncgen(AsyncGenHook* hook) noexcept;
 }  // namespace detail
 
-template <class T>
+/// An asynchronous generator yielding T. With a second argument `Send`, the generator also
+/// receives values (Python's asend): inside the body, `std::optional<Send> got = co_yield x;`
+/// is the value passed to asend(), or nullopt when it was resumed by next() (Python's None).
+template <class T, class Send = void>
 class [[nodiscard]] AsyncGenerator {
     static_assert(!std::is_reference_v<T>, "AsyncGenerator<T&> is not supported");
+    static_assert(!std::is_reference_v<Send>, "AsyncGenerator<T, Send&> is not supported");
+    struct NoSend {};
+    using SentSlot = std::conditional_t<std::is_void_v<Send>, NoSend, std::optional<Send>>;
 
 public:
     struct promise_type : detail::PoolAllocated {
         std::optional<T> current;
+        [[no_unique_address]] SentSlot sent;  // asend()'s value for the current co_yield
         std::coroutine_handle<> consumer;  // the coroutine awaiting next()/athrow()
         std::exception_ptr exception;      // raised by the body
         std::exception_ptr thrown_in;      // athrow(): raised at the co_yield
@@ -62,8 +71,9 @@ public:
             promise_type* p;
             bool await_ready() const noexcept { return false; }
             std::coroutine_handle<> await_suspend(std::coroutine_handle<>) noexcept { return p->consumer; }
-            void await_resume() {
+            auto await_resume() {
                 if (p->thrown_in) std::rethrow_exception(std::exchange(p->thrown_in, nullptr));
+                if constexpr (!std::is_void_v<Send>) return std::exchange(p->sent, std::nullopt);
             }
         };
         template <class U = T>
@@ -89,6 +99,7 @@ public:
     AsyncGenerator(AsyncGenerator&& o) noexcept : h_(std::exchange(o.h_, nullptr)) { move_hook(o); }
     AsyncGenerator& operator=(AsyncGenerator&& o) noexcept {
         if (this != &o) {
+            if (running_) die_running("assigned to");
             finalize();
             h_ = std::exchange(o.h_, nullptr);
             move_hook(o);
@@ -97,7 +108,13 @@ public:
     }
     AsyncGenerator(const AsyncGenerator&) = delete;
     AsyncGenerator& operator=(const AsyncGenerator&) = delete;
-    ~AsyncGenerator() { finalize(); }
+    /// Finalizes an unfinished generator. Destroying one while a task is inside next() (the
+    /// task would resume a destroyed body) is a bug that cannot be reported by an exception
+    /// from a destructor: the process terminates with a message.
+    ~AsyncGenerator() {
+        if (running_) die_running("destroyed");
+        finalize();
+    }
 
     /// Resumes the generator: the next value, or nullopt once it is exhausted (Python's
     /// StopAsyncIteration). An exception from the body is rethrown here.
@@ -109,9 +126,25 @@ public:
         if (!started_) throw RuntimeError("athrow() before the async generator was started");
         return Step{this, std::move(e)};
     }
+    /// Resumes the generator with `value` as the result of its current co_yield (Python's
+    /// asend); returns the next value it yields, or nullopt if it ends. As in Python, a value
+    /// cannot be sent to a generator that has not started: call next() first (RuntimeError).
+    template <class S = Send>
+        requires(std::is_same_v<S, Send> && !std::is_void_v<S>)
+    auto asend(std::type_identity_t<S> value) {
+        if (!h_ || h_.done()) throw RuntimeError("asend() on a finished async generator");
+        if (!started_) throw RuntimeError("can't send non-None value to a just-started async generator; call next() first");
+        if (running_) throw RuntimeError("asend(): asynchronous generator is already running");
+        h_.promise().sent.emplace(std::move(value));
+        return Step{this, nullptr};
+    }
     /// Finalizes the generator now (Python's aclose): an unfinished body is abandoned at its
     /// co_yield and its locals are destroyed. Later next() calls return nullopt.
-    void aclose() noexcept { finalize(); }
+    /// RuntimeError while another task is inside next()/asend()/athrow(), as in Python.
+    void aclose() {
+        if (running_) throw RuntimeError("aclose(): asynchronous generator is already running");
+        finalize();
+    }
     /// True once exhausted or closed.
     bool finished() const noexcept { return !h_ || h_.done(); }
 
@@ -150,7 +183,12 @@ private:
         if (started_) return;
         started_ = true;
         hook_.owner = this;
-        hook_.finalize = [](void* owner) noexcept { static_cast<AsyncGenerator*>(owner)->finalize(); };
+        hook_.finalize = [](void* owner) noexcept {
+            auto* self = static_cast<AsyncGenerator*>(owner);
+            if (self->running_) return false;
+            self->finalize();
+            return true;
+        };
         detail::register_asyncgen(&hook_, get_running_loop_or_null());
     }
     void move_hook(AsyncGenerator& o) noexcept {
@@ -162,6 +200,13 @@ private:
             hook_.finalize = o.hook_.finalize;
             detail::register_asyncgen(&hook_, loop);
         }
+    }
+    [[noreturn]] static void die_running(const char* what) noexcept {
+        std::fprintf(stderr,
+                     "asyncio: an AsyncGenerator was %s while a task was inside it (next/asend/athrow); "
+                     "keep the generator alive until that call returns\n",
+                     what);
+        std::terminate();
     }
     void finalize() noexcept {
         if (hook_.loop) detail::unregister_asyncgen(&hook_);

@@ -197,8 +197,16 @@ void detail::unregister_asyncgen(AsyncGenHook* hook) noexcept {
 }
 
 void EventLoop::shutdown_asyncgens() noexcept {
-    // Each finalize() unregisters its hook, so the list shrinks as we go.
-    while (detail::AsyncGenHook* hook = impl_->asyncgens) hook->finalize(hook->owner);
+    // Each finalize() unregisters its hook, so the list shrinks as we go. A generator a task is
+    // inside cannot be closed now (Python: "an error occurred during closing of asynchronous
+    // generator"): reported and left to its owner.
+    while (detail::AsyncGenHook* hook = impl_->asyncgens) {
+        if (hook->finalize(hook->owner)) continue;
+        detail::unregister_asyncgen(hook);
+        call_exception_handler(
+            {"an error occurred during closing of asynchronous generator",
+             std::make_exception_ptr(RuntimeError("aclose(): asynchronous generator is already running")), {}, {}});
+    }
 }
 
 std::uint64_t detail::LoopAccess::park_future(EventLoop& loop, FutureStateBase* f) {
