@@ -8,6 +8,10 @@
 #include <utility>
 #include <vector>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 /// ASSERT for coroutine bodies (gtest's ASSERT_* use `return`, which a coroutine cannot).
 #define CO_ASSERT(cond)                                  \
     do {                                                 \
@@ -147,6 +151,19 @@ asyncio::Coro<Outcome> outcome_of(A aw) {
     } catch (...) {
         co_return Outcome::other;
     }
+}
+
+/// True when this machine has IPv6 loopback (::1 can be bound): network tests skip IPv6
+/// cases otherwise.
+inline bool ipv6_available() {
+    int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    return ok;
 }
 
 }  // namespace asyncio_test

@@ -633,14 +633,7 @@ TEST(ProtocolCallbacks, UnixServerAndConnectionExchangeDataThroughProtocols) {
 }
 
 TEST(ProtocolCallbacks, CreateConnectionOverIpv6Loopback) {
-    int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
-    if (fd < 0) GTEST_SKIP() << "no IPv6";
-    sockaddr_in6 a{};
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    if (!ok) GTEST_SKIP() << "no ::1";
+    if (!asyncio_test::ipv6_available()) GTEST_SKIP() << "no IPv6 loopback (::1)";
     auto server_proto = std::make_shared<Rec>();
     auto client_proto = std::make_shared<Rec>();
     auto main = [&]() -> Coro<void> {

@@ -47,16 +47,7 @@ namespace {
 
 constexpr double kTimeout = 10.0;
 
-bool ipv6_available() {
-    int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
-    if (fd < 0) return false;
-    sockaddr_in6 a{};
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    return ok;
-}
+using asyncio_test::ipv6_available;
 
 /// A port nobody listens on (bound, then released).
 int unused_port() {

@@ -38,16 +38,7 @@ namespace {
 
 constexpr double kTimeout = 10.0;
 
-bool ipv6_available() {
-    int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
-    if (fd < 0) return false;
-    sockaddr_in6 a{};
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    return ok;
-}
+using asyncio_test::ipv6_available;
 
 /// A listening TCP socket on `host`, port chosen by the kernel.
 Socket tcp_listener(const char* host = "127.0.0.1", int backlog = 16) {

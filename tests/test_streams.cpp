@@ -221,16 +221,6 @@ struct TempDir {
     std::string file(const char* name) const { return path + "/" + name; }
 };
 
-bool ipv6_loopback_available() {
-    int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
-    if (fd < 0) return false;
-    sockaddr_in6 a{};
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    return ok;
-}
 
 }  // namespace
 
@@ -1567,7 +1557,7 @@ TEST(StreamConnection, OpenConnectionToAClosedPortRaisesConnectionRefused) {
 }
 
 TEST(StreamConnection, Ipv6LoopbackRoundTrip) {
-    if (!ipv6_loopback_available()) GTEST_SKIP() << "no IPv6 loopback";
+    if (!asyncio_test::ipv6_available()) GTEST_SKIP() << "no IPv6 loopback";
     auto main = []() -> Coro<void> {
         Server server = co_await start_server(echo_line, "::1", 0);
         const int port = server.sockets().at(0).getsockname().port();
