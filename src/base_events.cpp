@@ -65,14 +65,12 @@ std::vector<AddrInfo> interleave(std::vector<AddrInfo> infos, int first_count) {
         by_family[static_cast<std::size_t>(it - order.begin())].push_back(std::move(ai));
     }
     std::vector<AddrInfo> out;
-    std::size_t first = 0;
     if (first_count > 1 && !by_family.empty()) {
         auto& f = by_family[0];
         std::size_t n = std::min(f.size(), static_cast<std::size_t>(first_count - 1));
         for (std::size_t i = 0; i < n; ++i) out.push_back(std::move(f[i]));
         f.erase(f.begin(), f.begin() + static_cast<std::ptrdiff_t>(n));
     }
-    (void)first;
     for (std::size_t i = 0;; ++i) {
         bool any = false;
         for (auto& f : by_family) {
@@ -178,7 +176,6 @@ Coro<Socket> happy_eyeballs(EventLoop& loop, std::vector<std::exception_ptr>& er
             if (next < infos.size()) running.push_back(loop.create_task(connect_sock(loop, errors, infos[next++], local)));
         }
     } catch (...) {
-        auto e = std::current_exception();
         for (auto& t : running) t.cancel();
         throw;
     }
