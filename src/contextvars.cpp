@@ -5,7 +5,7 @@
 #include <asyncio/events.hpp>
 
 namespace asyncio::detail {
-thread_local bool tl_context_used = false;
+constinit thread_local bool tl_context_used = false;
 namespace {
 thread_local ContextMapPtr tl_thread_map;
 thread_local Context* tl_run_context = nullptr;

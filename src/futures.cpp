@@ -38,18 +38,12 @@ const ReadyItemOps CallbackNode::ops_table = {
     /*on_schedule=*/[](ReadyItem* item) noexcept { static_cast<CallbackNode*>(item)->future->add_ref(); },
 };
 
-FutureStateBase::FutureStateBase(EventLoop& loop) noexcept
-    : anchor_(LoopAccess::anchor(loop)) {}
-
-FutureStateBase::~FutureStateBase() { drop_callbacks(); }
-
 void FutureStateBase::drop_callbacks() noexcept {
     // Callbacks that will never be scheduled (the future never completes).
     while (ReadyItem* item = callbacks_.pop_front()) item->ops->drop(item);
 }
 
-void FutureStateBase::last_release() noexcept {
-    if (!log_traceback_) return;
+void FutureStateBase::report_unretrieved() noexcept {
     log_traceback_ = false;
     ExceptionContext ctx{std::string(is_task() ? "Task" : "Future") + " exception was never retrieved",
                          exception_, repr(), {}};
@@ -136,6 +130,12 @@ void FutureStateBase::set_exception_now(std::exception_ptr e) {
     finish(FutureStatus::finished);
 }
 
+}  // namespace asyncio::detail
+
+void asyncio::AnyFuture::throw_empty_handle() { throw InvalidStateError("empty future handle"); }
+
+namespace asyncio::detail {
+
 CancelledError FutureStateBase::make_cancelled_error() const { return CancelledError(cancel_message()); }
 
 std::exception_ptr FutureStateBase::exception() {
@@ -145,20 +145,16 @@ std::exception_ptr FutureStateBase::exception() {
     return exception_;
 }
 
-void FutureStateBase::check_result() {
+void FutureStateBase::throw_result_error() {
     if (status_ == FutureStatus::cancelled) throw make_cancelled_error();
     if (status_ != FutureStatus::finished) throw InvalidStateError("Result is not set.");
     log_traceback_ = false;
-    if (exception_) std::rethrow_exception(exception_);
+    std::rethrow_exception(exception_);
 }
 
-void FutureStateBase::add_callback_node(ReadyItem* node) {
-    if (done()) {
-        if (node->ops->on_schedule) node->ops->on_schedule(node);
-        LoopAccess::schedule(loop(), node);
-    } else {
-        callbacks_.push_back(node);
-    }
+void FutureStateBase::schedule_callback_node(ReadyItem* node) {
+    if (node->ops->on_schedule) node->ops->on_schedule(node);
+    LoopAccess::schedule(loop(), node);
 }
 
 std::uint64_t FutureStateBase::add_done_callback(std::function<void(FutureStateBase*)> fn,
@@ -208,6 +204,14 @@ std::size_t FutureStateBase::remove_done_callback_by_identity(const void* identi
                        "one with asyncio::run() or create_task())");
 }
 
+inline TaskBase* current_task_in_task(const char* what) {
+    EventLoop* loop = tl_running_loop;
+    TaskBase* task = loop ? LoopAccess::current_task(*loop) : nullptr;
+    if (!task) [[unlikely]]
+        throw_not_in_task(what);
+    return task;
+}
+
 TaskBase* current_task_for_await(const char* what) {
     EventLoop* loop = tl_running_loop;
     TaskBase* task = loop ? LoopAccess::current_task(*loop) : nullptr;
@@ -224,7 +228,7 @@ TaskBase* current_task_for_await(const char* what) {
 }
 
 TaskBase* suspend_current_task_on(FutureStateBase* target, std::coroutine_handle<> h) {
-    TaskBase* task = current_task_for_await("a Future or Task");
+    TaskBase* task = current_task_in_task("a Future or Task");
     // Same anchor as the running task means the same, running (so open) loop.
     if (target->anchor() != task->anchor() || target == task) [[unlikely]]
         throw_bad_await(task, target);

@@ -7,24 +7,6 @@ namespace detail {
 
 TaskBase* current_task_for_await(const char* what);
 
-// The loop's table of pending tasks. Defined here, next to their only hot callers (a task's
-// start and finish), so the compiler can inline them.
-void LoopAccess::register_task(EventLoop& loop, TaskBase* task) {
-    task->add_ref();
-    task->task_index() = static_cast<std::uint32_t>(loop.tasks_.size());
-    loop.tasks_.push_back(task);
-}
-void LoopAccess::unregister_task(EventLoop& loop, TaskBase* task) noexcept {
-    // Swap-remove: O(1). (Python's all_tasks() is a set: no order to keep.)
-    std::uint32_t i = task->task_index();
-    TaskBase* last = loop.tasks_.back();
-    loop.tasks_[i] = last;
-    last->task_index() = i;
-    loop.tasks_.pop_back();
-    task->release();
-}
-
-
 const ReadyItemOps TaskBase::step_ops = {
     /*run=*/[](ReadyItem* item) { static_cast<TaskBase*>(item)->step(); },
     /*discard=*/[](ReadyItem*) noexcept {},
@@ -39,24 +21,12 @@ const ReadyItemOps TaskBase::step_ops = {
     /*release=*/[](ReadyItem* item) noexcept { static_cast<TaskBase*>(item)->release(); },
 };
 
-TaskBase::TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string_view name)
-    : FutureStateBase(loop), root_(root) {
-    ReadyItem::ops = &step_ops;
-    number_ = static_cast<std::uint32_t>(LoopAccess::next_task_number(loop));
+void TaskBase::init_extras(std::string_view name) {
     if (!name.empty()) extras().name = name;
     // Each task runs in a copy of the context current at its creation (a shared immutable
     // map: copying is a reference; an empty context costs nothing).
     if (tl_context_used) {
         if (const ContextMapPtr& m = current_context_map(); m && !m->empty()) extras().context = m;
-    }
-}
-
-TaskBase::~TaskBase() { destroy_root(); }
-
-void TaskBase::destroy_root() noexcept {
-    if (root_) {
-        auto r = std::exchange(root_, nullptr);
-        r.destroy();
     }
 }
 
@@ -81,75 +51,76 @@ std::string TaskBase::repr() const {
     return s + ">";
 }
 
-void TaskBase::start(bool eager) {
-    EventLoop& loop = *anchor_->loop;
-    LoopAccess::register_task(loop, this);
-    if (eager && loop.is_running()) {
-        // Python 3.12 eager start: run the first step now, as the current task.
+void TaskBase::start_eager() {
+    // Python 3.12 eager start: run the first step now, as the current task.
+    if (anchor_->loop->is_running())
         step();
-    } else {
+    else
         schedule_step();
-    }
 }
 
-void TaskBase::schedule_step() noexcept { LoopAccess::schedule(*anchor_->loop, step_item()); }
-
 void TaskBase::step() {
-    if (done() || !root_) return;
-    EventLoop& loop = *anchor_->loop;
+    if (done() || !root_) [[unlikely]]
+        return;
+    if (!started_) [[unlikely]] {
+        started_ = true;
+        if (must_cancel) [[unlikely]] {
+            cancel_before_start();
+            return;
+        }
+    }
     // No self-reference needed: the loop owns a pending task, and finish_from_root() drops
     // that reference as its very last action.
     fut_waiter = nullptr;
-    TaskBase*& current = LoopAccess::current_task(loop);
+    TaskBase*& current = LoopAccess::current_task(*anchor_->loop);
     TaskBase* previous = current;
-    if (!started_) {
-        started_ = true;
-        if (must_cancel) {
-            // Cancelled before it ever ran: Python throws CancelledError into the fresh
-            // coroutine, which ends it at once. The body never runs.
-            must_cancel = false;
-            destroy_root();
-            cancel_now(cancel_message());
-            LoopAccess::unregister_task(loop, this);
-            return;
-        }
-        resume_point = root_;
-    }
     current = this;
     resume_point.resume();
     current = previous;
     if (root_.done()) finish_from_root();
 }
 
+void TaskBase::cancel_before_start() {
+    // Cancelled before it ever ran: Python throws CancelledError into the fresh coroutine,
+    // which ends it at once. The body never runs.
+    must_cancel = false;
+    destroy_root();
+    cancel_now(cancel_message());
+    LoopAccess::unregister_task(*anchor_->loop, this);
+}
+
 void TaskBase::finish_from_root() {
     std::exception_ptr e = take_root_outcome();
     destroy_root();
-    if (e) {
-        if (is_cancelled_error(e)) {
-            std::string msg;
-            try {
-                std::rethrow_exception(e);
-            } catch (const CancelledError& c) {
-                msg = c.message();
-            }
-            must_cancel = false;
-            cancel_now(std::move(msg));
-        } else {
-            set_exception_now(e);
-            if (is_keyboard_interrupt(e)) {
-                // Like Python's Task.__step: recorded on the task, and raised out of the loop.
-                LoopAccess::unregister_task(*anchor_->loop, this);
-                std::rethrow_exception(e);
-            }
-        }
-    } else if (must_cancel) {
+    if (!e && !must_cancel) [[likely]]
+        finish(FutureStatus::finished);
+    else
+        finish_abnormally(std::move(e));
+    LoopAccess::unregister_task(*anchor_->loop, this);
+}
+
+void TaskBase::finish_abnormally(std::exception_ptr e) {
+    if (!e) {
         // cancel() was called while the last step ran: the task ends cancelled.
         must_cancel = false;
         cancel_now(cancel_message());
+    } else if (is_cancelled_error(e)) {
+        std::string msg;
+        try {
+            std::rethrow_exception(e);
+        } catch (const CancelledError& c) {
+            msg = c.message();
+        }
+        must_cancel = false;
+        cancel_now(std::move(msg));
     } else {
-        finish(FutureStatus::finished);
+        set_exception_now(e);
+        if (is_keyboard_interrupt(e)) {
+            // Like Python's Task.__step: recorded on the task, and raised out of the loop.
+            LoopAccess::unregister_task(*anchor_->loop, this);
+            std::rethrow_exception(e);
+        }
     }
-    LoopAccess::unregister_task(*anchor_->loop, this);
 }
 
 void TaskBase::abandon() noexcept {

@@ -36,7 +36,7 @@ void set_current_context_map(ContextMapPtr map);
 const void* current_context_id() noexcept;
 /// False until this thread first sets a ContextVar or enters a Context: until then every
 /// context is empty and creating a task has nothing to copy (the common, fast case).
-extern thread_local bool tl_context_used;
+extern thread_local constinit bool tl_context_used;
 }  // namespace detail
 
 namespace detail {

@@ -500,7 +500,10 @@ private:
     void add_watch(int fd, int direction, std::function<void()> fn);
     bool remove_watch(int fd, int direction);
     void dispatch_signals();
-    void check_closed() const;
+    void check_closed() const {
+        if (closed_) [[unlikely]]
+            detail::LoopAnchor::throw_closed();
+    }
     void run_once();
     void run_ready_batch();
     void drain_threadsafe_inbox();
@@ -521,10 +524,20 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+namespace detail {
+/// The running loop of this thread (nullptr when none); set by run_forever.
+extern thread_local constinit EventLoop* tl_running_loop;
+[[noreturn]] void throw_no_running_loop();
+}  // namespace detail
+
 /// The loop running in this thread; RuntimeError("no running event loop") outside one.
-EventLoop& get_running_loop();
+inline EventLoop& get_running_loop() {
+    if (EventLoop* loop = detail::tl_running_loop) [[likely]]
+        return *loop;
+    detail::throw_no_running_loop();
+}
 /// Like get_running_loop() but returns nullptr instead of throwing.
-EventLoop* get_running_loop_or_null() noexcept;
+inline EventLoop* get_running_loop_or_null() noexcept { return detail::tl_running_loop; }
 
 /// Where the runtime's log messages go (Python's "asyncio" logger). The default writes to
 /// stderr. Set an empty function to restore the default.
@@ -553,9 +566,6 @@ struct LoopAccess {
     static std::uint64_t next_task_number(EventLoop& loop) noexcept { return ++loop.task_counter_; }
     static void check_open(const EventLoop& loop) { loop.check_closed(); }
 };
-
-/// The running loop of this thread (nullptr when none); set by run_forever.
-extern thread_local EventLoop* tl_running_loop;
 }  // namespace detail
 
 }  // namespace asyncio

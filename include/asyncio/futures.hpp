@@ -50,7 +50,7 @@ enum class FutureStatus : std::uint8_t { pending, cancelled, finished };
 
 class FutureStateBase : public Cancellable {
 public:
-    explicit FutureStateBase(EventLoop& loop) noexcept;
+    explicit FutureStateBase(EventLoop& loop) noexcept : anchor_(LoopAccess::anchor(loop)) {}
     FutureStateBase(const FutureStateBase&) = delete;
     FutureStateBase& operator=(const FutureStateBase&) = delete;
 
@@ -72,7 +72,13 @@ public:
     std::exception_ptr exception();
     /// Throws what result() must throw (CancelledError, InvalidStateError, the exception);
     /// returns normally when a value is available. Marks the exception as retrieved.
-    void check_result() ;
+    void check_result() {
+        if (status_ == FutureStatus::finished && !exception_) [[likely]] {
+            log_traceback_ = false;
+            return;
+        }
+        throw_result_error();
+    }
     /// The CancelledError to raise for a cancelled future (carries the cancel message).
     CancelledError make_cancelled_error() const;
     /// The message given to cancel() ("" when none).
@@ -80,7 +86,12 @@ public:
     void set_cancel_message(std::string msg);
 
     /// Adds a callback node; if the future is already done it is scheduled at once.
-    void add_callback_node(ReadyItem* node);
+    void add_callback_node(ReadyItem* node) {
+        if (!done()) [[likely]]
+            callbacks_.push_back(node);
+        else
+            schedule_callback_node(node);
+    }
     /// Removes a not-yet-scheduled node; returns whether it was there.
     bool remove_callback_node(ReadyItem* node) noexcept { return callbacks_.remove(node); }
     std::uint64_t add_done_callback(std::function<void(FutureStateBase*)> fn, const void* identity);
@@ -99,9 +110,19 @@ public:
     std::string status_name() const;
 
 protected:
-    virtual ~FutureStateBase();
-    /// Called once the last handle went away.
-    virtual void last_release() noexcept;
+    virtual ~FutureStateBase() {
+        if (!callbacks_.empty()) drop_callbacks();
+    }
+    /// Called once the last handle went away: reports an exception nobody retrieved.
+    virtual void last_release() noexcept {
+        if (log_traceback_) [[unlikely]]
+            report_unretrieved();
+    }
+    void report_unretrieved() noexcept;
+    /// check_result() when there is no value: throws what result() must throw.
+    [[noreturn]] void throw_result_error();
+    /// Schedules a done callback node now (the future is done).
+    void schedule_callback_node(ReadyItem* node);
     /// Marks done and schedules the callbacks.
     void finish(FutureStatus status);
     /// Drops callbacks that will never run.
@@ -278,10 +299,14 @@ public:
 protected:
     explicit AnyFuture(detail::RefPtr<detail::FutureStateBase> s) noexcept : state_(std::move(s)) {}
     detail::FutureStateBase& state() const {
-        if (!state_) throw InvalidStateError("empty future handle");
+        if (!state_) [[unlikely]]
+            throw_empty_handle();
         return *state_;
     }
     detail::RefPtr<detail::FutureStateBase> state_;
+
+private:
+    [[noreturn]] static void throw_empty_handle();
 };
 
 template <class T = void>

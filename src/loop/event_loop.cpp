@@ -28,7 +28,13 @@
 namespace asyncio {
 
 namespace detail {
-thread_local EventLoop* tl_running_loop = nullptr;
+constinit thread_local EventLoop* tl_running_loop = nullptr;
+
+void throw_no_running_loop() {
+    throw RuntimeError(
+        "no running event loop: this must be called from a coroutine or callback running on "
+        "an event loop (start one with asyncio::run(main()))");
+}
 
 void LoopAnchor::throw_closed() { throw RuntimeError("Event loop is closed"); }
 
@@ -116,9 +122,6 @@ double EventLoop::time() const noexcept {
 
 std::size_t EventLoop::timer_count() const noexcept { return impl_->timers.live_count(); }
 
-void EventLoop::check_closed() const {
-    if (closed_) throw RuntimeError("Event loop is closed");
-}
 
 Handle EventLoop::call_soon_impl(detail::HandleState* h) {
     // A call_soon_threadsafe() that happened before this call must run before it.
@@ -257,23 +260,24 @@ void EventLoop::run_forever() {
             detail::tl_running_loop = nullptr;
         }
     } reset{this};
-    for (;;) {
-        run_once();
-        if (stopping_) break;
-    }
+    Impl& impl = *impl_;
+    do {
+        // Fast path: callbacks are ready and there is nothing else to look at (no timer, no
+        // I/O but the wake-up eventfd, nothing from other threads or signals). Polling would
+        // be a no-op, so just run the batch. (Kept in this loop, not behind a call: a task
+        // switch is a few dozen instructions and this check runs once per iteration.)
+        if (!ready_.empty() && impl.timers.empty() &&
+            !anchor_->wakeup_pending.load(std::memory_order_relaxed) &&
+            (impl.signal_handlers.empty() || !detail::signals::pending.load(std::memory_order_relaxed)) &&
+            impl.backend->in_flight() <= 1)
+            run_ready_batch();
+        else
+            run_once();
+    } while (!stopping_);
 }
 
 void EventLoop::run_once() {
     Impl& impl = *impl_;
-    // Fast path: callbacks are ready and there is nothing else to look at (no timer, no I/O
-    // but the wake-up eventfd, nothing from other threads or signals). Polling would be a
-    // no-op, so just run the batch.
-    if (!ready_.empty() && impl.timers.empty() && !anchor_->wakeup_pending.load(std::memory_order_relaxed) &&
-        (impl.signal_handlers.empty() || !detail::signals::pending.load(std::memory_order_relaxed)) &&
-        impl.backend->in_flight() <= 1) {
-        run_ready_batch();
-        return;
-    }
     if (anchor_->wakeup_pending.load(std::memory_order_relaxed)) drain_threadsafe_inbox();
     if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed))
         dispatch_signals();
@@ -355,25 +359,20 @@ void EventLoop::process_timers() {
 }
 
 void EventLoop::run_ready_batch() {
-    // Only what was ready when the batch began runs now; what it schedules waits.
-    detail::ItemList batch = ready_.take_all();
-    while (detail::ReadyItem* item = batch.pop_front()) {
-        if (closed_) {
-            item->ops->discard(item);
-            continue;
-        }
-        try {
-            if (!debug_)
-                item->ops->run(item);
-            else
-                run_item(item);
-        } catch (...) {
-            // Only KeyboardInterrupt escapes a callback (as in Python): the rest of the batch
-            // stays queued, in order, for when the loop runs again.
-            batch.append(ready_.take_all());
-            ready_ = batch.take_all();
-            throw;
-        }
+    // Only what was ready when the batch began runs now; what it schedules queues up behind
+    // `last` and waits for the next iteration. Items leave the queue one at a time as they
+    // run (nothing else ever removes one), so if a KeyboardInterrupt escapes a callback the
+    // rest of the batch is still queued, in order, for when the loop runs again.
+    detail::ReadyItem* const last = ready_.back();
+    if (!last) return;
+    for (;;) {
+        detail::ReadyItem* item = ready_.pop_front();
+        const bool was_last = item == last;  // before running: running may free the item
+        if (!debug_) [[likely]]
+            item->ops->run(item);
+        else
+            run_item(item);
+        if (was_last) return;
     }
 }
 
@@ -512,15 +511,6 @@ void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept
 }
 
 // ---- module-level functions ----------------------------------------------------------------
-EventLoop& get_running_loop() {
-    if (!detail::tl_running_loop)
-        throw RuntimeError(
-            "no running event loop: this must be called from a coroutine or callback running on "
-            "an event loop (start one with asyncio::run(main()))");
-    return *detail::tl_running_loop;
-}
-
-EventLoop* get_running_loop_or_null() noexcept { return detail::tl_running_loop; }
 
 namespace {
 LogHandler& log_handler_slot() {

@@ -83,6 +83,7 @@ public:
     bool empty() const noexcept { return head_ == nullptr; }
     std::size_t size() const noexcept { return size_; }
     ReadyItem* front() const noexcept { return head_; }
+    ReadyItem* back() const noexcept { return tail_; }
 
     void push_back(ReadyItem* item) noexcept {
         item->next = nullptr;

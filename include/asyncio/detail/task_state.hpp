@@ -30,7 +30,13 @@ public:
     /// _must_cancel): the next resumption throws CancelledError.
     bool must_cancel = false;
 
-    TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string_view name);
+    TaskBase(EventLoop& loop, std::coroutine_handle<> root, std::string_view name)
+        : FutureStateBase(loop), resume_point(root), root_(root) {
+        ReadyItem::ops = &step_ops;
+        number_ = static_cast<std::uint32_t>(LoopAccess::next_task_number(loop));
+        if (!name.empty() || tl_context_used) [[unlikely]]
+            init_extras(name);
+    }
 
     bool is_task() const noexcept override { return true; }
     std::string repr() const override;
@@ -43,7 +49,13 @@ public:
     void set_name(std::string name);
 
     /// Schedules the first step (or runs it now, for an eager task). Called once.
-    void start(bool eager);
+    void start(bool eager) {
+        LoopAccess::register_task(*anchor_->loop, this);
+        if (eager) [[unlikely]]
+            start_eager();
+        else
+            schedule_step();
+    }
 
     // ---- used by awaiters (see futures.hpp / sleep) ---------------------------------------
     ReadyItem* step_item() noexcept { return this; }
@@ -57,7 +69,7 @@ public:
     /// After a sleep: throws CancelledError if cancel() interrupted it.
     void finish_sleep();
     /// Queues the next step on the loop.
-    void schedule_step() noexcept;
+    void schedule_step() noexcept { LoopAccess::schedule(*anchor_->loop, this); }
 
     /// The task's context (Python's Task._context): where ContextVar reads and writes go
     /// while this task runs. Null pointer: the empty context (no allocation for it).
@@ -69,18 +81,25 @@ public:
     std::uint32_t& task_index() noexcept { return task_index_; }
 
 protected:
-    ~TaskBase() override;
+    ~TaskBase() override { destroy_root(); }
     /// The finished root coroutine's exception; or, when it returned, stores its value in
     /// the state and returns null.
     virtual std::exception_ptr take_root_outcome() = 0;
-    void destroy_root() noexcept;
+    void destroy_root() noexcept {
+        if (root_) std::exchange(root_, nullptr).destroy();
+    }
     std::coroutine_handle<> root_;
 
 private:
     friend class ::asyncio::EventLoop;
     static const ReadyItemOps step_ops;
     void step();
+    void cancel_before_start();
+    void start_eager();
+    /// The name and the context, when the task has either (allocates its Extras).
+    void init_extras(std::string_view name);
     void finish_from_root();
+    void finish_abnormally(std::exception_ptr e);
     /// Destroys the coroutine of a task abandoned by a closing loop.
     void abandon() noexcept;
 
@@ -110,5 +129,20 @@ private:
         delete this;
     }
 };
+
+inline void LoopAccess::register_task(EventLoop& loop, TaskBase* task) {
+    task->add_ref();
+    task->task_index() = static_cast<std::uint32_t>(loop.tasks_.size());
+    loop.tasks_.push_back(task);
+}
+inline void LoopAccess::unregister_task(EventLoop& loop, TaskBase* task) noexcept {
+    // Swap-remove: O(1). (Python's all_tasks() is a set: no order to keep.)
+    std::uint32_t i = task->task_index();
+    TaskBase* last = loop.tasks_.back();
+    loop.tasks_[i] = last;
+    last->task_index() = i;
+    loop.tasks_.pop_back();
+    task->release();
+}
 
 }  // namespace asyncio::detail
