@@ -198,7 +198,7 @@ std::size_t FutureStateBase::remove_done_callback_by_identity(const void* identi
 }
 
 // ---- suspending a task on a future ---------------------------------------------------------
-[[noreturn]] static void throw_not_in_task(const char* what) {
+[[noreturn, gnu::noinline, gnu::cold]] static void throw_not_in_task(const char* what) {
     throw RuntimeError(std::string(what) +
                        " must be awaited from a coroutine running in an asyncio task (start "
                        "one with asyncio::run() or create_task())");
@@ -220,11 +220,16 @@ TaskBase* current_task_for_await(const char* what) {
     return task;
 }
 
-[[noreturn]] static void throw_bad_await(TaskBase* task, FutureStateBase* target) {
+[[noreturn, gnu::noinline, gnu::cold]] static void throw_bad_await(TaskBase* task, FutureStateBase* target) {
     target->anchor()->open_loop();  // "Event loop is closed" for a handle that outlived its loop
     if (target == task) throw RuntimeError("Task cannot await on itself: " + task->repr());
     throw RuntimeError("Task " + task->repr() + " got Future " + target->repr() +
                        " attached to a different loop");
+}
+
+/// A cancel() that came while the task was running reaches what it now waits on.
+[[gnu::noinline]] static void pass_pending_cancel(TaskBase* task, FutureStateBase* target) {
+    if (target->cancel(task->cancel_message())) task->must_cancel = false;
 }
 
 TaskBase* suspend_current_task_on(FutureStateBase* target, std::coroutine_handle<> h) {
@@ -235,7 +240,8 @@ TaskBase* suspend_current_task_on(FutureStateBase* target, std::coroutine_handle
     task->resume_point = h;
     task->fut_waiter = target;
     target->add_callback_node(task->step_item());  // not done: await_ready said so
-    if (task->must_cancel && target->cancel(task->cancel_message())) task->must_cancel = false;
+    if (task->must_cancel) [[unlikely]]
+        pass_pending_cancel(task, target);
     return task;
 }
 

@@ -23,10 +23,21 @@ public:
     std::size_t size() const noexcept { return end_ - begin_; }
     std::size_t capacity() const noexcept { return cap_; }
     std::string_view view() const noexcept { return {data_.get() + begin_, end_ - begin_}; }
-    /// Free room after the data, moving the data to the front first when that is cheap.
-    std::span<char> tail(std::size_t want) noexcept {
-        if (cap_ - end_ < want && begin_ > 0 && size() <= cap_ / 4) compact();
+    /// Free room after the data, moving the data to the front first when that is cheap. On a
+    /// connection that receives large chunks (see note_receive) the block also grows to give
+    /// `want` bytes of room, so those chunks are received in place instead of being received
+    /// elsewhere and copied in; a connection of small messages keeps a small block (an idle
+    /// connection must stay cheap).
+    std::span<char> tail(std::size_t want) {
+        if (cap_ - end_ < want) {
+            if (begin_ > 0 && size() <= cap_ / 4) compact();
+            if (cap_ - end_ < want && receives_large_) grow(want);
+        }
         return {data_.get() + end_, cap_ - end_};
+    }
+    /// A receive of `n` bytes happened outside the block (it had too little room).
+    void note_receive(std::size_t n) noexcept {
+        if (n >= large_receive) receives_large_ = true;
     }
     void commit(std::size_t n) noexcept { end_ += n; }
     void append(std::string_view s) {
@@ -71,7 +82,10 @@ private:
         data_.reset();
         cap_ = begin_ = end_ = 0;
     }
+    /// A receive at least this large makes the connection keep room for direct receives.
+    static constexpr std::size_t large_receive = 4096;
     std::unique_ptr<char[]> data_;
+    bool receives_large_ = false;
     std::size_t cap_ = 0;
     std::size_t begin_ = 0;
     std::size_t end_ = 0;
@@ -368,6 +382,7 @@ std::span<char> StreamReaderProtocol::get_buffer(std::size_t) {
 
 void StreamReaderProtocol::buffer_updated(std::size_t nbytes) {
     if (scratch_) {
+        reader_.state_->buf.note_receive(nbytes);
         reader_.feed_data(std::string_view(scratch_buffer(), nbytes));
         return;
     }

@@ -149,6 +149,17 @@ Coro<void> echo_line(StreamReader r, StreamWriter w) {
 }
 
 /// Answers one request like CPython's test HTTP server, then closes.
+/// The echo benchmark's server loop: read up to 64 KiB, write it back, drain.
+Coro<void> echo_chunks(StreamReader r, StreamWriter w) {
+    for (;;) {
+        std::string data = co_await r.read(65536);
+        if (data.empty()) break;
+        w.write(data);
+        co_await w.drain();
+    }
+    w.close();
+}
+
 Coro<void> http_like(StreamReader r, StreamWriter w) {
     co_await r.readuntil("\r\n\r\n");
     w.write("HTTP/1.0 200 OK\r\n");
@@ -312,6 +323,68 @@ TEST(StreamReader, ReadReturnsWhatIsBufferedWithoutWaitingForN) {
         r.feed_data("abc");
         std::string d = co_await wait_for(r.read(100), 10.0);
         EXPECT_EQ(d, "abc");
+    };
+    run(main());
+}
+
+// Reads of every size against a buffer that is refilled between them - drained, left with a
+// remainder, grown past the 64 KiB read size - return exactly the fed bytes, in order.
+TEST(StreamReader, LargeAndSmallReadsReturnTheFedBytesInOrder) {
+    auto main = []() -> Coro<void> {
+        StreamReader r;
+        const std::string all = pattern(1 << 20);
+        const std::size_t feeds[] = {10000, 9000, 20000, 100, 70000, 4096, 150000, 5000, 1, 65536, 131072};
+        const std::ptrdiff_t reads[] = {65536, 6000, 100, 65536, 5000, 4096, 3, 65536, 8192, 40000, 1};
+        std::size_t fed = 0;
+        std::size_t next_read = 0;
+        std::string got;
+        for (std::size_t step = 0; fed < all.size(); ++step) {
+            const std::size_t n = std::min(feeds[step % std::size(feeds)], all.size() - fed);
+            r.feed_data(std::string_view(all).substr(fed, n));
+            fed += n;
+            // A few reads per feed, never waiting: sometimes the buffer is drained, sometimes
+            // data is left behind for the next feed to land after.
+            for (int k = 0; k < 2 && r.buffered() > 0; ++k) {
+                const std::ptrdiff_t want = reads[next_read % std::size(reads)];
+                ++next_read;
+                std::string d = co_await r.read(want);
+                EXPECT_FALSE(d.empty());
+                got += d;
+            }
+        }
+        while (r.buffered() > 0) got += co_await r.read(65536);
+        EXPECT_EQ(got.size(), all.size());
+        EXPECT_TRUE(got == all) << "the bytes read differ from the bytes fed";
+    };
+    run(main());
+}
+
+TEST(StreamReader, ReadOfTheWholeLargeBufferThenMoreDataKeepsBothIntact) {
+    auto main = []() -> Coro<void> {
+        StreamReader r;
+        const std::string a = pattern(10000);
+        r.feed_data(a);
+        std::string first = co_await r.read(65536);
+        EXPECT_EQ(first, a);
+        EXPECT_EQ(r.buffered(), 0u);
+        r.feed_data("tail");
+        EXPECT_EQ(co_await r.read(65536), "tail");
+        EXPECT_EQ(first, a);  // the earlier result does not share the buffer
+    };
+    run(main());
+}
+
+TEST(StreamReader, ReadTakingMostOfTheBufferLeavesTheRemainderForTheNextRead) {
+    auto main = []() -> Coro<void> {
+        StreamReader r;
+        const std::string a = pattern(100 * 1024);
+        r.feed_data(a);
+        std::string first = co_await r.read(65536);
+        EXPECT_EQ(first, a.substr(0, 65536));
+        EXPECT_EQ(r.buffered(), a.size() - 65536);
+        std::string second = co_await r.read(65536);
+        EXPECT_EQ(second, a.substr(65536));
+        EXPECT_EQ(r.buffered(), 0u);
     };
     run(main());
 }
@@ -1446,6 +1519,29 @@ TEST(StreamServer, ServesSeveralClientsEachWithItsOwnStreams) {
             c.second.close();
             co_await wait_for(c.second.wait_closed(), 10.0);
         }
+        server.close();
+        co_await wait_for(server.wait_closed(), 10.0);
+    };
+    run(main());
+}
+
+TEST(StreamServer, EchoOfSmallAndLargeMessagesReturnsEveryByteInOrder) {
+    // The echo benchmark's loop must be byte-exact for messages below, at and far above its
+    // 64 KiB read size (several reads and writes per message).
+    auto main = []() -> Coro<void> {
+        Server server = co_await start_server(echo_chunks, "127.0.0.1", 0);
+        const int port = server.sockets().at(0).getsockname().port();
+        auto [reader, writer] = co_await open_connection("127.0.0.1", port);
+        for (std::size_t size : {std::size_t(1), std::size_t(4096), std::size_t(10240), std::size_t(65536),
+                                 std::size_t(100 * 1024), std::size_t(300 * 1024), std::size_t(10240)}) {
+            const std::string msg = pattern(size + 13).substr(13);  // a different phase each size
+            writer.write(msg);
+            co_await writer.drain();
+            std::string back = co_await wait_for(reader.readexactly(size), 10.0);
+            EXPECT_TRUE(back == msg) << "echo of " << size << " bytes differs";
+        }
+        writer.close();
+        co_await wait_for(writer.wait_closed(), 10.0);
         server.close();
         co_await wait_for(server.wait_closed(), 10.0);
     };

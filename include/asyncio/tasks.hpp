@@ -106,8 +106,7 @@ Task<T> EventLoop::create_task(Coro<T> coro, std::string_view name) {
 /// Wraps the coroutine in a task on the running loop and schedules it.
 template <class T>
 Task<T> create_task(Coro<T> coro, TaskOptions options) {
-    EventLoop& loop = get_running_loop();
-    detail::LoopAccess::check_open(loop);
+    EventLoop& loop = get_running_loop();  // a running loop is open: close() refuses it
     if (!coro) throw RuntimeError("create_task() needs a coroutine (this Coro is empty or moved from)");
     if (coro.handle().promise().started())
         throw RuntimeError("create_task(): the coroutine was already awaited");
