@@ -291,6 +291,27 @@ Coro<std::shared_ptr<Transport>> ConnectionAccess::connect_accepted_socket(Event
     co_return co_await make_transport(loop, std::move(sock), factory, opts, {}, /*server_side=*/true);
 }
 
+namespace {
+/// Python's ValueError for a sock= of the wrong kind.
+void check_stream_socket(const Socket& sock, bool unix_socket, const char* what) {
+    if (!sock.is_open()) throw std::invalid_argument(std::string(what) + ": the socket is closed");
+    if (sock.type() != SOCK_STREAM || (unix_socket && sock.family() != AF_UNIX))
+        throw std::invalid_argument(unix_socket ? "A UNIX Domain Stream Socket was expected"
+                                         : "A Stream Socket was expected");
+}
+}  // namespace
+
+Coro<std::shared_ptr<Transport>> ConnectionAccess::connect_socket(EventLoop& loop, ProtocolFactory factory,
+                                                                  Socket sock, ConnectionOptions opts, bool unix_socket) {
+    check_stream_socket(sock, unix_socket, unix_socket ? "create_unix_connection" : "create_connection");
+    if (!opts.server_hostname.empty() && !opts.ssl)
+        throw std::invalid_argument("server_hostname is only meaningful with ssl");
+    if (opts.ssl && opts.server_hostname.empty())
+        throw std::invalid_argument("You must set server_hostname when using ssl without a host");
+    sock.setblocking(false);
+    co_return co_await make_transport(loop, std::move(sock), factory, opts, opts.server_hostname);
+}
+
 // ---- Server --------------------------------------------------------------------------------
 struct ServerState final : IoObject, std::enable_shared_from_this<ServerState> {
     struct Listener {
@@ -501,6 +522,17 @@ void server_attach(ServerState& server, SocketTransport* transport) { server.att
 void server_detach(ServerState& server, SocketTransport* transport) { server.detach(transport); }
 
 namespace {
+/// The socket file a Unix server removes when it closes, if it is still that file then
+/// (Python 3.13's cleanup_socket). Abstract and unnamed sockets have no file.
+void remember_unix_path(ServerState& s, const std::string& path) {
+    if (path.empty() || path[0] == '\0') return;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) {
+        s.unix_path = path;
+        s.unix_inode = st.st_ino;
+    }
+}
+
 std::shared_ptr<ServerState> new_server(EventLoop& loop, ProtocolFactory factory, ServerOptions opts) {
     auto s = std::make_shared<ServerState>();
     s->loop = &loop;
@@ -583,13 +615,23 @@ Coro<Server> ConnectionAccess::create_unix_server(EventLoop& loop, ProtocolFacto
     try {
         Socket sock(AF_UNIX, SOCK_STREAM);
         sock.bind(SockAddr::unix_path(path));
-        if (!path.empty() && path[0] != '\0') {
-            struct stat st {};
-            if (::stat(path.c_str(), &st) == 0) {
-                s->unix_path = path;
-                s->unix_inode = st.st_ino;
-            }
-        }
+        remember_unix_path(*s, path);
+        s->add_listener(std::move(sock));
+    } catch (...) {
+        s->close();
+        throw;
+    }
+    co_return co_await finish_server(std::move(s));
+}
+
+Coro<Server> ConnectionAccess::serve_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                            ServerOptions opts, bool unix_socket) {
+    check_stream_socket(sock, unix_socket, unix_socket ? "create_unix_server" : "create_server");
+    if (opts.backlog <= 0) opts.backlog = 100;
+    sock.setblocking(false);
+    auto s = new_server(loop, std::move(factory), opts);
+    try {
+        if (sock.family() == AF_UNIX) remember_unix_path(*s, sock.getsockname().host());
         s->add_listener(std::move(sock));
     } catch (...) {
         s->close();

@@ -506,48 +506,94 @@ Coro<void> StreamWriter::start_tls(ssl::Context& context, ConnectionOptions opts
 }
 
 // ---- the stream functions ------------------------------------------------------------------
-Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port, ConnectionOptions opts,
-                                                            std::size_t limit) {
-    EventLoop& loop = get_running_loop();
+namespace {
+/// What open_connection and its variants share: a reader of `limit`, its protocol, and a
+/// writer around the transport that `connect(factory)` makes with the loop.
+template <class Connect>
+Coro<std::pair<StreamReader, StreamWriter>> open_streams(std::size_t limit, Connect connect) {
     StreamReader reader(limit);
     auto protocol = std::make_shared<detail::StreamReaderProtocol>(reader);
     // Named, not a temporary: GCC 12 destroys a capturing lambda temporary in a co_await
     // expression twice (docs/compilers.md).
     auto factory = [protocol] { return protocol; };
-    auto [transport, p] = co_await loop.create_connection(std::move(factory), std::move(host), port, opts);
+    auto [transport, p] = co_await connect(get_running_loop(), std::move(factory));
     StreamWriter writer(transport, protocol, reader);
     co_return std::pair<StreamReader, StreamWriter>(std::move(reader), std::move(writer));
+}
+
+/// What start_server and its variants share: one StreamReaderProtocol (and a task running
+/// the callback) per connection of the server that `serve(loop, factory)` makes.
+template <class Serve>
+Coro<Server> serve_streams(ClientConnectedCallback cb, std::size_t limit, const char* what, Serve serve) {
+    if (!cb) throw std::invalid_argument(std::string(what) + ": client_connected_cb is empty");
+    auto factory = [cb = std::move(cb), limit] {
+        return std::make_shared<detail::StreamReaderProtocol>(StreamReader(limit), cb);
+    };
+    co_return co_await serve(get_running_loop(), std::move(factory));
+}
+}  // namespace
+
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port, ConnectionOptions opts,
+                                                            std::size_t limit) {
+    auto connect = [host = std::move(host), port, opts](EventLoop& loop, auto factory) {
+        return loop.create_connection(std::move(factory), host, port, opts);
+    };
+    co_return co_await open_streams(limit, std::move(connect));
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, ConnectionOptions opts, std::size_t limit) {
+    auto connect = [sock = std::move(sock), opts](EventLoop& loop, auto factory) mutable {
+        return loop.create_connection(std::move(factory), std::move(sock), opts);
+    };
+    co_return co_await open_streams(limit, std::move(connect));
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path, ConnectionOptions opts,
                                                                  std::size_t limit) {
-    EventLoop& loop = get_running_loop();
-    StreamReader reader(limit);
-    auto protocol = std::make_shared<detail::StreamReaderProtocol>(reader);
-    auto factory = [protocol] { return protocol; };  // named: see open_connection
-    auto [transport, p] = co_await loop.create_unix_connection(std::move(factory), std::move(path), opts);
-    StreamWriter writer(transport, protocol, reader);
-    co_return std::pair<StreamReader, StreamWriter>(std::move(reader), std::move(writer));
+    auto connect = [path = std::move(path), opts](EventLoop& loop, auto factory) {
+        return loop.create_unix_connection(std::move(factory), path, opts);
+    };
+    co_return co_await open_streams(limit, std::move(connect));
+}
+
+Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(Socket sock, ConnectionOptions opts,
+                                                                 std::size_t limit) {
+    auto connect = [sock = std::move(sock), opts](EventLoop& loop, auto factory) mutable {
+        return loop.create_unix_connection(std::move(factory), std::move(sock), opts);
+    };
+    co_return co_await open_streams(limit, std::move(connect));
 }
 
 Coro<Server> start_server(ClientConnectedCallback client_connected_cb, std::string host, int port, ServerOptions opts,
                           std::size_t limit) {
-    if (!client_connected_cb) throw std::invalid_argument("start_server: client_connected_cb is empty");
-    EventLoop& loop = get_running_loop();
-    auto factory = [cb = std::move(client_connected_cb), limit] {
-        return std::make_shared<detail::StreamReaderProtocol>(StreamReader(limit), cb);
+    auto serve = [host = std::move(host), port, opts](EventLoop& loop, auto factory) {
+        return loop.create_server(std::move(factory), host, port, opts);
     };
-    co_return co_await loop.create_server(std::move(factory), std::move(host), port, opts);
+    co_return co_await serve_streams(std::move(client_connected_cb), limit, "start_server", std::move(serve));
+}
+
+Coro<Server> start_server(ClientConnectedCallback client_connected_cb, Socket sock, ServerOptions opts,
+                          std::size_t limit) {
+    auto serve = [sock = std::move(sock), opts](EventLoop& loop, auto factory) mutable {
+        return loop.create_server(std::move(factory), std::move(sock), opts);
+    };
+    co_return co_await serve_streams(std::move(client_connected_cb), limit, "start_server", std::move(serve));
 }
 
 Coro<Server> start_unix_server(ClientConnectedCallback client_connected_cb, std::string path, ServerOptions opts,
                                std::size_t limit) {
-    if (!client_connected_cb) throw std::invalid_argument("start_unix_server: client_connected_cb is empty");
-    EventLoop& loop = get_running_loop();
-    auto factory = [cb = std::move(client_connected_cb), limit] {
-        return std::make_shared<detail::StreamReaderProtocol>(StreamReader(limit), cb);
+    auto serve = [path = std::move(path), opts](EventLoop& loop, auto factory) {
+        return loop.create_unix_server(std::move(factory), path, opts);
     };
-    co_return co_await loop.create_unix_server(std::move(factory), std::move(path), opts);
+    co_return co_await serve_streams(std::move(client_connected_cb), limit, "start_unix_server", std::move(serve));
+}
+
+Coro<Server> start_unix_server(ClientConnectedCallback client_connected_cb, Socket sock, ServerOptions opts,
+                               std::size_t limit) {
+    auto serve = [sock = std::move(sock), opts](EventLoop& loop, auto factory) mutable {
+        return loop.create_unix_server(std::move(factory), std::move(sock), opts);
+    };
+    co_return co_await serve_streams(std::move(client_connected_cb), limit, "start_unix_server", std::move(serve));
 }
 
 }  // namespace asyncio

@@ -288,6 +288,35 @@ TEST(Ssl, StreamsRoundTrip) {
     EXPECT_EQ(run(main()), "hello\nworld\n");
 }
 
+TEST(Ssl, SockArgumentsDoTheHandshakeOverTheGivenSockets) {
+    // Python's start_server(sock=...) / open_connection(sock=..., server_hostname=...): the
+    // server side of TLS on the bound socket, the client side on the connected one.
+    ssl::Context sctx = server_context();
+    ssl::Context cctx = client_context();
+    auto main = [&]() -> Coro<std::string> {
+        Socket listening(AF_INET, SOCK_STREAM);
+        listening.bind(SockAddr("127.0.0.1", 0));
+        const int port = listening.getsockname().port();
+        Server server = co_await start_server(echo_client_connected, std::move(listening), {.ssl = &sctx});
+        Socket sock(AF_INET, SOCK_STREAM);
+        sock.setblocking(false);
+        co_await wait_for(get_running_loop().sock_connect(sock, SockAddr("127.0.0.1", port)), kWait);
+        ConnectionOptions co;
+        co.ssl = &cctx;
+        co.server_hostname = "localhost";
+        auto [reader, writer] = co_await wait_for(open_connection(std::move(sock), co), kWait);
+        EXPECT_TRUE(writer.get_extra_info("ssl_object").has_value());
+        writer.write("over given sockets\n");
+        std::string line = co_await wait_for(reader.readline(), kWait);
+        writer.close();
+        co_await wait_for(writer.wait_closed(), kWait);
+        server.close();
+        co_await wait_for(server.wait_closed(), kWait);
+        co_return line;
+    };
+    EXPECT_EQ(run(main()), "over given sockets\n");
+}
+
 TEST(Ssl, VerifiesTheIpAddressByDefault) {
     // create_connection's host is the default server_hostname: an IP address is checked
     // against the certificate's IP SANs (and sent as no SNI). In debug mode.

@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -2231,3 +2232,177 @@ TEST(StreamConnection, ReadTimedOutLeavesTheConnectionUsable) {
     run(main());
 }
 
+// =============================================================================================
+// The sock= forms: streams over a socket the caller made
+// =============================================================================================
+
+TEST(StreamSockArgument, OpenConnectionOverAConnectedSocketTalksToTheServer) {
+    auto main = []() -> Coro<void> {
+        Server server = co_await start_server(echo_line, "127.0.0.1", 0);
+        const int port = server.sockets().at(0).getsockname().port();
+        Socket sock(AF_INET, SOCK_STREAM);
+        sock.setblocking(false);
+        co_await get_running_loop().sock_connect(sock, SockAddr("127.0.0.1", port));
+        auto [reader, writer] = co_await open_connection(std::move(sock));
+        EXPECT_FALSE(sock.is_open());  // the streams own it now
+        writer.write("over a socket\n");
+        EXPECT_EQ(co_await wait_for(reader.readline(), 10.0), "over a socket\n");
+        EXPECT_EQ(std::any_cast<SockAddr>(writer.get_extra_info("peername")).port(), port);
+        writer.close();
+        co_await wait_for(writer.wait_closed(), 10.0);
+        server.close();
+        co_await wait_for(server.wait_closed(), 10.0);
+    };
+    run(main());
+}
+
+TEST(StreamSockArgument, StartServerOnABoundSocketListensAndServesOnIt) {
+    auto main = []() -> Coro<void> {
+        Socket listening(AF_INET, SOCK_STREAM);
+        listening.bind(SockAddr("127.0.0.1", 0));
+        const int port = listening.getsockname().port();
+        Server server = co_await start_server(echo_line, std::move(listening));
+        EXPECT_TRUE(server.is_serving());
+        EXPECT_EQ(server.sockets().size(), 1u);
+        if (!server.sockets().empty()) {
+            EXPECT_EQ(server.sockets()[0].getsockname().port(), port);
+        }
+        auto [reader, writer] = co_await open_connection("127.0.0.1", port);
+        writer.write("hello\n");
+        EXPECT_EQ(co_await wait_for(reader.readline(), 10.0), "hello\n");
+        writer.close();
+        co_await wait_for(writer.wait_closed(), 10.0);
+        server.close();
+        co_await wait_for(server.wait_closed(), 10.0);
+    };
+    run(main());
+}
+
+TEST(StreamSockArgument, StartServerWithoutStartServingListensOnlyWhenAsked) {
+    auto main = []() -> Coro<void> {
+        Socket listening(AF_INET, SOCK_STREAM);
+        listening.bind(SockAddr("127.0.0.1", 0));
+        const int port = listening.getsockname().port();
+        ServerOptions opts;
+        opts.start_serving = false;
+        Server server = co_await start_server(echo_line, std::move(listening), opts);
+        EXPECT_FALSE(server.is_serving());
+        // Not listening yet: a connection attempt is refused.
+        auto refused = co_await error_of(wait_for(open_connection("127.0.0.1", port), 10.0));
+        EXPECT_EQ(errno_of(refused), ECONNREFUSED);
+        co_await server.start_serving();
+        EXPECT_TRUE(server.is_serving());
+        auto [reader, writer] = co_await open_connection("127.0.0.1", port);
+        writer.write("late\n");
+        EXPECT_EQ(co_await wait_for(reader.readline(), 10.0), "late\n");
+        writer.close();
+        co_await wait_for(writer.wait_closed(), 10.0);
+        server.close();
+        co_await wait_for(server.wait_closed(), 10.0);
+    };
+    run(main());
+}
+
+TEST(StreamSockArgument, ADatagramSocketIsRejectedAsNotAStreamSocket) {
+    auto main = []() -> Coro<void> {
+        auto e1 = co_await error_of(open_connection(Socket(AF_INET, SOCK_DGRAM)));
+        auto v1 = as<std::invalid_argument>(e1);
+        EXPECT_TRUE(v1 && contains(v1->what(), "A Stream Socket was expected"));
+        auto e2 = co_await error_of(start_server(echo_line, Socket(AF_INET, SOCK_DGRAM)));
+        auto v2 = as<std::invalid_argument>(e2);
+        EXPECT_TRUE(v2 && contains(v2->what(), "A Stream Socket was expected"));
+    };
+    run(main());
+}
+
+TEST(StreamSockArgument, AClosedSocketIsRejected) {
+    auto main = []() -> Coro<void> {
+        auto e = co_await error_of(open_connection(Socket()));
+        auto v = as<std::invalid_argument>(e);
+        EXPECT_TRUE(v && contains(v->what(), "closed"));
+    };
+    run(main());
+}
+
+TEST(StreamSockArgument, ARejectedSocketIsClosed) {
+    auto main = []() -> Coro<void> {
+        Socket sock(AF_INET, SOCK_DGRAM);
+        const int fd = sock.fileno();
+        auto e = co_await error_of(open_connection(std::move(sock)));
+        EXPECT_TRUE(as<std::invalid_argument>(e).has_value());
+        errno = 0;
+        EXPECT_EQ(::fcntl(fd, F_GETFD), -1);  // nothing else opened an fd meanwhile
+        EXPECT_EQ(errno, EBADF);
+    };
+    run(main());
+}
+
+TEST(StreamSockArgument, SslWithoutServerHostnameIsRejected) {
+    auto main = []() -> Coro<void> {
+        ssl::Context ctx = ssl::Context::client();
+        Server server = co_await start_server(echo_line, "127.0.0.1", 0);
+        const int port = server.sockets().at(0).getsockname().port();
+        Socket sock(AF_INET, SOCK_STREAM);
+        sock.setblocking(false);
+        co_await get_running_loop().sock_connect(sock, SockAddr("127.0.0.1", port));
+        ConnectionOptions opts;
+        opts.ssl = ctx;
+        auto e = co_await error_of(open_connection(std::move(sock), opts));
+        auto v = as<std::invalid_argument>(e);
+        EXPECT_TRUE(v && contains(v->what(), "server_hostname"));
+        server.close();
+        co_await wait_for(server.wait_closed(), 10.0);
+    };
+    run(main());
+}
+
+TEST(StreamSockArgument, OpenUnixConnectionOverAConnectedUnixSocket) {
+    auto main = []() -> Coro<void> {
+        TempDir dir;
+        const std::string path = dir.file("s");
+        Server server = co_await start_unix_server(echo_line, path);
+        Socket sock(AF_UNIX, SOCK_STREAM);
+        sock.setblocking(false);
+        co_await get_running_loop().sock_connect(sock, SockAddr::unix_path(path));
+        auto [reader, writer] = co_await open_unix_connection(std::move(sock));
+        writer.write("unix\n");
+        EXPECT_EQ(co_await wait_for(reader.readline(), 10.0), "unix\n");
+        writer.close();
+        co_await wait_for(writer.wait_closed(), 10.0);
+        server.close();
+        co_await wait_for(server.wait_closed(), 10.0);
+    };
+    run(main());
+}
+
+TEST(StreamSockArgument, UnixFormsRejectATcpSocket) {
+    auto main = []() -> Coro<void> {
+        auto e1 = co_await error_of(open_unix_connection(Socket(AF_INET, SOCK_STREAM)));
+        auto v1 = as<std::invalid_argument>(e1);
+        EXPECT_TRUE(v1 && contains(v1->what(), "A UNIX Domain Stream Socket was expected"));
+        auto e2 = co_await error_of(start_unix_server(echo_line, Socket(AF_INET, SOCK_STREAM)));
+        auto v2 = as<std::invalid_argument>(e2);
+        EXPECT_TRUE(v2 && contains(v2->what(), "A UNIX Domain Stream Socket was expected"));
+    };
+    run(main());
+}
+
+TEST(StreamSockArgument, StartUnixServerOnABoundSocketServesAndRemovesItsFileAtClose) {
+    auto main = []() -> Coro<void> {
+        TempDir dir;
+        const std::string path = dir.file("bound");
+        Socket listening(AF_UNIX, SOCK_STREAM);
+        listening.bind(SockAddr::unix_path(path));
+        Server server = co_await start_unix_server(echo_line, std::move(listening));
+        auto [reader, writer] = co_await open_unix_connection(path);
+        writer.write("x\n");
+        EXPECT_EQ(co_await wait_for(reader.readline(), 10.0), "x\n");
+        writer.close();
+        co_await wait_for(writer.wait_closed(), 10.0);
+        EXPECT_TRUE(std::filesystem::exists(path));
+        server.close();
+        co_await wait_for(server.wait_closed(), 10.0);
+        EXPECT_FALSE(std::filesystem::exists(path));
+    };
+    run(main());
+}

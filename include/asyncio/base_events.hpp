@@ -86,6 +86,13 @@ struct ConnectionAccess {
                                                                    std::string path, ConnectionOptions opts);
     static Coro<std::shared_ptr<Transport>> connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
                                                                     Socket sock, ConnectionOptions opts);
+    /// create_connection / create_unix_connection with sock= (`unix_socket`: an AF_UNIX socket is
+    /// required).
+    static Coro<std::shared_ptr<Transport>> connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                                           ConnectionOptions opts, bool unix_socket);
+    /// create_server / create_unix_server with sock=.
+    static Coro<Server> serve_socket(EventLoop& loop, ProtocolFactory factory, Socket sock, ServerOptions opts,
+                                     bool unix_socket);
     static Coro<Server> create_server(EventLoop& loop, ProtocolFactory factory, std::vector<std::string> hosts,
                                       int port, ServerOptions opts);
     static Coro<Server> create_unix_server(EventLoop& loop, ProtocolFactory factory, std::string path,
@@ -114,6 +121,24 @@ Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLo
 }
 
 template <class F>
+Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_connection(
+    F factory, Socket sock, ConnectionOptions opts) {
+    auto t = co_await detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)),
+                                                               std::move(sock), opts, /*unix_socket=*/false);
+    auto p = detail::protocol_of<F>(t->get_protocol());
+    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+}
+
+template <class F>
+Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_unix_connection(
+    F factory, Socket sock, ConnectionOptions opts) {
+    auto t = co_await detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)),
+                                                               std::move(sock), opts, /*unix_socket=*/true);
+    auto p = detail::protocol_of<F>(t->get_protocol());
+    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+}
+
+template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::connect_accepted_socket(
     F factory, Socket sock, ConnectionOptions opts) {
     auto t = co_await detail::ConnectionAccess::connect_accepted_socket(*this, detail::erase_factory(std::move(factory)),
@@ -134,6 +159,18 @@ template <class F>
 Coro<Server> EventLoop::create_server(F factory, std::vector<std::string> hosts, int port, ServerOptions opts) {
     return detail::ConnectionAccess::create_server(*this, detail::erase_factory(std::move(factory)), std::move(hosts),
                                                    port, opts);
+}
+
+template <class F>
+Coro<Server> EventLoop::create_server(F factory, Socket sock, ServerOptions opts) {
+    return detail::ConnectionAccess::serve_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock),
+                                                  opts, /*unix_socket=*/false);
+}
+
+template <class F>
+Coro<Server> EventLoop::create_unix_server(F factory, Socket sock, ServerOptions opts) {
+    return detail::ConnectionAccess::serve_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock),
+                                                  opts, /*unix_socket=*/true);
 }
 
 template <class F>

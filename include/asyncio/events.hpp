@@ -433,6 +433,16 @@ public:
     template <class F>
     Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> create_unix_connection(
         F factory, std::string path, ConnectionOptions opts = {});
+    /// Python's create_connection(sock=...): wraps an already connected stream socket (the
+    /// client side of TLS with opts.ssl, which then needs opts.server_hostname). The
+    /// transport owns the socket from the start: on failure it is closed.
+    template <class F>
+    Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> create_connection(
+        F factory, Socket sock, ConnectionOptions opts = {});
+    /// Python's create_unix_connection(sock=...): the same for a connected AF_UNIX socket.
+    template <class F>
+    Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> create_unix_connection(
+        F factory, Socket sock, ConnectionOptions opts = {});
     /// Wraps an already connected socket (Python's connect_accepted_socket).
     template <class F>
     Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> connect_accepted_socket(
@@ -444,8 +454,16 @@ public:
     /// Listens on several hosts at once.
     template <class F>
     Coro<Server> create_server(F factory, std::vector<std::string> hosts, int port, ServerOptions opts = {});
+    /// Python's create_server(sock=...): serves on a bound stream socket (listen() is called
+    /// with opts.backlog when serving starts). The server owns the socket.
+    template <class F>
+    Coro<Server> create_server(F factory, Socket sock, ServerOptions opts = {});
     template <class F>
     Coro<Server> create_unix_server(F factory, std::string path, ServerOptions opts = {});
+    /// Python's create_unix_server(sock=...): serves on a bound AF_UNIX stream socket; its
+    /// socket file is removed when the server closes, as for a path (Python 3.13).
+    template <class F>
+    Coro<Server> create_unix_server(F factory, Socket sock, ServerOptions opts = {});
     template <class F>
     Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>> create_datagram_endpoint(
         F factory, DatagramOptions opts);

@@ -183,4 +183,17 @@ Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string pat
 Coro<Server> start_unix_server(ClientConnectedCallback client_connected_cb, std::string path,
                                ServerOptions opts = {}, std::size_t limit = default_stream_limit);
 
+/// The sock= forms (Python's open_connection(sock=...), start_server(sock=...) and the Unix
+/// ones): streams over a socket you made - connected for open_*, bound for start_* (the
+/// server calls listen()). The streams (or the server) own the socket from then on; it is
+/// closed on failure too. std::invalid_argument for a socket of the wrong kind.
+Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, ConnectionOptions opts = {},
+                                                            std::size_t limit = default_stream_limit);
+Coro<Server> start_server(ClientConnectedCallback client_connected_cb, Socket sock, ServerOptions opts = {},
+                          std::size_t limit = default_stream_limit);
+Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(Socket sock, ConnectionOptions opts = {},
+                                                                 std::size_t limit = default_stream_limit);
+Coro<Server> start_unix_server(ClientConnectedCallback client_connected_cb, Socket sock, ServerOptions opts = {},
+                               std::size_t limit = default_stream_limit);
+
 }  // namespace asyncio
