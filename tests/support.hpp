@@ -166,4 +166,16 @@ inline bool ipv6_available() {
     return ok;
 }
 
+/// A stream echo server's connection callback: reads up to 64 KiB, writes it back, drains,
+/// until EOF; then closes. (The echo benchmark's server loop, bench/echo/.)
+inline asyncio::Coro<void> echo_until_eof(asyncio::StreamReader r, asyncio::StreamWriter w) {
+    for (;;) {
+        std::string data = co_await r.read(65536);
+        if (data.empty()) break;
+        w.write(data);
+        co_await w.drain();
+    }
+    w.close();
+}
+
 }  // namespace asyncio_test

@@ -7,21 +7,9 @@
 
 using namespace asyncio;
 
-namespace {
-Coro<void> echo_client_connected(StreamReader r, StreamWriter w) {
-    for (;;) {
-        std::string data = co_await r.read(65536);
-        if (data.empty()) break;
-        w.write(data);
-        co_await w.drain();
-    }
-    w.close();
-}
-}  // namespace
-
 TEST(NetSmoke, StreamEchoRoundTrip) {
     auto main = []() -> Coro<std::string> {
-        Server server = co_await start_server(echo_client_connected, "127.0.0.1", 0);
+        Server server = co_await start_server(asyncio_test::echo_until_eof, "127.0.0.1", 0);
         int port = server.sockets().at(0).getsockname().port();
         auto [reader, writer] = co_await open_connection("127.0.0.1", port);
         writer.write("hello\nworld\n");

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 using namespace asyncio;
+using asyncio_test::echo_until_eof;
 using asyncio_test::holds;
 using asyncio_test::test_certs;
 
@@ -126,16 +127,6 @@ struct RecorderFactory {
         return p;
     }
 };
-
-Coro<void> echo_client_connected(StreamReader r, StreamWriter w) {
-    for (;;) {
-        std::string data = co_await r.read(65536);
-        if (data.empty()) break;
-        w.write(data);
-        co_await w.drain();
-    }
-    w.close();
-}
 
 /// A pattern that is easy to check at any offset.
 std::string pattern(std::size_t n, std::size_t seed = 0) {
@@ -268,7 +259,7 @@ TEST(Ssl, StreamsRoundTrip) {
     ssl::Context sctx = server_context();
     ssl::Context cctx = client_context();
     auto main = [&]() -> Coro<std::string> {
-        Server server = co_await start_server(echo_client_connected, "127.0.0.1", 0, {.ssl = &sctx});
+        Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0, {.ssl = &sctx});
         ConnectionOptions co;
         co.ssl = &cctx;
         co.server_hostname = "localhost";
@@ -297,7 +288,7 @@ TEST(Ssl, SockArgumentsDoTheHandshakeOverTheGivenSockets) {
         Socket listening(AF_INET, SOCK_STREAM);
         listening.bind(SockAddr("127.0.0.1", 0));
         const int port = listening.getsockname().port();
-        Server server = co_await start_server(echo_client_connected, std::move(listening), {.ssl = &sctx});
+        Server server = co_await start_server(echo_until_eof, std::move(listening), {.ssl = &sctx});
         Socket sock(AF_INET, SOCK_STREAM);
         sock.setblocking(false);
         co_await wait_for(get_running_loop().sock_connect(sock, SockAddr("127.0.0.1", port)), kWait);
@@ -323,7 +314,7 @@ TEST(Ssl, VerifiesTheIpAddressByDefault) {
     ssl::Context sctx = server_context();
     ssl::Context cctx = client_context();
     auto main = [&]() -> Coro<std::string> {
-        Server server = co_await start_server(echo_client_connected, "127.0.0.1", 0, {.ssl = &sctx});
+        Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0, {.ssl = &sctx});
         auto [reader, writer] = co_await wait_for(open_connection("127.0.0.1", port_of(server), tls(cctx)), kWait);
         writer.write("ip\n");
         std::string line = co_await wait_for(reader.readline(), kWait);
@@ -405,7 +396,7 @@ TEST(Ssl, BufferedProtocolWithATinyBuffer) {
     const std::string payload = pattern(100 * 1024);
     auto main = [&]() -> Coro<std::string> {
         EventLoop& loop = get_running_loop();
-        Server server = co_await start_server(echo_client_connected, "127.0.0.1", 0, {.ssl = &sctx});
+        Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0, {.ssl = &sctx});
         auto proto = std::make_shared<Buffered>();
         proto->want = payload.size();
         auto factory = [proto] { return proto; };
@@ -427,7 +418,7 @@ TEST(Ssl, UnixSocketsAndConnectAcceptedSocket) {
     std::string path = test_certs().dir + "/tls.sock";
     auto main = [&]() -> Coro<std::string> {
         EventLoop& loop = get_running_loop();
-        Server server = co_await start_unix_server(echo_client_connected, path, {.ssl = &sctx});
+        Server server = co_await start_unix_server(echo_until_eof, path, {.ssl = &sctx});
         // Python: a unix connection with ssl needs server_hostname.
         auto missing = co_await asyncio_test::error_of(open_unix_connection(path, tls(cctx)));
         EXPECT_TRUE(holds<std::invalid_argument>(missing));
@@ -586,7 +577,7 @@ TEST(SslVerification, CertNoneClientAcceptsAnything) {
     ssl::Context sctx = server_context(test_certs().expired_cert, test_certs().expired_key);
     ssl::Context cctx = insecure_client_context();
     auto main = [&]() -> Coro<std::optional<ssl::Certificate>> {
-        Server server = co_await start_server(echo_client_connected, "127.0.0.1", 0, {.ssl = &sctx});
+        Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0, {.ssl = &sctx});
         auto [reader, writer] = co_await wait_for(open_connection("127.0.0.1", port_of(server), tls(cctx)), kWait);
         writer.write("x\n");
         EXPECT_EQ(co_await wait_for(reader.readline(), kWait), "x\n");
@@ -649,7 +640,7 @@ TEST(Ssl, SniIsSeenByTheServer) {
     });
     ssl::Context cctx = client_context();
     auto main = [&]() -> Coro<void> {
-        Server server = co_await start_server(echo_client_connected, "127.0.0.1", 0, {.ssl = &sctx});
+        Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0, {.ssl = &sctx});
         ConnectionOptions co;
         co.ssl = &cctx;
         co.server_hostname = "localhost";
@@ -724,7 +715,7 @@ TEST(Ssl, ExtraInfo) {
     ssl::Context sctx = server_context();
     ssl::Context cctx = client_context();
     auto main = [&]() -> Coro<void> {
-        Server server = co_await start_server(echo_client_connected, "127.0.0.1", 0, {.ssl = &sctx});
+        Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0, {.ssl = &sctx});
         ConnectionOptions co;
         co.ssl = &cctx;
         co.server_hostname = "localhost";
@@ -972,7 +963,7 @@ TEST(SslFlow, LargeTransfersBothWays) {
     ssl::Context cctx = client_context();
     const std::string payload = pattern(8 * 1024 * 1024 + 123);
     auto main = [&]() -> Coro<bool> {
-        Server server = co_await start_server(echo_client_connected, "127.0.0.1", 0, {.ssl = &sctx});
+        Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0, {.ssl = &sctx});
         auto [reader, writer] = co_await wait_for(open_connection("127.0.0.1", port_of(server), tls(cctx)), kWait);
         Task<std::string> rx = create_task(reader.readexactly(payload.size()));
         for (std::size_t off = 0; off < payload.size(); off += 100000) {
@@ -1429,7 +1420,7 @@ TEST(SslStartTls, WrongArgumentsAndCancellation) {
 TEST(SslStartTls, WrongSideContextInCreateConnection) {
     ssl::Context sctx = server_context();
     auto main = [&]() -> Coro<std::exception_ptr> {
-        Server server = co_await start_server(echo_client_connected, "127.0.0.1", 0);
+        Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0);
         std::exception_ptr e =
             co_await asyncio_test::error_of(open_connection("127.0.0.1", port_of(server), tls(sctx)));
         server.close();
@@ -1498,7 +1489,7 @@ TEST(SslLoop, ClosingTheLoopWithOpenTlsConnections) {
     {
         EventLoop loop;
         auto main = [&]() -> Coro<void> {
-            Server server = co_await start_server(echo_client_connected, "127.0.0.1", 0, {.ssl = &sctx});
+            Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0, {.ssl = &sctx});
             auto [reader, writer] = co_await wait_for(open_connection("127.0.0.1", port_of(server), tls(cctx)), kWait);
             writer.write("x\n");
             EXPECT_EQ(co_await wait_for(reader.readline(), kWait), "x\n");

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 using namespace asyncio;
+using asyncio_test::echo_until_eof;
 using asyncio_test::error_of;
 using asyncio_test::HandlerCapture;
 using asyncio_test::holds;
@@ -150,17 +151,6 @@ Coro<void> echo_line(StreamReader r, StreamWriter w) {
 }
 
 /// Answers one request like CPython's test HTTP server, then closes.
-/// The echo benchmark's server loop: read up to 64 KiB, write it back, drain.
-Coro<void> echo_chunks(StreamReader r, StreamWriter w) {
-    for (;;) {
-        std::string data = co_await r.read(65536);
-        if (data.empty()) break;
-        w.write(data);
-        co_await w.drain();
-    }
-    w.close();
-}
-
 Coro<void> http_like(StreamReader r, StreamWriter w) {
     co_await r.readuntil("\r\n\r\n");
     w.write("HTTP/1.0 200 OK\r\n");
@@ -1530,7 +1520,7 @@ TEST(StreamServer, EchoOfSmallAndLargeMessagesReturnsEveryByteInOrder) {
     // The echo benchmark's loop must be byte-exact for messages below, at and far above its
     // 64 KiB read size (several reads and writes per message).
     auto main = []() -> Coro<void> {
-        Server server = co_await start_server(echo_chunks, "127.0.0.1", 0);
+        Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0);
         const int port = server.sockets().at(0).getsockname().port();
         auto [reader, writer] = co_await open_connection("127.0.0.1", port);
         for (std::size_t size : {std::size_t(1), std::size_t(4096), std::size_t(10240), std::size_t(65536),
