@@ -204,19 +204,19 @@ Coro<Socket> happy_eyeballs(EventLoop& loop, std::vector<std::exception_ptr>& er
 /// Wraps a connected socket in a transport and waits until connection_made has run
 /// (Python's _create_connection_transport). With TLS (opts.ssl), the transport returned is
 /// the TLS one, once the handshake is done (src/sslproto.cpp).
-Coro<std::shared_ptr<Transport>> make_transport(EventLoop& loop, Socket sock, ProtocolFactory& factory,
-                                                const ConnectionOptions& opts, std::string_view server_hostname = {},
-                                                bool server_side = false) {
+Coro<MadeConnection> make_transport(EventLoop& loop, Socket sock, ProtocolFactory& factory,
+                                    const ConnectionOptions& opts, std::string_view server_hostname = {},
+                                    bool server_side = false) {
     std::shared_ptr<BaseProtocol> protocol = factory();
     Future<void> waiter(loop);
     std::shared_ptr<Transport> transport;
     if (opts.ssl) {
-        auto tls = make_ssl_transport(loop, sock, std::move(protocol), *opts.ssl, waiter, server_side, server_hostname,
+        auto tls = make_ssl_transport(loop, sock, protocol, *opts.ssl, waiter, server_side, server_hostname,
                                       opts.ssl_handshake_timeout, opts.ssl_shutdown_timeout);
         tls.raw->start();
         transport = std::move(tls.app);
     } else {
-        auto plain = std::make_shared<SocketTransport>(loop, std::move(sock), std::move(protocol));
+        auto plain = std::make_shared<SocketTransport>(loop, std::move(sock), protocol);
         plain->start([waiter]() mutable {
             if (!waiter.done()) waiter.set_result();
         });
@@ -228,14 +228,13 @@ Coro<std::shared_ptr<Transport>> make_transport(EventLoop& loop, Socket sock, Pr
         transport->close();
         throw;
     }
-    co_return transport;
+    co_return MadeConnection(std::move(transport), std::move(protocol));
 }
 }  // namespace
 
 // ---- create_connection ---------------------------------------------------------------------
-Coro<std::shared_ptr<Transport>> ConnectionAccess::create_connection(EventLoop& loop, ProtocolFactory factory,
-                                                                     std::string host, int port,
-                                                                     ConnectionOptions opts) {
+Coro<MadeConnection> ConnectionAccess::create_connection(EventLoop& loop, ProtocolFactory factory, std::string host,
+                                                         int port, ConnectionOptions opts) {
     if (!opts.server_hostname.empty() && !opts.ssl)
         throw std::invalid_argument("server_hostname is only meaningful with ssl");
     if (opts.ssl && opts.server_hostname.empty() && host.empty())
@@ -271,8 +270,8 @@ Coro<std::shared_ptr<Transport>> ConnectionAccess::create_connection(EventLoop& 
     co_return co_await make_transport(loop, std::move(sock), factory, opts, server_hostname);
 }
 
-Coro<std::shared_ptr<Transport>> ConnectionAccess::create_unix_connection(EventLoop& loop, ProtocolFactory factory,
-                                                                          std::string path, ConnectionOptions opts) {
+Coro<MadeConnection> ConnectionAccess::create_unix_connection(EventLoop& loop, ProtocolFactory factory,
+                                                              std::string path, ConnectionOptions opts) {
     if (opts.ssl && opts.server_hostname.empty())
         throw std::invalid_argument("you have to pass server_hostname when using ssl");
     if (!opts.server_hostname.empty() && !opts.ssl)
@@ -282,8 +281,8 @@ Coro<std::shared_ptr<Transport>> ConnectionAccess::create_unix_connection(EventL
     co_return co_await make_transport(loop, std::move(sock), factory, opts, opts.server_hostname);
 }
 
-Coro<std::shared_ptr<Transport>> ConnectionAccess::connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
-                                                                           Socket sock, ConnectionOptions opts) {
+Coro<MadeConnection> ConnectionAccess::connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
+                                                               Socket sock, ConnectionOptions opts) {
     if (!sock.is_open()) throw std::invalid_argument("connect_accepted_socket: the socket is closed");
     if (sock.type() != SOCK_STREAM) throw std::invalid_argument("A Stream Socket was expected");
     sock.setblocking(false);
@@ -301,8 +300,8 @@ void check_stream_socket(const Socket& sock, bool unix_socket, const char* what)
 }
 }  // namespace
 
-Coro<std::shared_ptr<Transport>> ConnectionAccess::connect_socket(EventLoop& loop, ProtocolFactory factory,
-                                                                  Socket sock, ConnectionOptions opts, bool unix_socket) {
+Coro<MadeConnection> ConnectionAccess::connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                                      ConnectionOptions opts, bool unix_socket) {
     check_stream_socket(sock, unix_socket, unix_socket ? "create_unix_connection" : "create_connection");
     if (!opts.server_hostname.empty() && !opts.ssl)
         throw std::invalid_argument("server_hostname is only meaningful with ssl");

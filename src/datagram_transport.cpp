@@ -17,16 +17,26 @@ namespace asyncio::detail {
 
 namespace {
 constexpr int log_threshold_for_connlost_writes = 5;
-constexpr std::size_t datagram_header_size = 32;  // Python's _header_size (buffer accounting)
+constexpr std::size_t datagram_header_size = 8;  // Python's _header_size (buffer accounting)
 
 class SocketDatagramTransport final : public DatagramTransport,
                                       public IoObject,
                                       public std::enable_shared_from_this<SocketDatagramTransport> {
 public:
+    /// `address`: the default destination (Python's remote_addr), or none. `connected`: the
+    /// socket is connect()ed to it (not with allow_broadcast: then it only names where
+    /// sendto() without an address goes, and datagrams from anyone arrive).
     SocketDatagramTransport(EventLoop& loop, Socket sock, std::shared_ptr<BaseProtocol> protocol,
-                            std::optional<SockAddr> peer)
-        : loop_(&loop), backend_(&IoAccess::backend(loop)), sock_(std::move(sock)), peer_(std::move(peer)) {
+                            std::optional<SockAddr> address, bool connected)
+        : loop_(&loop), backend_(&IoAccess::backend(loop)), sock_(std::move(sock)), peer_(std::move(address)),
+          connected_(connected) {
         set_protocol(std::move(protocol));
+        // Python's transport keeps its extra info for life: cache it while the socket is open.
+        try {
+            sockname_ = sock_.getsockname();
+        } catch (const std::system_error&) {
+        }
+        if (connected_) peername_ = peer_;
         IoRegistration* reg = backend_->registration(sock_.fileno());
         read_op_.kind = IoOperation::Kind::recvfrom;
         read_op_.reg = reg;
@@ -74,16 +84,9 @@ public:
     }
     bool is_closing() const noexcept override { return closing_; }
     std::any get_extra_info(std::string_view name) const override {
-        if (released_) return {};
-        if (name == "peername") return peer_ ? std::any(*peer_) : std::any();
-        if (name == "sockname") {
-            try {
-                return sock_.getsockname();
-            } catch (const std::system_error&) {
-                return {};
-            }
-        }
-        if (name == "socket") return TransportSocket(sock_.fileno());
+        if (name == "peername") return peername_ ? std::any(*peername_) : std::any();
+        if (name == "sockname") return sockname_ ? std::any(*sockname_) : std::any();
+        if (name == "socket" && !released_) return TransportSocket(sock_.fileno());
         return {};
     }
     void set_protocol(std::shared_ptr<BaseProtocol> protocol) override {
@@ -135,8 +138,8 @@ private:
     ssize_t send_one(std::string_view data, const SockAddr& to) noexcept {
         ssize_t r;
         do {
-            r = peer_ ? ::send(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL)
-                      : ::sendto(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL, to.data(), to.size());
+            r = connected_ ? ::send(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL)
+                           : ::sendto(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL, to.data(), to.size());
         } while (r < 0 && errno == EINTR);
         return r < 0 ? -errno : r;
     }
@@ -150,32 +153,34 @@ private:
         if (read_op_.in_flight) backend_->cancel(&read_op_);
     }
 
+    /// Unlike a stream transport's, a datagram protocol's exceptions are not fatal: in
+    /// Python they escape _read_ready/_sendto_ready into the loop, which logs "Exception in
+    /// callback" and goes on; the endpoint stays open and keeps reading.
     void read_ready(IoOperation* op) {
         if (conn_lost_) return;
-        if (op->result < 0) {
-            error_received(static_cast<int>(-op->result));
-        } else {
-            from_.set_size(op->addrlen);
-            try {
+        try {
+            if (op->result < 0) {
+                error_received(static_cast<int>(-op->result));
+            } else {
+                from_.set_size(op->addrlen);
                 protocol_->datagram_received(std::string_view(op->data, static_cast<std::size_t>(op->result)), from_);
-            } catch (const KeyboardInterrupt&) {
-                throw;
-            } catch (...) {
-                fatal_error(std::current_exception(), "Fatal error: protocol.datagram_received() call failed.");
-                return;
             }
+        } catch (const KeyboardInterrupt&) {
+            throw;
+        } catch (...) {
+            report_callback_error(op->result < 0 ? "error_received" : "datagram_received");
         }
         if (!closing_) arm_reading();
     }
 
+    void report_callback_error(const char* callback) {
+        loop_->call_exception_handler({std::string("Exception in callback DatagramProtocol.") + callback + "()",
+                                       std::current_exception(), {}, "<DatagramTransport>"});
+    }
+
+    /// An OSError of a send or receive goes to the protocol (may throw: see read_ready).
     void error_received(int err) {
-        try {
-            protocol_->error_received(std::make_exception_ptr(std::system_error(err, std::generic_category(), "datagram")));
-        } catch (const KeyboardInterrupt&) {
-            throw;
-        } catch (...) {
-            fatal_error(std::current_exception(), "Fatal error: protocol.error_received() call failed.");
-        }
+        protocol_->error_received(std::make_exception_ptr(std::system_error(err, std::generic_category(), "datagram")));
     }
 
     void sendto_ready() {
@@ -189,7 +194,16 @@ private:
             buffer_size_ -= p.data.size() + datagram_header_size;
             buffer_.pop_front();
             if (r < 0) {
-                error_received(static_cast<int>(-r));
+                // That datagram is dropped; the rest are sent when the socket is writable
+                // again (Python stays registered as a writer after error_received).
+                if (!released_) backend_->start(&write_op_);
+                try {
+                    error_received(static_cast<int>(-r));
+                } catch (const KeyboardInterrupt&) {
+                    throw;
+                } catch (...) {
+                    report_callback_error("error_received");
+                }
                 return;
             }
         }
@@ -214,11 +228,6 @@ private:
         } catch (...) {
             loop_->call_exception_handler({"protocol.resume_writing() failed", std::current_exception(), {}, {}});
         }
-    }
-
-    void fatal_error(std::exception_ptr exc, const char* message) {
-        if (!is_connection_error(exc)) loop_->call_exception_handler({message, exc, {}, "<DatagramTransport>"});
-        force_close(exc);
     }
 
     void force_close(std::exception_ptr exc) {
@@ -283,7 +292,10 @@ private:
     EventLoop* loop_;
     Backend* backend_;
     Socket sock_;
-    std::optional<SockAddr> peer_;
+    std::optional<SockAddr> peer_;      // the default destination (remote_addr)
+    bool connected_ = false;             // connect()ed to peer_
+    std::optional<SockAddr> sockname_;  // extra info, cached for the transport's life
+    std::optional<SockAddr> peername_;
     std::shared_ptr<BaseProtocol> protocol_holder_;
     DatagramProtocol* protocol_ = nullptr;
     std::shared_ptr<SocketDatagramTransport> self_;
@@ -314,18 +326,35 @@ Coro<std::vector<AddrInfo>> resolve_dgram(EventLoop& loop, std::string_view host
     if (infos.empty()) throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "getaddrinfo() returned empty list");
     co_return infos;
 }
+
+/// Starts the transport and waits until connection_made has run; on failure (cancellation)
+/// the transport is closed, as Python does. Returns the factory's protocol, whatever the
+/// transport did with it meanwhile.
+Coro<MadeEndpoint> wait_connection_made(
+    EventLoop& loop, std::shared_ptr<SocketDatagramTransport> transport, std::shared_ptr<BaseProtocol> protocol) {
+    Future<void> waiter(loop);
+    transport->start([waiter]() mutable {
+        if (!waiter.done()) waiter.set_result();
+    });
+    try {
+        co_await waiter;
+    } catch (...) {
+        transport->close();
+        throw;
+    }
+    co_return MadeEndpoint(std::move(transport), std::move(protocol));
+}
 }  // namespace
 
-Coro<std::shared_ptr<DatagramTransport>> ConnectionAccess::create_datagram_endpoint(EventLoop& loop,
-                                                                                    ProtocolFactory factory,
-                                                                                    DatagramOptions opts) {
+Coro<MadeEndpoint> ConnectionAccess::create_datagram_endpoint(EventLoop& loop, ProtocolFactory factory,
+                                                              DatagramOptions opts) {
     const bool has_local = opts.local_port >= 0;
     const bool has_remote = opts.remote_port >= 0;
     std::vector<AddrInfo> locals, remotes;
     if (has_local) locals = co_await resolve_dgram(loop, opts.local_host, opts.local_port, opts.family, opts.proto, opts.flags);
     if (has_remote)
         remotes = co_await resolve_dgram(loop, opts.remote_host, opts.remote_port, opts.family, opts.proto, opts.flags);
-    if (!has_local && !has_remote && opts.family != AF_INET && opts.family != AF_INET6)
+    if (!has_local && !has_remote && opts.family == 0)
         throw std::invalid_argument("unexpected address family (give local or remote address, or family)");
 
     // Python: try each (local, remote) pair of one family until one works.
@@ -351,16 +380,15 @@ Coro<std::shared_ptr<DatagramTransport>> ConnectionAccess::create_datagram_endpo
             if (local) sock.bind(local->address);
             std::optional<SockAddr> peer;
             if (remote) {
-                co_await loop.sock_connect(sock, remote->address);
+                // With allow_broadcast the socket stays unconnected (Python): remote_addr
+                // is only the default destination of sendto().
+                if (!opts.allow_broadcast) co_await loop.sock_connect(sock, remote->address);
                 peer = remote->address;
             }
-            auto transport = std::make_shared<SocketDatagramTransport>(loop, std::move(sock), factory(), peer);
-            Future<void> waiter(loop);
-            transport->start([waiter]() mutable {
-                if (!waiter.done()) waiter.set_result();
-            });
-            co_await waiter;
-            co_return transport;
+            std::shared_ptr<BaseProtocol> protocol = factory();
+            auto transport = std::make_shared<SocketDatagramTransport>(loop, std::move(sock), protocol, peer,
+                                                                       peer && !opts.allow_broadcast);
+            co_return co_await wait_connection_made(loop, std::move(transport), std::move(protocol));
         } catch (const std::system_error&) {
             last = std::current_exception();
         }

@@ -43,6 +43,10 @@ template <class F>
 factory_result_t<F> protocol_of(const std::shared_ptr<BaseProtocol>& p) {
     return std::static_pointer_cast<typename factory_result_t<F>::element_type>(p);
 }
+/// A connection as made: the transport and the protocol the factory returned (which the
+/// transport may already have let go of, if it closed before the call returned).
+using MadeConnection = std::pair<std::shared_ptr<Transport>, std::shared_ptr<BaseProtocol>>;
+using MadeEndpoint = std::pair<std::shared_ptr<DatagramTransport>, std::shared_ptr<BaseProtocol>>;
 }  // namespace detail
 
 /// A listening server (Python's asyncio.Server): a cheap shared handle. While it serves, the
@@ -80,15 +84,15 @@ private:
 // ---- EventLoop members (non-template parts in src/base_events.cpp) ------------------------
 namespace detail {
 struct ConnectionAccess {
-    static Coro<std::shared_ptr<Transport>> create_connection(EventLoop& loop, ProtocolFactory factory,
+    static Coro<MadeConnection> create_connection(EventLoop& loop, ProtocolFactory factory,
                                                               std::string host, int port, ConnectionOptions opts);
-    static Coro<std::shared_ptr<Transport>> create_unix_connection(EventLoop& loop, ProtocolFactory factory,
+    static Coro<MadeConnection> create_unix_connection(EventLoop& loop, ProtocolFactory factory,
                                                                    std::string path, ConnectionOptions opts);
-    static Coro<std::shared_ptr<Transport>> connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
+    static Coro<MadeConnection> connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
                                                                     Socket sock, ConnectionOptions opts);
     /// create_connection / create_unix_connection with sock= (`unix_socket`: an AF_UNIX socket is
     /// required).
-    static Coro<std::shared_ptr<Transport>> connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+    static Coro<MadeConnection> connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
                                                            ConnectionOptions opts, bool unix_socket);
     /// create_server / create_unix_server with sock=.
     static Coro<Server> serve_socket(EventLoop& loop, ProtocolFactory factory, Socket sock, ServerOptions opts,
@@ -97,7 +101,7 @@ struct ConnectionAccess {
                                       int port, ServerOptions opts);
     static Coro<Server> create_unix_server(EventLoop& loop, ProtocolFactory factory, std::string path,
                                            ServerOptions opts);
-    static Coro<std::shared_ptr<DatagramTransport>> create_datagram_endpoint(EventLoop& loop, ProtocolFactory factory,
+    static Coro<MadeEndpoint> create_datagram_endpoint(EventLoop& loop, ProtocolFactory factory,
                                                                              DatagramOptions opts);
 };
 }  // namespace detail
@@ -105,46 +109,46 @@ struct ConnectionAccess {
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_connection(
     F factory, std::string host, int port, ConnectionOptions opts) {
-    auto t = co_await detail::ConnectionAccess::create_connection(*this, detail::erase_factory(std::move(factory)),
+    auto made = co_await detail::ConnectionAccess::create_connection(*this, detail::erase_factory(std::move(factory)),
                                                                   std::move(host), port, opts);
-    auto p = detail::protocol_of<F>(t->get_protocol());
-    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(made.first),
+                                                                             detail::protocol_of<F>(made.second));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_unix_connection(
     F factory, std::string path, ConnectionOptions opts) {
-    auto t = co_await detail::ConnectionAccess::create_unix_connection(*this, detail::erase_factory(std::move(factory)),
+    auto made = co_await detail::ConnectionAccess::create_unix_connection(*this, detail::erase_factory(std::move(factory)),
                                                                        std::move(path), opts);
-    auto p = detail::protocol_of<F>(t->get_protocol());
-    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(made.first),
+                                                                             detail::protocol_of<F>(made.second));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_connection(
     F factory, Socket sock, ConnectionOptions opts) {
-    auto t = co_await detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)),
+    auto made = co_await detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)),
                                                                std::move(sock), opts, /*unix_socket=*/false);
-    auto p = detail::protocol_of<F>(t->get_protocol());
-    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(made.first),
+                                                                             detail::protocol_of<F>(made.second));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_unix_connection(
     F factory, Socket sock, ConnectionOptions opts) {
-    auto t = co_await detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)),
+    auto made = co_await detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)),
                                                                std::move(sock), opts, /*unix_socket=*/true);
-    auto p = detail::protocol_of<F>(t->get_protocol());
-    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(made.first),
+                                                                             detail::protocol_of<F>(made.second));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::connect_accepted_socket(
     F factory, Socket sock, ConnectionOptions opts) {
-    auto t = co_await detail::ConnectionAccess::connect_accepted_socket(*this, detail::erase_factory(std::move(factory)),
+    auto made = co_await detail::ConnectionAccess::connect_accepted_socket(*this, detail::erase_factory(std::move(factory)),
                                                                         std::move(sock), opts);
-    auto p = detail::protocol_of<F>(t->get_protocol());
-    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(made.first),
+                                                                             detail::protocol_of<F>(made.second));
 }
 
 template <class F>
@@ -182,10 +186,10 @@ Coro<Server> EventLoop::create_unix_server(F factory, std::string path, ServerOp
 template <class F>
 Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>> EventLoop::create_datagram_endpoint(
     F factory, DatagramOptions opts) {
-    auto t = co_await detail::ConnectionAccess::create_datagram_endpoint(
+    auto made = co_await detail::ConnectionAccess::create_datagram_endpoint(
         *this, detail::erase_factory(std::move(factory)), opts);
-    auto p = detail::protocol_of<F>(t->get_protocol());
-    co_return std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>(std::move(t), std::move(p));
+    co_return std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>(std::move(made.first),
+                                                                             detail::protocol_of<F>(made.second));
 }
 
 }  // namespace asyncio

@@ -12,10 +12,11 @@
 //   };
 //   auto server = co_await loop.create_server([] { return std::make_shared<Echo>(); }, "127.0.0.1", 8888);
 //
-// Callbacks run on the loop's thread; an exception thrown from one is a fatal error for the
-// connection (reported to the loop's exception handler, then the transport is closed), as in
-// Python. Keeping the transport in the protocol is the usual pattern: drop it in
-// connection_lost, which is always the last call.
+// Callbacks run on the loop's thread. As in Python, an exception thrown from a stream
+// protocol's callback is a fatal error for the connection (reported to the loop's exception
+// handler, then the transport is closed); one thrown from datagram_received/error_received is
+// only reported, and the endpoint keeps going. Keeping the transport in the protocol is the
+// usual pattern: drop it in connection_lost, which is always the last call.
 #pragma once
 
 #include <cstddef>
