@@ -5,6 +5,7 @@
 
 #include <exception>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -164,6 +165,18 @@ inline bool ipv6_available() {
     const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
     ::close(fd);
     return ok;
+}
+
+/// The error_code of a std::system_error held by `e` (empty for anything else).
+inline std::error_code code_of(const std::exception_ptr& e) {
+    if (!e) return {};
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::system_error& x) {
+        return x.code();
+    } catch (...) {
+        return {};
+    }
 }
 
 /// A stream echo server's connection callback: reads up to 64 KiB, writes it back, drains,

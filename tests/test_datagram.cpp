@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 using namespace asyncio;
+using asyncio_test::code_of;
 
 namespace asyncio {
 // Readable addresses in gtest failure messages.
@@ -65,18 +66,6 @@ int errno_of(const std::exception_ptr& e) {
         return x.code().value();
     } catch (...) {
         return -1;
-    }
-}
-
-/// The error_code of a std::system_error held by `e` (empty for anything else).
-std::error_code code_of(const std::exception_ptr& e) {
-    if (!e) return {};
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::system_error& x) {
-        return x.code();
-    } catch (...) {
-        return {};
     }
 }
 

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 using namespace asyncio;
+using asyncio_test::code_of;
 
 using asyncio_test::error_of;
 using asyncio_test::holds;
@@ -88,17 +89,6 @@ bool exists(const std::string& path) {
 bool is_socket_file(const std::string& path) {
     struct stat st {};
     return ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
-std::error_code code_of(const std::exception_ptr& e) {
-    if (!e) return {};
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::system_error& x) {
-        return x.code();
-    } catch (...) {
-        return {};
-    }
 }
 
 std::string what_of(const std::exception_ptr& e) { return e ? message_of(e) : std::string("<no exception>"); }

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 using namespace asyncio;
+using asyncio_test::code_of;
 using asyncio_test::error_of;
 using asyncio_test::holds;
 using asyncio_test::message_of;
@@ -82,18 +83,6 @@ struct TempDir {
     }
     std::string file(const std::string& name) const { return path + "/" + name; }
 };
-
-/// The error code of a std::system_error held by `e` (empty otherwise).
-std::error_code code_of(const std::exception_ptr& e) {
-    if (!e) return {};
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::system_error& x) {
-        return x.code();
-    } catch (...) {
-        return {};
-    }
-}
 
 std::string what_of(const std::exception_ptr& e) { return e ? message_of(e) : std::string("<no exception>"); }
 
