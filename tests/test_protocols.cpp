@@ -38,6 +38,7 @@ inline void PrintTo(const SockAddr& a, std::ostream* os) { *os << (a.empty() ? "
 }  // namespace asyncio
 
 using namespace asyncio;
+using asyncio_test::code_of;
 using asyncio_test::HandlerCapture;
 using asyncio_test::LogCapture;
 using asyncio_test::settle;
@@ -242,16 +243,6 @@ std::string pattern(std::size_t n) {
     std::string s(n, '\0');
     for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
     return s;
-}
-
-std::error_code code_of(std::exception_ptr e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::system_error& x) {
-        return x.code();
-    } catch (...) {
-        return {};
-    }
 }
 
 struct Boom : std::runtime_error {
