@@ -40,13 +40,16 @@ const std::error_category& gai_category() noexcept { return gai_category_instanc
 
 Coro<std::size_t> EventLoop::sock_recv_into(Socket& sock, std::span<char> buffer) {
     check_socket(*this, sock, "sock_recv_into");
-    ssize_t r = ::recv(sock.fileno(), buffer.data(), buffer.size(), 0);
-    if (r >= 0) co_return static_cast<std::size_t>(r);
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) detail::throw_errno(errno, "recv");
+    // Bytes the backend kept from a cancelled receive come first: then no direct recv().
+    if (!detail::IoAccess::backend(*this).registration(sock.fileno())->holds_input) {
+        ssize_t r = ::recv(sock.fileno(), buffer.data(), buffer.size(), 0);
+        if (r >= 0) co_return static_cast<std::size_t>(r);
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) detail::throw_errno(errno, "recv");
+    }
     detail::IoAwaiter aw(*this, sock.fileno(), Kind::recv);
     aw.op.buffer = buffer.data();
     aw.op.length = buffer.size();
-    r = co_await aw;
+    const ssize_t r = co_await aw;
     if (r < 0) throw_result(r, "recv");
     co_return static_cast<std::size_t>(r);
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <stdexcept>
 #include <system_error>
 
@@ -31,7 +32,7 @@ bool is_connection_error(std::exception_ptr exc) noexcept {
 }
 
 SocketTransport::SocketTransport(EventLoop& loop, Socket sock, std::shared_ptr<BaseProtocol> protocol)
-    : loop_(&loop), backend_(&IoAccess::backend(loop)), sock_(std::move(sock)) {
+    : loop_(&loop), backend_(&IoAccess::backend(loop)), sock_(std::move(sock)), queued_io_(backend_->prefers_queued_io()) {
     set_protocol(std::move(protocol));
     IoRegistration* reg = backend_->registration(sock_.fileno());
     read_op_.reg = reg;
@@ -64,7 +65,10 @@ SocketTransport::~SocketTransport() { release_fd(); }
 void SocketTransport::set_protocol_kind() {
     plain_ = dynamic_cast<Protocol*>(protocol_.get());
     buffered_ = plain_ ? nullptr : dynamic_cast<BufferedProtocol*>(protocol_.get());
-    read_op_.kind = buffered_ ? IoOperation::Kind::poll_readable : IoOperation::Kind::recv_provided;
+    // A BufferedProtocol receives straight into its buffer after a readiness report, unless
+    // the backend prefers queued receives (io_uring): then it gets a copy from the backend's
+    // buffer, since a buffer from get_buffer() may move before the kernel fills it.
+    read_op_.kind = buffered_ && !queued_io_ ? IoOperation::Kind::poll_readable : IoOperation::Kind::recv_provided;
 }
 
 void SocketTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) {
@@ -127,7 +131,7 @@ void SocketTransport::on_read(IoOperation* op) {
     auto* self = static_cast<SocketTransport*>(op->user);
     // The callback may close the transport and drop every other reference.
     std::shared_ptr<SocketTransport> keep = self->self_;
-    if (self->buffered_)
+    if (op->kind == IoOperation::Kind::poll_readable)
         self->buffered_read_ready();
     else
         self->read_ready(op);
@@ -144,15 +148,51 @@ void SocketTransport::read_ready(IoOperation* op) {
         eof_received();
         return;
     }
-    try {
-        plain_->data_received(std::string_view(op->data, static_cast<std::size_t>(op->result)));
-    } catch (const KeyboardInterrupt&) {
-        // Out of the loop, as Python's; the transport keeps reading when the loop runs again.
-        if (is_reading()) arm_reading();
-        throw;
-    } catch (...) {
-        fatal_error(std::current_exception(), "Fatal error: protocol.data_received() call failed.");
-        return;
+    deliver(std::string_view(op->data, static_cast<std::size_t>(op->result)));
+}
+
+void SocketTransport::deliver(std::string_view data) {
+    // A BufferedProtocol takes the bytes in as many get_buffer()/buffer_updated() rounds as
+    // its buffers need; if it switches protocols meanwhile, the new one gets the rest. (A
+    // KeyboardInterrupt from the protocol drops what it has not taken yet.)
+    while (!data.empty()) {
+        if (plain_) {
+            try {
+                plain_->data_received(data);
+            } catch (const KeyboardInterrupt&) {
+                // Out of the loop, as Python's; the transport keeps reading when the loop runs again.
+                if (is_reading()) arm_reading();
+                throw;
+            } catch (...) {
+                fatal_error(std::current_exception(), "Fatal error: protocol.data_received() call failed.");
+                return;
+            }
+            break;
+        }
+        std::span<char> buf;
+        try {
+            buf = buffered_->get_buffer(data.size());
+            if (buf.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
+        } catch (const KeyboardInterrupt&) {
+            if (is_reading()) arm_reading();
+            throw;
+        } catch (...) {
+            fatal_error(std::current_exception(), "Fatal error: protocol.get_buffer() call failed.");
+            return;
+        }
+        const std::size_t n = std::min(buf.size(), data.size());
+        std::memcpy(buf.data(), data.data(), n);
+        data.remove_prefix(n);
+        try {
+            buffered_->buffer_updated(n);
+        } catch (const KeyboardInterrupt&) {
+            if (is_reading()) arm_reading();
+            throw;
+        } catch (...) {
+            fatal_error(std::current_exception(), "Fatal error: protocol.buffer_updated() call failed.");
+            return;
+        }
+        if (conn_lost_ || (!plain_ && !buffered_)) return;
     }
     if (is_reading()) arm_reading();
 }
@@ -250,7 +290,26 @@ void SocketTransport::write(std::string_view data) {
 }
 
 /// Points the queued send at the unsent bytes (the buffer may have moved) and queues it.
+/// With queued I/O the kernel reads the bytes after start(), so the send covers `sending_`,
+/// which nothing changes while it is in flight; write() appends to `wbuf_`, and the two swap
+/// (keeping both capacities) when the send is done.
 void SocketTransport::sync_write_op() noexcept {
+    if (queued_io_) {
+        if (write_op_.in_flight || fd_released_) return;
+        if (soff_ == sending_.size()) {
+            sending_.clear();
+            soff_ = 0;
+            if (woff_ == wbuf_.size()) return;
+            sending_.swap(wbuf_);
+            soff_ = woff_;
+            wbuf_.clear();
+            woff_ = 0;
+        }
+        write_op_.buffer = sending_.data() + soff_;
+        write_op_.length = sending_.size() - soff_;
+        backend_->start(&write_op_);
+        return;
+    }
     write_op_.buffer = wbuf_.data() + woff_;
     write_op_.length = wbuf_.size() - woff_;
     if (!write_op_.in_flight && write_op_.length > 0 && !fd_released_) backend_->start(&write_op_);
@@ -265,19 +324,22 @@ void SocketTransport::on_write(IoOperation* op) {
 void SocketTransport::write_ready(IoOperation* op) {
     if (conn_lost_) return;
     if (op->result < 0) {
-        wbuf_.clear();
-        woff_ = 0;
+        clear_write_buffer();
         fatal_error(std::make_exception_ptr(std::system_error(static_cast<int>(-op->result), std::generic_category(), "send")),
                     "Fatal write error on socket transport");
         return;
     }
-    woff_ += static_cast<std::size_t>(op->result);
-    if (woff_ == wbuf_.size()) {
-        wbuf_.clear();
-        woff_ = 0;
-    } else if (woff_ > 64 * 1024 && woff_ * 2 > wbuf_.size()) {
-        wbuf_.erase(0, woff_);  // keep the buffer from growing without bound
-        woff_ = 0;
+    if (queued_io_) {
+        soff_ += static_cast<std::size_t>(op->result);  // sync_write_op() swaps in wbuf_ when done
+    } else {
+        woff_ += static_cast<std::size_t>(op->result);
+        if (woff_ == wbuf_.size()) {
+            wbuf_.clear();
+            woff_ = 0;
+        } else if (woff_ > 64 * 1024 && woff_ * 2 > wbuf_.size()) {
+            wbuf_.erase(0, woff_);  // keep the buffer from growing without bound
+            woff_ = 0;
+        }
     }
     maybe_resume_protocol();  // may write more
     if (get_write_buffer_size() == 0) {
@@ -380,12 +442,17 @@ void SocketTransport::fatal_error(std::exception_ptr exc, const char* message) {
     force_close(exc);
 }
 
+void SocketTransport::clear_write_buffer() noexcept {
+    if (write_op_.in_flight) backend_->cancel(&write_op_);  // first: the kernel may be reading it
+    wbuf_.clear();
+    woff_ = 0;
+    sending_.clear();
+    soff_ = 0;
+}
+
 void SocketTransport::force_close(std::exception_ptr exc) {
     if (conn_lost_) return;
-    if (get_write_buffer_size() != 0) {
-        wbuf_.clear();
-        woff_ = 0;
-    }
+    clear_write_buffer();
     if (empty_waiter_) {
         if (!empty_waiter_->done()) empty_waiter_->set_exception(std::make_exception_ptr(
             std::system_error(ECONNRESET, std::generic_category(), "Connection lost")));

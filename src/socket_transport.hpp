@@ -53,7 +53,7 @@ public:
     void abort() override;
     void set_write_buffer_limits(std::optional<std::size_t> high, std::optional<std::size_t> low) override;
     std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override { return {low_water_, high_water_}; }
-    std::size_t get_write_buffer_size() const noexcept override { return wbuf_.size() - woff_; }
+    std::size_t get_write_buffer_size() const noexcept override { return wbuf_.size() - woff_ + sending_.size() - soff_; }
 
     /// Closes with an error (Python's _fatal_error): reported to the exception handler unless
     /// it is a plain connection error, then connection_lost(exc).
@@ -73,6 +73,8 @@ private:
     static void on_write(IoOperation* op);
     void read_ready(IoOperation* op);
     void buffered_read_ready();
+    void deliver(std::string_view data);
+    void clear_write_buffer() noexcept;
     void eof_received();
     void write_ready(IoOperation* op);
     void sync_write_op() noexcept;
@@ -96,8 +98,11 @@ private:
     std::optional<SockAddr> peername_;  // as Python's extra dict
     IoOperation read_op_;
     IoOperation write_op_;
+    bool queued_io_;          // backend_->prefers_queued_io(): receive by operation, send from sending_
     std::string wbuf_;        // bytes the kernel has not taken yet, from woff_
     std::size_t woff_ = 0;
+    std::string sending_;     // queued I/O: the bytes the in-flight send covers, from soff_
+    std::size_t soff_ = 0;
     std::size_t high_water_ = 64 * 1024;
     std::size_t low_water_ = 16 * 1024;
     int conn_lost_ = 0;

@@ -366,6 +366,9 @@ public:
     /// In debug mode, a callback or task step that runs longer than this is logged.
     double slow_callback_duration() const noexcept { return slow_callback_duration_; }
     void set_slow_callback_duration(double seconds) noexcept { slow_callback_duration_ = seconds; }
+    /// The I/O backend under this loop: "epoll" (the default) or "io_uring" (chosen when the
+    /// loop is made, from $ASYNCIO_BACKEND). Behaviour is the same on both.
+    std::string_view io_backend() const noexcept;
 
     // ---- Unix signals (main thread only, like Python) -------------------------------------
     /// Runs `fn` on the loop (as a callback) whenever signal `sig` arrives.

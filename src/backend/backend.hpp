@@ -110,6 +110,11 @@ struct IoRegistration {
     std::uint32_t generation = 0;  ///< bumped by forget(): stale kernel events are ignored
     bool added = false;
     bool dirty = false;            ///< interest must be recomputed before the next wait
+    /// The backend holds input that was received for a cancelled operation (io_uring: the
+    /// kernel finished a receive just before it was cancelled). It goes to the next read-side
+    /// operation on this fd, so a reader must not bypass the backend with a direct syscall
+    /// while this is set, or it would read later bytes first.
+    bool holds_input = false;
     IoRegistration* next_dirty = nullptr;
 };
 
@@ -135,13 +140,28 @@ public:
     virtual int poll(double timeout) = 0;
     /// Number of operations in flight (the loop checks this every iteration: not virtual).
     std::size_t in_flight() const noexcept { return in_flight_; }
+    /// True when receiving by a queued operation is cheaper than a readiness report plus the
+    /// syscall (io_uring: a loop iteration's operations go to the kernel in one batch), and
+    /// when the kernel reads a queued send's buffer after start() returns (so the buffer must
+    /// not move until the send completes).
+    bool prefers_queued_io() const noexcept { return prefers_queued_io_; }
+    /// "epoll" or "io_uring".
+    virtual const char* name() const noexcept = 0;
 
 protected:
     std::size_t in_flight_ = 0;  // started and not yet reported
+    bool prefers_queued_io_ = false;
 };
 
 /// The epoll backend (always available on Linux).
 std::unique_ptr<Backend> make_epoll_backend();
+/// The io_uring backend, or null when this kernel (or its settings, or a seccomp filter)
+/// does not offer what it needs, or when the library was built without liburing.
+std::unique_ptr<Backend> make_uring_backend();
+/// The backend a new loop gets: $ASYNCIO_BACKEND ("epoll" or "io_uring") when set, else
+/// epoll (measured faster here: bench/README.md). Asking for io_uring where it is
+/// unavailable throws.
+std::unique_ptr<Backend> make_backend();
 
 /// Size of the buffer a backend provides to recv_provided/recvfrom operations.
 inline constexpr std::size_t provided_buffer_size = 256 * 1024;

@@ -12,6 +12,7 @@
 // instead of paying for a recv() that would say EAGAIN. Level-triggered epoll reports the fd
 // again if data is left, so nothing is lost and no fd is starved.
 #include "backend.hpp"
+#include "perform.hpp"
 
 #include <cerrno>
 #include <system_error>
@@ -33,6 +34,8 @@ public:
         if (epfd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
     }
     ~EpollBackend() override { ::close(epfd_); }
+
+    const char* name() const noexcept override { return "epoll"; }
 
     IoRegistration* registration(int fd) override {
         if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "invalid file descriptor");
@@ -118,8 +121,6 @@ public:
     }
 
 private:
-    enum class Outcome { done, would_block, drained };
-
     void mark_dirty(IoRegistration* reg) noexcept {
         if (reg->dirty) return;
         reg->dirty = true;
@@ -194,7 +195,7 @@ private:
         IoOperation* last = q.tail;
         while (IoOperation* op = q.head) {
             const bool was_last = op == last;
-            const Outcome outcome = perform(op);
+            const Outcome outcome = perform(op, provided_.get(), provided_buffer_size);
             if (outcome == Outcome::would_block) break;
             q.pop();
             op->in_flight = false;
@@ -204,78 +205,6 @@ private:
             if (reg->generation != generation || was_last || outcome == Outcome::drained) break;
         }
         return completed;
-    }
-
-    Outcome perform(IoOperation* op) noexcept {
-        const int fd = op->reg->fd;
-        ssize_t r;
-        for (;;) {
-            switch (op->kind) {
-                case IoOperation::Kind::read:
-                    r = ::read(fd, op->buffer, op->length);
-                    break;
-                case IoOperation::Kind::write:
-                    r = ::write(fd, op->buffer, op->length);
-                    break;
-                case IoOperation::Kind::recv:
-                    r = ::recv(fd, op->buffer, op->length, op->flags);
-                    break;
-                case IoOperation::Kind::recv_provided:
-                    r = ::recv(fd, provided_.get(), provided_buffer_size, op->flags);
-                    op->data = provided_.get();
-                    break;
-                case IoOperation::Kind::recvfrom: {
-                    void* buf = op->buffer ? op->buffer : provided_.get();
-                    std::size_t len = op->buffer ? op->length : provided_buffer_size;
-                    socklen_t alen = op->addrlen;
-                    r = ::recvfrom(fd, buf, len, op->flags, op->addr, op->addr ? &alen : nullptr);
-                    if (r >= 0) {
-                        op->addrlen = alen;
-                        op->data = static_cast<const char*>(buf);
-                    }
-                    break;
-                }
-                case IoOperation::Kind::send:
-                    r = ::send(fd, op->buffer, op->length, op->flags | MSG_NOSIGNAL);
-                    break;
-                case IoOperation::Kind::sendto:
-                    r = ::sendto(fd, op->buffer, op->length, op->flags | MSG_NOSIGNAL, op->addr, op->addrlen);
-                    break;
-                case IoOperation::Kind::accept: {
-                    socklen_t alen = op->addrlen;
-                    r = ::accept4(fd, op->addr, op->addr ? &alen : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                    if (r >= 0) op->addrlen = alen;
-                    break;
-                }
-                case IoOperation::Kind::connect: {
-                    int err = 0;
-                    socklen_t len = sizeof err;
-                    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-                    if (err == EINPROGRESS || err == EALREADY) return Outcome::would_block;
-                    op->result = -err;
-                    return Outcome::done;
-                }
-                case IoOperation::Kind::poll_readable:
-                case IoOperation::Kind::poll_writable:
-                    op->result = 0;
-                    return Outcome::done;
-            }
-            if (r >= 0) break;
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return Outcome::would_block;
-            op->result = -errno;
-            return Outcome::done;
-        }
-        op->result = r;
-        switch (op->kind) {
-            case IoOperation::Kind::read:
-            case IoOperation::Kind::recv:
-                return static_cast<std::size_t>(r) < op->length ? Outcome::drained : Outcome::done;
-            case IoOperation::Kind::recv_provided:
-                return static_cast<std::size_t>(r) < provided_buffer_size ? Outcome::drained : Outcome::done;
-            default:
-                return Outcome::done;
-        }
     }
 
     int epfd_;

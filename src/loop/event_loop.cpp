@@ -120,6 +120,8 @@ double EventLoop::time() const noexcept {
     return impl_->virtual_clock ? impl_->virtual_now : detail::monotonic_now();
 }
 
+std::string_view EventLoop::io_backend() const noexcept { return impl_->backend->name(); }
+
 std::size_t EventLoop::timer_count() const noexcept { return impl_->timers.live_count(); }
 
 
