@@ -1,4 +1,5 @@
-// src/backend/uring_backend.cpp - completion-style operations on io_uring.
+// src/backend/uring_backend.cpp - completion-style operations on io_uring (opt-in for now:
+// ASYNCIO_BACKEND=io_uring; bench/README.md says why epoll is the default).
 //
 // start() only queues, as with epoll; poll() turns what was queued into submission entries
 // and hands them to the kernel together with the wait, in one io_uring_enter: a loop
@@ -480,37 +481,20 @@ private:
     /// nothing for this kind of operation (it is then submitted as usual).
     bool deliver_stash(UringRegistration* reg, IoOperation* op) {
         Stash& st = *reg->stash;
-        std::unique_ptr<Stash> keep;  // recv_provided: the bytes must live through the callback
         switch (op->kind) {
             case IoOperation::Kind::read:
-            case IoOperation::Kind::recv: {
+            case IoOperation::Kind::recv:
+            case IoOperation::Kind::recv_provided: {
+                // recv_provided gets the bytes in the scratch buffer, valid during the callback.
+                const bool provided = op->kind == IoOperation::Kind::recv_provided;
+                char* dst = provided ? scratch_.get() : static_cast<char*>(op->buffer);
                 const std::size_t left = st.bytes.size() - st.offset;
                 if (left > 0) {
-                    const std::size_t n = std::min(left, op->length);
-                    std::memcpy(op->buffer, st.bytes.data() + st.offset, n);
+                    const std::size_t n = std::min(left, provided ? scratch_size : op->length);
+                    std::memcpy(dst, st.bytes.data() + st.offset, n);
                     st.offset += n;
                     op->result = static_cast<ssize_t>(n);
-                } else if (st.has_end) {
-                    op->result = st.end_result;
-                    st.has_end = false;
-                } else {
-                    return false;
-                }
-                break;
-            }
-            case IoOperation::Kind::recv_provided: {
-                const std::size_t left = st.bytes.size() - st.offset;
-                if (left > 0) {
-                    keep = std::move(reg->stash);
-                    op->data = keep->bytes.data() + keep->offset;
-                    op->result = static_cast<ssize_t>(left);
-                    keep->offset = keep->bytes.size();
-                    if (keep->has_end) {  // the end goes to the next receive
-                        reg->stash = std::make_unique<Stash>();
-                        reg->stash->has_end = true;
-                        reg->stash->end_result = keep->end_result;
-                        keep->has_end = false;
-                    }
+                    op->data = dst;
                 } else if (st.has_end) {
                     op->result = st.end_result;
                     st.has_end = false;
@@ -535,10 +519,8 @@ private:
             default:
                 return false;
         }
-        if (reg->stash && reg->stash->empty()) {
+        if (st.empty()) {
             reg->stash.reset();
-            reg->holds_input = false;
-        } else if (!reg->stash) {
             reg->holds_input = false;
         }
         complete(reg, read_side, op);
