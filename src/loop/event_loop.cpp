@@ -95,11 +95,17 @@ EventLoop::Impl& detail::IoAccess::impl(EventLoop& loop) noexcept { return *loop
 EventLoop::EventLoop() : EventLoop(LoopOptions{}) {}
 
 EventLoop::EventLoop(LoopOptions options) : anchor_(new detail::LoopAnchor), impl_(new Impl) {
+    try {
+        impl_->backend = detail::make_backend();  // may refuse $ASYNCIO_BACKEND
+        impl_->wakeup_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (impl_->wakeup_fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    } catch (...) {
+        anchor_->release();  // no destructor runs for a constructor that throws
+        throw;
+    }
     anchor_->loop = this;
     debug_ = options.debug;
     impl_->virtual_clock = options.virtual_clock;
-    impl_->wakeup_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (impl_->wakeup_fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
     anchor_->wakeup_fd = impl_->wakeup_fd;
     impl_->arm_wakeup();
 }

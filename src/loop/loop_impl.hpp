@@ -44,7 +44,7 @@ struct FdWatch {
 }  // namespace detail
 
 struct EventLoop::Impl {
-    std::unique_ptr<detail::Backend> backend = detail::make_backend();
+    std::unique_ptr<detail::Backend> backend;  // set first by EventLoop's constructor
     detail::TimerQueue timers;
     bool virtual_clock = false;
     double virtual_now = 0;
