@@ -109,6 +109,42 @@ TEST_P(BackendContract, ProvidedBufferReceiveHandsTheBytesToTheCallback) {
     EXPECT_EQ(r.got, "payload");
 }
 
+TEST_P(BackendContract, AReceiveReArmedByItsCallbackGetsEachArrivalInOrder) {
+    Pair p;
+    std::string all;
+    Op r(*backend, p.fd[0], Kind::recv_provided);
+    r.on_complete = [&](Op& self) {
+        all += self.got;
+        if (self.op.result > 0) backend->start(&self.op);  // a transport's standing receive
+    };
+    backend->start(&r.op);
+    for (const char* msg : {"one ", "two ", "three"}) {
+        const std::size_t want = all.size() + std::string(msg).size();
+        p.send(msg);
+        poll_until(*backend, [&] { return all.size() == want; });
+    }
+    EXPECT_EQ(all, "one two three");
+    EXPECT_TRUE(r.op.in_flight);
+    EXPECT_TRUE(backend->cancel(&r.op));
+}
+
+TEST_P(BackendContract, BytesArrivingAfterAReceiveThatWasNotReArmedStayInTheSocket) {
+    // A paused transport does not re-arm its receive: what arrives next must stay with the
+    // kernel (so TCP's flow control can stop the peer), not be read into user space.
+    Pair p;
+    Op r(*backend, p.fd[0], Kind::recv_provided);
+    backend->start(&r.op);
+    p.send("first");
+    poll_until(*backend, [&] { return r.completions > 0; });
+    EXPECT_EQ(r.got, "first");
+    p.send("second");
+    for (int i = 0; i < 5; ++i) backend->poll(0.01);
+    char in[16] = {};
+    EXPECT_EQ(::recv(p.fd[0], in, sizeof in, 0), 6);
+    EXPECT_EQ(std::string(in), "second");
+    EXPECT_EQ(r.completions, 1);
+}
+
 TEST_P(BackendContract, OneDirectionCompletesInStartOrder) {
     Pair p;
     std::vector<Op*> order;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include <cerrno>
 #include <fcntl.h>
@@ -177,6 +178,13 @@ namespace {
 struct Sink : Protocol {
     std::string data;
     Future<void> eof;
+    std::shared_ptr<Transport> transport;
+    bool starts_paused = false;  // reads nothing until resumed: the sender's socket fills up
+    void connection_made(std::shared_ptr<Transport> t) override {
+        transport = t;
+        if (starts_paused) t->pause_reading();
+    }
+    void connection_lost(std::exception_ptr) override { transport.reset(); }
     bool eof_received() override {
         if (!eof.done()) eof.set_result();
         return false;
@@ -193,16 +201,21 @@ struct Holder : Protocol {
     }
 };
 
-/// Connects a Holder (sending side) to a Sink over TCP loopback and runs `body` with them.
+/// Connects a Holder (sending side) to a Sink over TCP loopback and runs `body` with them
+/// (`body(loop, transport)`, or `body(loop, transport, sink)`).
 template <class F>
-std::string over_tcp(F body) {
+std::string over_tcp(F body, bool sink_starts_paused = false) {
     auto main = [&]() -> Coro<std::string> {
         EventLoop& loop = get_running_loop();
         auto sink = std::make_shared<Sink>();
+        sink->starts_paused = sink_starts_paused;
         Server server = co_await loop.create_server([sink] { return sink; }, "127.0.0.1", 0);
         int port = server.sockets().at(0).getsockname().port();
         auto [t, holder] = co_await loop.create_connection([] { return std::make_shared<Holder>(); }, "127.0.0.1", port);
-        co_await body(loop, t);
+        if constexpr (std::is_invocable_v<F&, EventLoop&, std::shared_ptr<Transport>, Sink&>)
+            co_await body(loop, t, *sink);
+        else
+            co_await body(loop, t);
         t->write_eof();
         co_await wait_for(sink->eof, 10.0);
         t->close();
@@ -230,7 +243,8 @@ TEST(LoopSendfile, WriteDuringSendfileIsRefused) {
     const std::string data = pattern(8 << 20);
     TempFile f(data);
     std::string error;
-    std::string got = over_tcp([&](EventLoop& loop, std::shared_ptr<Transport> t) -> Coro<void> {
+    // The receiver reads nothing at first, so the sendfile cannot finish in one go.
+    std::string got = over_tcp([&](EventLoop& loop, std::shared_ptr<Transport> t, Sink& sink) -> Coro<void> {
         Task<std::size_t> s = create_task(loop.sendfile(t, f.fd));
         co_await sleep(0);
         try {
@@ -238,8 +252,10 @@ TEST(LoopSendfile, WriteDuringSendfileIsRefused) {
         } catch (const RuntimeError& e) {
             error = e.what();
         }
+        while (!sink.transport) co_await sleep(0);
+        sink.transport->resume_reading();
         co_await s;
-    });
+    }, true);
     EXPECT_EQ(error, "unable to write; sendfile is in progress");
     EXPECT_EQ(got, data);
 }

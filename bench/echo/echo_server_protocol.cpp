@@ -1,6 +1,6 @@
 // bench/echo/echo_server_protocol.cpp - asyncio-cpp echo server with a Protocol: the Python
 // asyncio protocol server of python_server.py (data_received -> transport.write).
-//   echo_server_protocol --port P
+//   echo_server_protocol --port P [--backend epoll|io_uring]
 #include <asyncio.hpp>
 
 #include <cstdio>
@@ -39,9 +39,12 @@ void raise_nofile_limit() {
 int main(int argc, char** argv) {
     int port = 0;
     for (int i = 1; i + 1 < argc; ++i)
-        if (std::strcmp(argv[i], "--port") == 0) port = std::atoi(argv[i + 1]);
+        if (std::strcmp(argv[i], "--port") == 0)
+            port = std::atoi(argv[i + 1]);
+        else if (std::strcmp(argv[i], "--backend") == 0)
+            ::setenv("ASYNCIO_BACKEND", argv[i + 1], 1);  // epoll (default) or io_uring
     if (port <= 0) {
-        std::fprintf(stderr, "usage: %s --port P\n", argv[0]);
+        std::fprintf(stderr, "usage: %s --port P [--backend epoll|io_uring]\n", argv[0]);
         return 2;
     }
     raise_nofile_limit();

@@ -1,6 +1,6 @@
 // bench/echo/echo_server_streams.cpp - asyncio-cpp echo server with streams: the Python
 // asyncio streams server of python_server.py, line for line.
-//   echo_server_streams --port P
+//   echo_server_streams --port P [--backend epoll|io_uring]
 #include <asyncio.hpp>
 
 #include <cstdio>
@@ -44,9 +44,12 @@ void raise_nofile_limit() {
 int main(int argc, char** argv) {
     int port = 0;
     for (int i = 1; i + 1 < argc; ++i)
-        if (std::strcmp(argv[i], "--port") == 0) port = std::atoi(argv[i + 1]);
+        if (std::strcmp(argv[i], "--port") == 0)
+            port = std::atoi(argv[i + 1]);
+        else if (std::strcmp(argv[i], "--backend") == 0)
+            ::setenv("ASYNCIO_BACKEND", argv[i + 1], 1);  // epoll (default) or io_uring
     if (port <= 0) {
-        std::fprintf(stderr, "usage: %s --port P\n", argv[0]);
+        std::fprintf(stderr, "usage: %s --port P [--backend epoll|io_uring]\n", argv[0]);
         return 2;
     }
     raise_nofile_limit();

@@ -67,6 +67,7 @@ struct UringRegistration final : IoRegistration {
         IoOperation* submitted = nullptr;  // the queue's head, while the kernel has it
         std::uint16_t seq = 0;             // bumped when a request is abandoned
         bool polling = false;              // the request is a readiness poll; perform() follows
+        bool multishot = false;            // a multishot receive is armed (with tag seq)
         socklen_t addrlen = 0;             // accept's in/out length (must outlive the request)
     };
     Side side[2];  // [0] read side, [1] write side
@@ -194,8 +195,16 @@ public:
         op->in_flight = true;
         ++in_flight_;
         const int s = side_of(op);
-        queue(reg, s).push(op);
-        if (!reg->side[s].submitted) mark_dirty(reg);
+        OpQueue& q = queue(reg, s);
+        q.push(op);
+        UringRegistration::Side& side = reg->side[s];
+        if (side.submitted) return;
+        // A transport re-arming its receive from the callback: the armed multishot receive
+        // delivers its next bytes straight to it (assigning is not reporting).
+        if (side.multishot && op->kind == IoOperation::Kind::recv_provided && q.head == op && !reg->stash)
+            side.submitted = op;
+        else
+            mark_dirty(reg);
     }
 
     bool cancel(IoOperation* op) noexcept override {
@@ -206,7 +215,10 @@ public:
         if (!queue(reg, s).remove(op)) return false;
         op->in_flight = false;
         --in_flight_;
-        if (!queue(reg, s).empty()) mark_dirty(reg);
+        if (!queue(reg, s).empty())
+            mark_dirty(reg);
+        else if (reg->side[s].multishot)
+            abandon(reg, s, /*keep_input=*/true);  // nobody reads now (paused): stop receiving
         return true;
     }
 
@@ -216,7 +228,7 @@ public:
         if (fd < 0 || static_cast<std::size_t>(fd) >= slots_.size() || !slots_[static_cast<std::size_t>(fd)]) return;
         UringRegistration* reg = slots_[static_cast<std::size_t>(fd)].get();
         for (int s : {read_side, write_side}) {
-            if (reg->side[s].submitted) abandon(reg, s, /*keep_input=*/false);
+            if (reg->side[s].submitted || reg->side[s].multishot) abandon(reg, s, /*keep_input=*/false);
             while (IoOperation* op = queue(reg, s).pop()) {
                 op->in_flight = false;
                 --in_flight_;
@@ -278,10 +290,15 @@ private:
             reg->dirty = false;
             reg->next_dirty = nullptr;
             for (int s : {read_side, write_side}) {
+                UringRegistration::Side& side = reg->side[s];
                 IoOperation* op = queue(reg, s).head;
-                if (!op || reg->side[s].submitted) continue;
+                if (!op || side.submitted) continue;
+                if (side.multishot && op->kind != IoOperation::Kind::recv_provided)
+                    abandon(reg, s, /*keep_input=*/true);  // another kind of read is next
                 if (s == read_side && reg->stash && deliver_stash(reg, op))
                     ++reported;
+                else if (side.multishot)
+                    side.submitted = op;  // the armed receive delivers to it
                 else
                     submit(reg, s, op);
             }
@@ -317,9 +334,12 @@ private:
                 io_uring_prep_recv(sqe, fd, op->buffer, length, op->flags);
                 break;
             case IoOperation::Kind::recv_provided:
-                io_uring_prep_recv(sqe, fd, nullptr, buffer_size, op->flags);
+                // Multishot: the request stays armed and delivers each arrival, so a
+                // connection's receive is submitted once, not once per message.
+                io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, op->flags);
                 sqe->flags |= IOSQE_BUFFER_SELECT;
                 sqe->buf_group = buffer_group;
+                side.multishot = true;
                 break;
             case IoOperation::Kind::send:
                 io_uring_prep_send(sqe, fd, op->buffer, length, op->flags | MSG_NOSIGNAL);
@@ -361,8 +381,15 @@ private:
         if (!reg) return 0;
         const int s = tag_side(c.tag);
         UringRegistration::Side& side = reg->side[s];
+        if (tag_seq(c.tag) != side.seq) {  // abandoned: cancelled, or the fd forgotten
+            if (has_buffer) recycle(buffer_id);
+            return 0;
+        }
+        if (side.multishot && !(c.flags & IORING_CQE_F_MORE)) side.multishot = false;  // it ended
         IoOperation* op = side.submitted;
-        if (!op || tag_seq(c.tag) != side.seq) {  // abandoned: cancelled, or the fd forgotten
+        if (!op) {
+            // The armed multishot receive delivered while no operation waits: keep it.
+            stash_completion(reg, IoOperation::Kind::recv_provided, nullptr, c);
             if (has_buffer) recycle(buffer_id);
             return 0;
         }
@@ -400,6 +427,9 @@ private:
         --in_flight_;
         if (!queue(reg, s).empty()) mark_dirty(reg);
         op->complete(op);
+        // Not re-armed by its callback (a paused or closing transport): stop the multishot
+        // receive, so unread bytes stay in the socket and TCP's flow control holds the peer.
+        if (reg->side[s].multishot && queue(reg, s).empty()) abandon(reg, s, /*keep_input=*/true);
     }
 
     /// The kernel gives the side's request up: cancelled synchronously, or - if it finished
@@ -409,56 +439,66 @@ private:
         UringRegistration::Side& side = reg->side[s];
         IoOperation* op = side.submitted;
         const bool was_polling = side.polling;
+        const bool was_multishot = side.multishot;
         const std::uint64_t tag = make_tag(reg, s, side.seq);
         side.submitted = nullptr;
         side.polling = false;
+        side.multishot = false;
         ++side.seq;
         io_uring_sync_cancel_reg cancel{};
         cancel.addr = tag;
         cancel.fd = -1;
         cancel.timeout.tv_sec = -1;
         cancel.timeout.tv_nsec = -1;
-        int rc = io_uring_register_sync_cancel(&ring_, &cancel);
-        if (rc != -ENOENT || was_polling) return;  // cancelled (or only a poll had finished)
-        const Completion* done = find_completion(tag);
-        if (!done) {
-            io_uring_get_events(&ring_);  // flush completions the kernel still holds back
-            done = find_completion(tag);
+        const int rc = io_uring_register_sync_cancel(&ring_, &cancel);
+        if (was_polling) return;  // only a readiness poll: nothing was performed
+        if (was_multishot) {
+            // Whatever the cancel found, deliveries posted before it wait in the ring.
+            if (keep_input)
+                for_each_completion(tag, [&](const Completion& c) {
+                    stash_completion(reg, IoOperation::Kind::recv_provided, nullptr, c);
+                });
+            return;
         }
-        if (!done) return;
-        if (s == read_side && keep_input) {
-            stash_completion(reg, op, *done);
-        } else if (op->kind == IoOperation::Kind::accept && done->res >= 0) {
-            ::close(done->res);  // nobody will take this connection: don't leak it
+        if (rc != -ENOENT) return;  // cancelled before anything was performed
+        bool found = false;
+        for (int attempt = 0; attempt < 2 && !found; ++attempt) {
+            if (attempt == 1) io_uring_get_events(&ring_);  // completions the kernel held back
+            for_each_completion(tag, [&](const Completion& c) {
+                found = true;
+                if (s == read_side && keep_input)
+                    stash_completion(reg, op->kind, op, c);
+                else if (op->kind == IoOperation::Kind::accept && c.res >= 0)
+                    ::close(c.res);  // nobody will take this connection: don't leak it
+            });
         }
     }
 
-    /// The completion with `tag` still in the ring (not yet reaped), or null.
-    const Completion* find_completion(std::uint64_t tag) noexcept {
+    /// Calls `fn` for each completion with `tag` still in the ring (not yet reaped).
+    template <class F>
+    void for_each_completion(std::uint64_t tag, F fn) {
         unsigned head;
         io_uring_cqe* cqe;
         io_uring_for_each_cqe(&ring_, head, cqe) {
-            if (cqe->user_data == tag) {
-                found_ = {cqe->user_data, cqe->res, cqe->flags};
-                return &found_;
-            }
+            if (cqe->user_data == tag) fn(Completion{cqe->user_data, cqe->res, cqe->flags});
         }
-        return nullptr;
     }
 
-    void stash_completion(UringRegistration* reg, IoOperation* op, const Completion& c) {
+    /// Keeps what a read-side request of `kind` received (`op`: its operation, if any).
+    void stash_completion(UringRegistration* reg, IoOperation::Kind kind, const IoOperation* op, const Completion& c) {
         if (c.res == -ENOBUFS || c.res == -ECANCELED) return;  // nothing was received
         try {
             if (!reg->stash) reg->stash = std::make_unique<Stash>();
             Stash& st = *reg->stash;
-            if (op->kind == IoOperation::Kind::accept) {
+            if (kind == IoOperation::Kind::accept) {
                 if (c.res < 0) return;  // a failed accept is retried by the next one
                 st.accepted_fd = c.res;
                 st.addrlen = std::min<socklen_t>(reg->side[read_side].addrlen, sizeof st.addr);
-                if (op->addr) std::memcpy(&st.addr, op->addr, st.addrlen);
+                if (op && op->addr) std::memcpy(&st.addr, op->addr, st.addrlen);
             } else if (c.res > 0) {
                 const char* src = (c.flags & IORING_CQE_F_BUFFER) ? buffer(c.flags >> IORING_CQE_BUFFER_SHIFT)
-                                                                  : static_cast<const char*>(op->buffer);
+                                                                  : static_cast<const char*>(op ? op->buffer : nullptr);
+                if (!src) return;
                 st.bytes.append(src, static_cast<std::size_t>(c.res));
             } else {
                 st.has_end = true;
@@ -535,7 +575,6 @@ private:
     std::unique_ptr<char[]> scratch_;
     std::vector<std::unique_ptr<UringRegistration>> slots_;
     IoRegistration* dirty_ = nullptr;
-    Completion found_{};
 };
 
 }  // namespace
