@@ -6,6 +6,7 @@
 #include <asyncio/tasks.hpp>
 #include <asyncio/timeouts.hpp>
 
+#include "sock_argument.hpp"
 #include "socket_transport.hpp"
 #include "sslproto.hpp"
 
@@ -283,26 +284,50 @@ Coro<MadeConnection> ConnectionAccess::create_unix_connection(EventLoop& loop, P
 
 Coro<MadeConnection> ConnectionAccess::connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
                                                                Socket sock, ConnectionOptions opts) {
-    if (!sock.is_open()) throw std::invalid_argument("connect_accepted_socket: the socket is closed");
-    if (sock.type() != SOCK_STREAM) throw std::invalid_argument("A Stream Socket was expected");
+    check_sock_argument(sock, SockKind::stream, "connect_accepted_socket");
     sock.setblocking(false);
     // Python: an accepted socket is the server side of TLS.
     co_return co_await make_transport(loop, std::move(sock), factory, opts, {}, /*server_side=*/true);
 }
 
 namespace {
-/// Python's ValueError for a sock= of the wrong kind.
-void check_stream_socket(const Socket& sock, bool unix_socket, const char* what) {
-    if (!sock.is_open()) throw std::invalid_argument(std::string(what) + ": the socket is closed");
-    if (sock.type() != SOCK_STREAM || (unix_socket && sock.family() != AF_UNIX))
-        throw std::invalid_argument(unix_socket ? "A UNIX Domain Stream Socket was expected"
-                                         : "A Stream Socket was expected");
+bool is_kind(const Socket& sock, SockKind kind) {
+    switch (kind) {
+        case SockKind::stream: return sock.type() == SOCK_STREAM;
+        case SockKind::unix_stream: return sock.type() == SOCK_STREAM && sock.family() == AF_UNIX;
+        case SockKind::datagram: return sock.type() != SOCK_STREAM;
+    }
+    return false;
 }
+
+const char* expected_socket(SockKind kind) {
+    switch (kind) {
+        case SockKind::stream: return "A Stream Socket";
+        case SockKind::unix_stream: return "A UNIX Domain Stream Socket";
+        case SockKind::datagram: return "A datagram socket";
+    }
+    return "A socket";
+}
+
+/// Python's socket repr, without the addresses.
+std::string describe(const Socket& sock) {
+    return "<socket fd=" + std::to_string(sock.fileno()) + ", family=" + std::to_string(sock.family()) +
+           ", type=" + std::to_string(sock.type()) + ", proto=" +
+           std::to_string(sock.getsockopt(SOL_SOCKET, SO_PROTOCOL)) + ">";
+}
+
+SockKind stream_kind(bool unix_socket) { return unix_socket ? SockKind::unix_stream : SockKind::stream; }
 }  // namespace
+
+void check_sock_argument(const Socket& sock, SockKind kind, const char* what) {
+    if (!sock.is_open()) throw std::invalid_argument(std::string(what) + ": the socket is closed");
+    if (!is_kind(sock, kind))
+        throw std::invalid_argument(std::string(expected_socket(kind)) + " was expected, got " + describe(sock));
+}
 
 Coro<MadeConnection> ConnectionAccess::connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
                                                       ConnectionOptions opts, bool unix_socket) {
-    check_stream_socket(sock, unix_socket, unix_socket ? "create_unix_connection" : "create_connection");
+    check_sock_argument(sock, stream_kind(unix_socket), unix_socket ? "create_unix_connection" : "create_connection");
     if (!opts.server_hostname.empty() && !opts.ssl)
         throw std::invalid_argument("server_hostname is only meaningful with ssl");
     if (opts.ssl && opts.server_hostname.empty())
@@ -625,7 +650,7 @@ Coro<Server> ConnectionAccess::create_unix_server(EventLoop& loop, ProtocolFacto
 
 Coro<Server> ConnectionAccess::serve_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
                                             ServerOptions opts, bool unix_socket) {
-    check_stream_socket(sock, unix_socket, unix_socket ? "create_unix_server" : "create_server");
+    check_sock_argument(sock, stream_kind(unix_socket), unix_socket ? "create_unix_server" : "create_server");
     if (opts.backlog <= 0) opts.backlog = 100;
     sock.setblocking(false);
     auto s = new_server(loop, std::move(factory), opts);

@@ -6,12 +6,18 @@
 #include <asyncio/exceptions.hpp>
 #include <asyncio/futures.hpp>
 
+#include "flow_control.hpp"
+#include "sock_argument.hpp"
 #include "socket_transport.hpp"
 
 #include <cerrno>
+#include <cstring>
 #include <deque>
 #include <stdexcept>
+#include <string>
 #include <system_error>
+
+#include <sys/stat.h>
 
 namespace asyncio::detail {
 
@@ -19,13 +25,23 @@ namespace {
 constexpr int log_threshold_for_connlost_writes = 5;
 constexpr std::size_t datagram_header_size = 8;  // Python's _header_size (buffer accounting)
 
+/// Python's extra['peername']: the address the socket is connected to, if it is.
+std::optional<SockAddr> peername_of(const Socket& sock) {
+    try {
+        return sock.getpeername();
+    } catch (const std::system_error&) {
+        return std::nullopt;
+    }
+}
+
 class SocketDatagramTransport final : public DatagramTransport,
                                       public IoObject,
                                       public std::enable_shared_from_this<SocketDatagramTransport> {
 public:
     /// `address`: the default destination (Python's remote_addr), or none. `connected`: the
-    /// socket is connect()ed to it (not with allow_broadcast: then it only names where
-    /// sendto() without an address goes, and datagrams from anyone arrive).
+    /// socket is connect()ed - to `address`, or (a caller's socket) to whatever it was
+    /// connected to before. With allow_broadcast, `address` is given but not connected: it
+    /// only names where sendto() without an address goes, and datagrams from anyone arrive.
     SocketDatagramTransport(EventLoop& loop, Socket sock, std::shared_ptr<BaseProtocol> protocol,
                             std::optional<SockAddr> address, bool connected)
         : loop_(&loop), backend_(&IoAccess::backend(loop)), sock_(std::move(sock)), peer_(std::move(address)),
@@ -36,7 +52,7 @@ public:
             sockname_ = sock_.getsockname();
         } catch (const std::system_error&) {
         }
-        if (connected_) peername_ = peer_;
+        if (connected_) peername_ = peer_ ? peer_ : peername_of(sock_);
         IoRegistration* reg = backend_->registration(sock_.fileno());
         read_op_.kind = IoOperation::Kind::recvfrom;
         read_op_.reg = reg;
@@ -104,17 +120,22 @@ public:
             if (to && !(*to == *peer_))
                 throw std::invalid_argument("Invalid address: must be None or " + peer_->to_string());
             to = peer_;
-        } else if (!to) {
+        } else if (!to && !connected_) {
             throw std::invalid_argument("sendto() needs an address on an unconnected datagram transport");
         }
-        if (conn_lost_ && peer_) {
+        // Python drops what a connected transport is asked to send once it is closing; once
+        // the socket is gone (connection_lost delivered) there is nothing to send with, for
+        // any transport (Python fails on its None socket there).
+        if ((conn_lost_ && peer_) || released_) {
             if (conn_lost_ >= log_threshold_for_connlost_writes) log_message("socket.send() raised exception.");
             ++conn_lost_;
             return;
         }
+        // A connected socket ignores the address (Python calls send() then).
+        const SockAddr dest = to.value_or(SockAddr());
         if (buffer_.empty()) {
             // Try to send it right away first.
-            ssize_t r = send_one(data, *to);
+            ssize_t r = send_one(data, dest);
             if (r >= 0) return;
             if (r != -EAGAIN && r != -EWOULDBLOCK) {
                 error_received(static_cast<int>(-r));
@@ -122,11 +143,16 @@ public:
             }
             if (!write_op_.in_flight && !released_) backend_->start(&write_op_);
         }
-        buffer_.push_back({std::string(data), *to});
+        buffer_.push_back({std::string(data), dest});
         buffer_size_ += data.size() + datagram_header_size;
-        maybe_pause_protocol();
+        flow_.maybe_pause(*loop_, protocol_, buffer_size_);
     }
     void abort() override { force_close(nullptr); }
+    void set_write_buffer_limits(std::optional<std::size_t> high, std::optional<std::size_t> low) override {
+        flow_.set_limits(high, low);
+        flow_.maybe_pause(*loop_, protocol_, buffer_size_);
+    }
+    std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override { return flow_.limits(); }
     std::size_t get_write_buffer_size() const noexcept override { return buffer_size_; }
 
 private:
@@ -188,8 +214,10 @@ private:
             Pending& p = buffer_.front();
             ssize_t r = send_one(p.data, p.to);
             if (r == -EAGAIN || r == -EWOULDBLOCK) {
+                // The rest when writable again; a partial drain may still have reached the
+                // low-water mark (Python breaks out to _maybe_resume_protocol here).
                 if (!released_) backend_->start(&write_op_);
-                return;
+                break;
             }
             buffer_size_ -= p.data.size() + datagram_header_size;
             buffer_.pop_front();
@@ -207,27 +235,8 @@ private:
                 return;
             }
         }
-        maybe_resume_protocol();
+        flow_.maybe_resume(*loop_, protocol_, buffer_size_);
         if (buffer_.empty() && closing_) call_connection_lost(nullptr);
-    }
-
-    void maybe_pause_protocol() {
-        if (buffer_size_ <= high_water_ || protocol_paused_ || !protocol_) return;
-        protocol_paused_ = true;
-        try {
-            protocol_->pause_writing();
-        } catch (...) {
-            loop_->call_exception_handler({"protocol.pause_writing() failed", std::current_exception(), {}, {}});
-        }
-    }
-    void maybe_resume_protocol() {
-        if (!protocol_paused_ || buffer_size_ > low_water_ || !protocol_) return;
-        protocol_paused_ = false;
-        try {
-            protocol_->resume_writing();
-        } catch (...) {
-            loop_->call_exception_handler({"protocol.resume_writing() failed", std::current_exception(), {}, {}});
-        }
     }
 
     void force_close(std::exception_ptr exc) {
@@ -304,13 +313,11 @@ private:
     SockAddr from_;
     std::deque<Pending> buffer_;
     std::size_t buffer_size_ = 0;
-    std::size_t high_water_ = 64 * 1024;
-    std::size_t low_water_ = 16 * 1024;
+    WriteFlowControl flow_;
     int conn_lost_ = 0;
     bool closing_ = false;
     bool started_ = false;
     bool released_ = false;
-    bool protocol_paused_ = false;
 };
 
 Coro<std::vector<AddrInfo>> resolve_dgram(EventLoop& loop, std::string_view host, int port, int family, int proto,
@@ -344,12 +351,89 @@ Coro<MadeEndpoint> wait_connection_made(
     }
     co_return MadeEndpoint(std::move(transport), std::move(protocol));
 }
+
+/// The protocol and its transport over a ready socket (Python's tail of
+/// create_datagram_endpoint: the factory is only called once the socket is).
+Coro<MadeEndpoint> make_endpoint(EventLoop& loop, ProtocolFactory& factory, Socket sock, std::optional<SockAddr> peer,
+                                 bool connected) {
+    std::shared_ptr<BaseProtocol> protocol = factory();
+    auto transport =
+        std::make_shared<SocketDatagramTransport>(loop, std::move(sock), protocol, std::move(peer), connected);
+    co_return co_await wait_connection_made(loop, std::move(transport), std::move(protocol));
+}
+
+/// One attempt of Python's loop over the address pairs: a socket of `family` with the options
+/// asked for, bound to `local` and connected to `remote` - unless allow_broadcast, which
+/// leaves it unconnected (`remote` is then only the default destination of sendto()).
+Coro<Socket> open_datagram_socket(EventLoop& loop, int family, DatagramOptions opts, std::optional<SockAddr> local,
+                                  std::optional<SockAddr> remote) {
+    Socket sock(family, SOCK_DGRAM, opts.proto);
+    if (opts.reuse_port) sock.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
+    if (opts.allow_broadcast) sock.setsockopt(SOL_SOCKET, SO_BROADCAST, 1);
+    if (local) sock.bind(*local);
+    if (remote && !opts.allow_broadcast) co_await loop.sock_connect(sock, *remote);
+    co_return sock;
+}
+
+/// Python removes a stale socket file at a Unix endpoint's local path before binding (an
+/// abstract name has no file). Other failures are only logged: the bind reports what matters.
+void remove_stale_unix_socket(const std::string& path) {
+    if (path.empty() || path[0] == '\0') return;
+    struct stat st {};
+    int err = 0;
+    if (::stat(path.c_str(), &st) != 0) {
+        err = errno == ENOENT ? 0 : errno;
+    } else if (S_ISSOCK(st.st_mode) && ::unlink(path.c_str()) != 0) {
+        err = errno;
+    }
+    if (err) log_message("Unable to check or remove stale UNIX socket " + path + ": " + std::strerror(err));
+}
+
+/// family=AF_UNIX: the addresses are paths (Python's str addresses), one socket to try.
+Coro<MadeEndpoint> unix_datagram_endpoint(EventLoop& loop, ProtocolFactory factory, DatagramOptions opts) {
+    if (opts.local_port >= 0 || opts.remote_port >= 0)
+        throw std::invalid_argument("string is expected (AF_UNIX addresses are paths, without a port)");
+    std::optional<SockAddr> local, remote;
+    if (!opts.local_host.empty()) {
+        std::string path(opts.local_host);
+        remove_stale_unix_socket(path);
+        local = SockAddr::unix_path(path);
+    }
+    if (!opts.remote_host.empty()) remote = SockAddr::unix_path(opts.remote_host);
+    Socket sock = co_await open_datagram_socket(loop, AF_UNIX, opts, local, remote);
+    co_return co_await make_endpoint(loop, factory, std::move(sock), remote, remote && !opts.allow_broadcast);
+}
+
+/// Python's repr of an address argument: ('host', port), or 'path'.
+std::string address_repr(std::string_view host, int port) {
+    std::string quoted = "'" + std::string(host) + "'";
+    return port >= 0 ? "(" + quoted + ", " + std::to_string(port) + ")" : quoted;
+}
+
+/// Python's ValueError for sock= with options that would set a socket up, naming them.
+void check_no_socket_modifiers(const DatagramOptions& opts) {
+    std::string problems;
+    auto add = [&problems](const std::string& item) { problems += (problems.empty() ? "" : ", ") + item; };
+    if (opts.local_port >= 0 || !opts.local_host.empty())
+        add("local_addr=" + address_repr(opts.local_host, opts.local_port));
+    if (opts.remote_port >= 0 || !opts.remote_host.empty())
+        add("remote_addr=" + address_repr(opts.remote_host, opts.remote_port));
+    if (opts.family) add("family=" + std::to_string(opts.family));
+    if (opts.proto) add("proto=" + std::to_string(opts.proto));
+    if (opts.flags) add("flags=" + std::to_string(opts.flags));
+    if (opts.reuse_port) add("reuse_port=True");
+    if (opts.allow_broadcast) add("allow_broadcast=True");
+    if (!problems.empty())
+        throw std::invalid_argument("socket modifier keyword arguments can not be used when sock is specified. (" +
+                                    problems + ")");
+}
 }  // namespace
 
 Coro<MadeEndpoint> ConnectionAccess::create_datagram_endpoint(EventLoop& loop, ProtocolFactory factory,
                                                               DatagramOptions opts) {
     const bool has_local = opts.local_port >= 0;
     const bool has_remote = opts.remote_port >= 0;
+    if (opts.family == AF_UNIX) co_return co_await unix_datagram_endpoint(loop, std::move(factory), opts);
     std::vector<AddrInfo> locals, remotes;
     if (has_local) locals = co_await resolve_dgram(loop, opts.local_host, opts.local_port, opts.family, opts.proto, opts.flags);
     if (has_remote)
@@ -364,37 +448,36 @@ Coro<MadeEndpoint> ConnectionAccess::create_datagram_endpoint(EventLoop& loop, P
             if (std::find(families.begin(), families.end(), ai.family) == families.end()) families.push_back(ai.family);
     if (families.empty()) families.push_back(opts.family);
 
-    std::exception_ptr last;
+    std::exception_ptr first;
     for (int fam : families) {
-        const AddrInfo* local = nullptr;
-        const AddrInfo* remote = nullptr;
+        std::optional<SockAddr> local, remote;
         for (auto& ai : locals)
-            if (ai.family == fam) { local = &ai; break; }
+            if (ai.family == fam) { local = ai.address; break; }
         for (auto& ai : remotes)
-            if (ai.family == fam) { remote = &ai; break; }
+            if (ai.family == fam) { remote = ai.address; break; }
         if ((has_local && !local) || (has_remote && !remote)) continue;
+        Socket sock;
         try {
-            Socket sock(fam, SOCK_DGRAM, opts.proto);
-            if (opts.reuse_port) sock.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
-            if (opts.allow_broadcast) sock.setsockopt(SOL_SOCKET, SO_BROADCAST, 1);
-            if (local) sock.bind(local->address);
-            std::optional<SockAddr> peer;
-            if (remote) {
-                // With allow_broadcast the socket stays unconnected (Python): remote_addr
-                // is only the default destination of sendto().
-                if (!opts.allow_broadcast) co_await loop.sock_connect(sock, remote->address);
-                peer = remote->address;
-            }
-            std::shared_ptr<BaseProtocol> protocol = factory();
-            auto transport = std::make_shared<SocketDatagramTransport>(loop, std::move(sock), protocol, peer,
-                                                                       peer && !opts.allow_broadcast);
-            co_return co_await wait_connection_made(loop, std::move(transport), std::move(protocol));
+            sock = co_await open_datagram_socket(loop, fam, opts, local, remote);
         } catch (const std::system_error&) {
-            last = std::current_exception();
+            if (!first) first = std::current_exception();  // Python raises exceptions[0]
+            continue;
         }
+        co_return co_await make_endpoint(loop, factory, std::move(sock), remote, remote && !opts.allow_broadcast);
     }
-    if (last) std::rethrow_exception(last);
+    if (first) std::rethrow_exception(first);
     throw std::invalid_argument("can not get address information");
+}
+
+Coro<MadeEndpoint> ConnectionAccess::datagram_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                                     DatagramOptions opts) {
+    check_sock_argument(sock, SockKind::datagram, "create_datagram_endpoint");
+    check_no_socket_modifiers(opts);
+    sock.setblocking(false);
+    // Python passes no address: a connected socket just send()s, an unconnected one needs
+    // sendto()'s address.
+    const bool connected = peername_of(sock).has_value();
+    co_return co_await make_endpoint(loop, factory, std::move(sock), std::nullopt, connected);
 }
 
 }  // namespace asyncio::detail

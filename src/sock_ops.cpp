@@ -61,17 +61,20 @@ Coro<std::string> EventLoop::sock_recv(Socket& sock, std::size_t n) {
     co_return data;
 }
 
-Coro<std::pair<std::string, SockAddr>> EventLoop::sock_recvfrom(Socket& sock, std::size_t n) {
-    check_socket(*this, sock, "sock_recvfrom");
-    std::string data(n, '\0');
+Coro<std::pair<std::size_t, SockAddr>> EventLoop::sock_recvfrom_into(Socket& sock, std::span<char> buffer,
+                                                                      std::size_t nbytes) {
+    check_socket(*this, sock, "sock_recvfrom_into");
+    if (nbytes == 0) nbytes = buffer.size();  // Python: 0 means the whole buffer
+    // Python's socket.recvfrom_into refuses to write past the buffer.
+    if (nbytes > buffer.size()) throw std::invalid_argument("nbytes is greater than the length of the buffer");
     SockAddr from;
     socklen_t len = SockAddr::capacity();
-    ssize_t r = ::recvfrom(sock.fileno(), data.data(), n, 0, from.data(), &len);
+    ssize_t r = ::recvfrom(sock.fileno(), buffer.data(), nbytes, 0, from.data(), &len);
     if (r < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) detail::throw_errno(errno, "recvfrom");
         detail::IoAwaiter aw(*this, sock.fileno(), Kind::recvfrom);
-        aw.op.buffer = data.data();
-        aw.op.length = n;
+        aw.op.buffer = buffer.data();
+        aw.op.length = nbytes;
         aw.op.addr = from.data();
         aw.op.addrlen = SockAddr::capacity();
         r = co_await aw;
@@ -79,7 +82,13 @@ Coro<std::pair<std::string, SockAddr>> EventLoop::sock_recvfrom(Socket& sock, st
         len = aw.op.addrlen;
     }
     from.set_size(len);
-    data.resize(static_cast<std::size_t>(r));
+    co_return std::pair<std::size_t, SockAddr>(static_cast<std::size_t>(r), from);
+}
+
+Coro<std::pair<std::string, SockAddr>> EventLoop::sock_recvfrom(Socket& sock, std::size_t n) {
+    std::string data(n, '\0');
+    auto [got, from] = co_await sock_recvfrom_into(sock, std::span<char>(data.data(), n));
+    data.resize(got);
     co_return std::pair<std::string, SockAddr>(std::move(data), from);
 }
 

@@ -3,7 +3,10 @@
 
 #include <asyncio.hpp>
 
+#include <cerrno>
+#include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -88,8 +91,10 @@ inline void run_briefly(asyncio::EventLoop& loop) {
     loop.run_forever();
 }
 
-/// The message of the exception held by `e` (std::exception or CancelledError).
+/// The message of the exception held by `e` (std::exception or CancelledError); "<no
+/// exception>" for null, so a failing check's message does not crash the test.
 inline std::string message_of(const std::exception_ptr& e) {
+    if (!e) return "<no exception>";
     try {
         std::rethrow_exception(e);
     } catch (const asyncio::CancelledError& c) {
@@ -178,6 +183,23 @@ inline std::error_code code_of(const std::exception_ptr& e) {
         return {};
     }
 }
+
+/// A fresh directory for Unix socket paths, removed with its content.
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char tmpl[] = "/tmp/asyncio-test-XXXXXX";
+        if (::mkdtemp(tmpl) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
+        path = tmpl;
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    std::string file(const std::string& name) const { return path + "/" + name; }
+};
 
 /// A stream echo server's connection callback: reads up to 64 KiB, writes it back, drains,
 /// until EOF; then closes. (The echo benchmark's server loop, bench/echo/.)

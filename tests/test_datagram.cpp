@@ -1,10 +1,10 @@
 // tests/test_datagram.cpp - UDP on real loopback sockets: loop.create_datagram_endpoint
 // (local/remote addresses, connected and unconnected endpoints, family/proto/flags,
-// reuse_port, allow_broadcast, resolution/bind/connect/socket errors), DatagramTransport
-// (sendto rules, write buffering and its accounting, pause_writing/resume_writing,
-// close/abort, connection_lost exactly once, writes after close, error_received, extra info),
-// DatagramProtocol callback order, and the loop's sock_sendto/sock_recvfrom on datagram
-// sockets. Ports the datagram scenarios of CPython's Lib/test/test_asyncio/
+// reuse_port, allow_broadcast, resolution/bind/connect/socket errors, a caller's socket
+// (sock=), Unix paths), DatagramTransport (sendto rules, write buffering and its accounting,
+// pause_writing/resume_writing and set_write_buffer_limits, close/abort, connection_lost
+// exactly once, writes after close, error_received, extra info), DatagramProtocol callback
+// order, and the loop's sock_sendto/sock_recvfrom on datagram sockets. Ports the datagram scenarios of CPython's Lib/test/test_asyncio/
 // test_base_events.py (create_datagram_endpoint), test_selector_events.py
 // (SelectorDatagramTransportTests) and test_events.py (_test_create_datagram_endpoint).
 //
@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <ostream>
 #include <cerrno>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -32,9 +33,11 @@
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace asyncio;
@@ -52,6 +55,7 @@ using asyncio_test::ipv6_available;
 using asyncio_test::LogCapture;
 using asyncio_test::message_of;
 using asyncio_test::settle;
+using asyncio_test::TempDir;
 
 namespace {
 
@@ -668,6 +672,448 @@ TEST(CreateDatagramEndpoint, CancelledAfterTheTransportExistsClosesIt) {
         EXPECT_EQ(proto->lost, 1);
         Socket again(AF_INET, SOCK_DGRAM);
         EXPECT_NO_THROW(again.bind(SockAddr("127.0.0.1", port)));
+    };
+    run(main());
+}
+
+// =============================================================================================
+// create_datagram_endpoint(sock=...) (test_base_events.py, test_events.py)
+// =============================================================================================
+
+namespace {
+/// create_datagram_endpoint(sock=) with a fresh Recorder.
+Coro<Endpoint> open_sock_endpoint(Socket sock, DatagramOptions opts = {}) {
+    auto proto = std::make_shared<Recorder>();
+    auto factory = [proto] { return proto; };  // named: GCC 12 (docs/compilers.md)
+    auto [t, p] = co_await get_running_loop().create_datagram_endpoint(factory, std::move(sock), opts);
+    co_return Endpoint(t, p);
+}
+
+/// Whether `address` can be bound again by a new socket of `type`: the socket that held it
+/// was closed.
+bool address_is_free(const SockAddr& address, int type) {
+    Socket s(address.family(), type);
+    try {
+        s.bind(address);
+        return true;
+    } catch (const std::system_error&) {
+        return false;
+    }
+}
+
+/// Each option that would set a socket up, and how Python's message names it.
+std::vector<std::pair<DatagramOptions, std::string>> socket_modifiers() {
+    std::vector<std::pair<DatagramOptions, std::string>> out;
+    out.emplace_back(local_opts("127.0.0.1", 0), "local_addr=('127.0.0.1', 0)");
+    out.emplace_back(remote_opts("127.0.0.1", 9), "remote_addr=('127.0.0.1', 9)");
+    DatagramOptions o;
+    o.family = AF_INET;
+    out.emplace_back(o, "family=" + std::to_string(AF_INET));
+    o = {};
+    o.proto = IPPROTO_UDP;
+    out.emplace_back(o, "proto=" + std::to_string(IPPROTO_UDP));
+    o = {};
+    o.flags = AI_PASSIVE;
+    out.emplace_back(o, "flags=" + std::to_string(AI_PASSIVE));
+    o = {};
+    o.reuse_port = true;
+    out.emplace_back(o, "reuse_port=True");
+    o = {};
+    o.allow_broadcast = true;
+    out.emplace_back(o, "allow_broadcast=True");
+    return out;
+}
+
+bool is_nonblocking(int fd) { return (::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }
+}  // namespace
+
+// CPython: test_create_datagram_endpoint_sock (both files): a bound UDP socket becomes the
+// endpoint - the same socket, which the transport then owns and closes.
+TEST(CreateDatagramEndpointSock, ABoundUdpSocketBecomesTheEndpoint) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Socket sock = udp_socket();
+        const SockAddr bound = sock.getsockname();
+        const int fd = sock.fileno();
+        auto [t, p] = co_await open_sock_endpoint(std::move(sock));
+        EXPECT_EQ(p->made, 1);
+        EXPECT_EQ(p->transport, t);
+        EXPECT_EQ(socket_of(t).fileno(), fd);
+        EXPECT_EQ(sockname(t), bound);
+        EXPECT_FALSE(t->get_extra_info("peername").has_value());
+        p->echo = true;
+        p->echo_prefix = "resp:";
+        Socket peer = udp_socket();
+        co_await loop.sock_sendto(peer, "hello", bound);
+        auto [data, from] = co_await wait_for(loop.sock_recvfrom(peer, 100), kTimeout);
+        EXPECT_EQ(data, "resp:hello");
+        EXPECT_EQ(from, bound);
+        EXPECT_EQ(p->datagrams.at(0).second, peer.getsockname());
+        co_await close_and_wait(t, *p);
+        EXPECT_EQ(p->lost, 1);
+        EXPECT_FALSE(p->lost_exc);
+        EXPECT_TRUE(address_is_free(bound, SOCK_DGRAM));
+    };
+    run(main());
+}
+
+// Python's transport send()s on a socket that has a peer (extra['peername']), so a caller's
+// connected socket needs no address in sendto().
+TEST(CreateDatagramEndpointSock, AConnectedSocketSendsToItsPeerWithoutAnAddress) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Socket server = udp_socket();
+        const SockAddr server_addr = server.getsockname();
+        Socket sock = udp_socket();
+        co_await loop.sock_connect(sock, server_addr);
+        const SockAddr mine = sock.getsockname();
+        auto [t, p] = co_await open_sock_endpoint(std::move(sock));
+        EXPECT_EQ(t->get_extra_info<SockAddr>("peername", {}), server_addr);
+        t->sendto("no address");
+        auto [data, from] = co_await wait_for(loop.sock_recvfrom(server, 100), kTimeout);
+        EXPECT_EQ(data, "no address");
+        EXPECT_EQ(from, mine);
+        co_await loop.sock_sendto(server, "answer", mine);
+        co_await until(*p, [](Recorder& r) { return !r.datagrams.empty(); });
+        EXPECT_EQ(p->datagrams.at(0).first, "answer");
+        EXPECT_EQ(p->datagrams.at(0).second, server_addr);
+        co_await close_and_wait(t, *p);
+    };
+    run(main());
+}
+
+// Python passes no remote address with sock=: an unconnected socket's transport has no
+// default destination.
+TEST(CreateDatagramEndpointSock, AnUnconnectedSocketNeedsAnAddressForSendto) {
+    auto main = []() -> Coro<void> {
+        Socket sock = udp_socket();
+        auto [t, p] = co_await open_sock_endpoint(std::move(sock));
+        EXPECT_THROW(t->sendto("x"), std::invalid_argument);
+        EXPECT_TRUE(p->errors.empty());
+        co_await close_and_wait(t, *p);
+    };
+    run(main());
+}
+
+// Python: sock.setblocking(False).
+TEST(CreateDatagramEndpointSock, ABlockingSocketIsMadeNonBlocking) {
+    auto main = []() -> Coro<void> {
+        Socket sock = udp_socket();
+        sock.setblocking(true);
+        CO_ASSERT(!is_nonblocking(sock.fileno()));
+        auto [t, p] = co_await open_sock_endpoint(std::move(sock));
+        EXPECT_TRUE(is_nonblocking(socket_of(t).fileno()));
+        co_await close_and_wait(t, *p);
+    };
+    run(main());
+}
+
+// CPython: test_create_datagram_endpoint_wrong_sock (ValueError 'A datagram socket was
+// expected'); the socket given is closed, as any sock= on failure.
+TEST(CreateDatagramEndpointSock, AStreamSocketRaisesInvalidArgumentAndIsClosed) {
+    auto main = []() -> Coro<void> {
+        int calls = 0;
+        auto factory = [&calls] {
+            ++calls;
+            return std::make_shared<Recorder>();
+        };
+        Socket sock(AF_INET, SOCK_STREAM);
+        sock.bind(SockAddr("127.0.0.1", 0));
+        const SockAddr bound = sock.getsockname();
+        auto e = co_await error_of(get_running_loop().create_datagram_endpoint(factory, std::move(sock)));
+        EXPECT_TRUE(holds<std::invalid_argument>(e)) << message_of(e);
+        EXPECT_EQ(message_of(e).rfind("A datagram socket was expected, got <socket fd=", 0), 0u) << message_of(e);
+        EXPECT_EQ(calls, 0);
+        EXPECT_TRUE(address_is_free(bound, SOCK_STREAM));
+    };
+    run(main());
+}
+
+// CPython: test_create_datagram_endpoint_sock_sockopts - every option that would set the
+// socket up is refused with sock=, and Python's message names it.
+TEST(CreateDatagramEndpointSock, SocketModifierOptionsRaiseInvalidArgumentNamingThem) {
+    auto main = []() -> Coro<void> {
+        int calls = 0;
+        auto factory = [&calls] {
+            ++calls;
+            return std::make_shared<Recorder>();
+        };
+        const auto cases = socket_modifiers();
+        for (const auto& [opts, named] : cases) {
+            Socket sock = udp_socket();
+            const SockAddr bound = sock.getsockname();
+            auto e = co_await error_of(get_running_loop().create_datagram_endpoint(factory, std::move(sock), opts));
+            EXPECT_TRUE(holds<std::invalid_argument>(e)) << named << ": " << message_of(e);
+            EXPECT_EQ(message_of(e), "socket modifier keyword arguments can not be used when sock is specified. (" +
+                                         named + ")");
+            EXPECT_TRUE(address_is_free(bound, SOCK_DGRAM)) << named;
+        }
+        EXPECT_EQ(calls, 0);
+    };
+    run(main());
+}
+
+TEST(CreateDatagramEndpointSock, SeveralSocketModifiersAreAllNamedInPythonsOrder) {
+    auto main = []() -> Coro<void> {
+        DatagramOptions o = remote_opts("127.0.0.1", 9);
+        o.allow_broadcast = true;
+        o.family = AF_INET;
+        Socket sock = udp_socket();
+        auto e = co_await error_of(open_sock_endpoint(std::move(sock), o));
+        EXPECT_EQ(message_of(e), "socket modifier keyword arguments can not be used when sock is specified. "
+                                 "(remote_addr=('127.0.0.1', 9), family=" +
+                                     std::to_string(AF_INET) + ", allow_broadcast=True)");
+    };
+    run(main());
+}
+
+// The type is checked first, as in Python.
+TEST(CreateDatagramEndpointSock, AStreamSocketWithModifiersIsReportedAsTheWrongSocket) {
+    auto main = []() -> Coro<void> {
+        Socket sock(AF_INET, SOCK_STREAM);
+        auto e = co_await error_of(open_sock_endpoint(std::move(sock), local_opts()));
+        EXPECT_NE(message_of(e).find("A datagram socket was expected"), std::string::npos) << message_of(e);
+    };
+    run(main());
+}
+
+TEST(CreateDatagramEndpointSock, AClosedSocketRaisesInvalidArgument) {
+    auto main = []() -> Coro<void> {
+        Socket closed;
+        auto e = co_await error_of(open_sock_endpoint(std::move(closed)));
+        EXPECT_TRUE(holds<std::invalid_argument>(e)) << message_of(e);
+        EXPECT_EQ(message_of(e), "create_datagram_endpoint: the socket is closed");
+    };
+    run(main());
+}
+
+// uvloop's test_create_datagram_endpoint_sock_unix_domain: a Unix datagram socket bound to a
+// path works like a UDP one; senders are seen by their paths.
+TEST(CreateDatagramEndpointSock, AUnixDatagramSocketBoundToAPathExchangesWithAnotherPath) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        TempDir dir;
+        const SockAddr server_addr = SockAddr::unix_path(dir.file("server"));
+        Socket sock(AF_UNIX, SOCK_DGRAM);
+        sock.bind(server_addr);
+        auto [t, p] = co_await open_sock_endpoint(std::move(sock));
+        EXPECT_EQ(sockname(t), server_addr);
+        p->echo = true;
+        p->echo_prefix = "re:";
+        Socket client(AF_UNIX, SOCK_DGRAM);
+        client.bind(SockAddr::unix_path(dir.file("client")));
+        co_await loop.sock_sendto(client, "hi", server_addr);
+        auto [data, from] = co_await wait_for(loop.sock_recvfrom(client, 100), kTimeout);
+        EXPECT_EQ(data, "re:hi");
+        EXPECT_EQ(from, server_addr);
+        EXPECT_EQ(p->datagrams.at(0).second.host(), dir.file("client"));
+        co_await close_and_wait(t, *p);
+    };
+    run(main());
+}
+
+// =============================================================================================
+// create_datagram_endpoint(family=AF_UNIX) with paths (test_base_events.py)
+// =============================================================================================
+
+namespace {
+DatagramOptions unix_opts(std::string_view local, std::string_view remote = {}) {
+    DatagramOptions o;
+    o.family = AF_UNIX;
+    o.local_host = local;
+    o.remote_host = remote;
+    return o;
+}
+
+bool is_socket_file(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+}
+}  // namespace
+
+TEST(CreateDatagramEndpointUnix, LocalPathBindsTheEndpointThere) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        TempDir dir;
+        const std::string path = dir.file("server");
+        auto [t, p] = co_await open_endpoint(unix_opts(path));
+        EXPECT_EQ(sockname(t), SockAddr::unix_path(path));
+        EXPECT_EQ(socket_of(t).family(), AF_UNIX);
+        EXPECT_EQ(socket_of(t).type(), SOCK_DGRAM);
+        EXPECT_FALSE(t->get_extra_info("peername").has_value());
+        EXPECT_TRUE(is_socket_file(path));
+        Socket client(AF_UNIX, SOCK_DGRAM);
+        client.bind(SockAddr::unix_path(dir.file("client")));
+        co_await loop.sock_sendto(client, "hello", SockAddr::unix_path(path));
+        co_await until(*p, [](Recorder& r) { return !r.datagrams.empty(); });
+        EXPECT_EQ(p->datagrams.at(0).first, "hello");
+        EXPECT_EQ(p->datagrams.at(0).second, client.getsockname());
+        t->sendto("back", p->datagrams.at(0).second);
+        auto [data, from] = co_await wait_for(loop.sock_recvfrom(client, 100), kTimeout);
+        EXPECT_EQ(data, "back");
+        EXPECT_EQ(from.host(), path);
+        co_await close_and_wait(t, *p);
+    };
+    run(main());
+}
+
+TEST(CreateDatagramEndpointUnix, RemotePathConnectsToThePeer) {
+    auto main = []() -> Coro<void> {
+        TempDir dir;
+        const std::string server_path = dir.file("server");
+        const std::string client_path = dir.file("client");
+        auto [st, sp] = co_await open_endpoint(unix_opts(server_path));
+        sp->echo = true;
+        sp->echo_prefix = "re:";
+        auto [ct, cp] = co_await open_endpoint(unix_opts(client_path, server_path));
+        EXPECT_EQ(ct->get_extra_info<SockAddr>("peername", {}), SockAddr::unix_path(server_path));
+        EXPECT_EQ(socket_of(ct).getpeername().host(), server_path);
+        EXPECT_EQ(sockname(ct).host(), client_path);
+        ct->sendto("ping");
+        co_await until(*cp, [](Recorder& r) { return !r.datagrams.empty(); });
+        EXPECT_EQ(cp->datagrams.at(0).first, "re:ping");
+        EXPECT_EQ(cp->datagrams.at(0).second.host(), server_path);
+        EXPECT_EQ(sp->datagrams.at(0).second.host(), client_path);
+        // sendto's address rules hold for paths too.
+        EXPECT_THROW(ct->sendto("x", SockAddr::unix_path(dir.file("other"))), std::invalid_argument);
+        EXPECT_NO_THROW(ct->sendto("again", SockAddr::unix_path(server_path)));
+        co_await until(*cp, [](Recorder& r) { return r.datagrams.size() == 2; });
+        EXPECT_EQ(cp->datagrams.at(1).first, "re:again");
+        co_await close_and_wait(ct, *cp);
+        co_await close_and_wait(st, *sp);
+    };
+    run(main());
+}
+
+// Without a local path the client is unbound: its datagrams come from no address (Python's
+// None).
+TEST(CreateDatagramEndpointUnix, RemotePathAloneSendsFromAnUnboundSocket) {
+    auto main = []() -> Coro<void> {
+        TempDir dir;
+        const std::string server_path = dir.file("server");
+        auto [st, sp] = co_await open_endpoint(unix_opts(server_path));
+        auto [ct, cp] = co_await open_endpoint(unix_opts("", server_path));
+        ct->sendto("anonymous");
+        co_await until(*sp, [](Recorder& r) { return !r.datagrams.empty(); });
+        EXPECT_EQ(sp->datagrams.at(0).first, "anonymous");
+        EXPECT_TRUE(sp->datagrams.at(0).second.empty()) << sp->datagrams.at(0).second.to_string();
+        co_await close_and_wait(ct, *cp);
+        co_await close_and_wait(st, *sp);
+    };
+    run(main());
+}
+
+// CPython: test_create_datagram_endpoint_existing_sock_unix - a socket file left at the path
+// by a closed socket is removed, and the endpoint binds there.
+TEST(CreateDatagramEndpointUnix, AStaleSocketFileAtTheLocalPathIsReplaced) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        TempDir dir;
+        const std::string path = dir.file("stale");
+        {
+            Socket old(AF_UNIX, SOCK_DGRAM);
+            old.bind(SockAddr::unix_path(path));
+        }
+        CO_ASSERT(is_socket_file(path));
+        auto [t, p] = co_await open_endpoint(unix_opts(path));
+        Socket client(AF_UNIX, SOCK_DGRAM);
+        co_await loop.sock_sendto(client, "fresh", SockAddr::unix_path(path));
+        co_await until(*p, [](Recorder& r) { return !r.datagrams.empty(); });
+        EXPECT_EQ(p->datagrams.at(0).first, "fresh");
+        co_await close_and_wait(t, *p);
+    };
+    run(main());
+}
+
+// Python does not remove a datagram endpoint's socket file when it closes (only a Unix
+// server does); the next endpoint at that path takes it over as a stale one.
+TEST(CreateDatagramEndpointUnix, TheSocketFileStaysAfterCloseAndTheNextEndpointTakesItOver) {
+    auto main = []() -> Coro<void> {
+        TempDir dir;
+        const std::string path = dir.file("server");
+        auto [t1, p1] = co_await open_endpoint(unix_opts(path));
+        co_await close_and_wait(t1, *p1);
+        EXPECT_TRUE(is_socket_file(path));
+        auto [t2, p2] = co_await open_endpoint(unix_opts(path));
+        EXPECT_EQ(sockname(t2).host(), path);
+        co_await close_and_wait(t2, *p2);
+    };
+    run(main());
+}
+
+// Python removes only a socket file (S_ISSOCK): anything else at the path stays, and bind()
+// fails with EADDRINUSE.
+TEST(CreateDatagramEndpointUnix, ARegularFileAtTheLocalPathIsKeptAndBindingFailsWithEaddrinuse) {
+    auto main = []() -> Coro<void> {
+        TempDir dir;
+        const std::string path = dir.file("precious");
+        std::ofstream(path) << "keep me";
+        int calls = 0;
+        auto factory = [&calls] {
+            ++calls;
+            return std::make_shared<Recorder>();
+        };
+        auto e = co_await error_of(get_running_loop().create_datagram_endpoint(factory, unix_opts(path)));
+        EXPECT_EQ(code_of(e), std::errc::address_in_use) << message_of(e);
+        EXPECT_EQ(calls, 0);
+        std::string content;
+        std::getline(std::ifstream(path), content);
+        EXPECT_EQ(content, "keep me");
+    };
+    run(main());
+}
+
+TEST(CreateDatagramEndpointUnix, AnAbstractNameBindsWithoutAFile) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        const std::string name = std::string(1, '\0') + "asyncio-dgram-test-" + std::to_string(::getpid());
+        auto [t, p] = co_await open_endpoint(unix_opts(name));
+        EXPECT_EQ(sockname(t), SockAddr::unix_path(name));
+        Socket client(AF_UNIX, SOCK_DGRAM);
+        co_await loop.sock_sendto(client, "abstract", SockAddr::unix_path(name));
+        co_await until(*p, [](Recorder& r) { return !r.datagrams.empty(); });
+        EXPECT_EQ(p->datagrams.at(0).first, "abstract");
+        co_await close_and_wait(t, *p);
+    };
+    run(main());
+}
+
+// Python: TypeError('string is expected') for a (host, port) address with AF_UNIX.
+TEST(CreateDatagramEndpointUnix, APortWithTheUnixFamilyRaisesInvalidArgument) {
+    auto main = []() -> Coro<void> {
+        TempDir dir;
+        const std::string path = dir.file("server");
+        int calls = 0;
+        auto factory = [&calls] {
+            ++calls;
+            return std::make_shared<Recorder>();
+        };
+        DatagramOptions o = unix_opts(path);
+        o.local_port = 0;
+        auto e = co_await error_of(get_running_loop().create_datagram_endpoint(factory, o));
+        EXPECT_TRUE(holds<std::invalid_argument>(e)) << message_of(e);
+        EXPECT_NE(message_of(e).find("string is expected"), std::string::npos) << message_of(e);
+        DatagramOptions r = unix_opts("", path);
+        r.remote_port = 9;
+        auto e2 = co_await error_of(get_running_loop().create_datagram_endpoint(factory, r));
+        EXPECT_TRUE(holds<std::invalid_argument>(e2)) << message_of(e2);
+        EXPECT_EQ(calls, 0);
+        EXPECT_FALSE(is_socket_file(path));
+    };
+    run(main());
+}
+
+TEST(CreateDatagramEndpointUnix, ConnectingToAMissingPathRaisesEnoentAndCreatesNoProtocol) {
+    auto main = []() -> Coro<void> {
+        TempDir dir;
+        int calls = 0;
+        auto factory = [&calls] {
+            ++calls;
+            return std::make_shared<Recorder>();
+        };
+        auto e = co_await error_of(get_running_loop().create_datagram_endpoint(factory, unix_opts("", dir.file("nobody"))));
+        EXPECT_EQ(code_of(e), std::errc::no_such_file_or_directory) << message_of(e);
+        EXPECT_EQ(calls, 0);
     };
     run(main());
 }
@@ -1509,6 +1955,281 @@ TEST(DatagramWriteBuffer, SendtoAfterCloseIsStillQueuedWhileTheBufferDrains) {
         std::vector<std::string> expected{"queued", "after close"};
         EXPECT_EQ(got, expected);
         co_await until(*e.cp, [](Recorder& r) { return r.lost > 0; });
+        EXPECT_EQ(e.cp->lost, 1);
+        co_await close_and_wait(e.server, *e.sp);
+    };
+    run(main());
+}
+
+// ---- set_write_buffer_limits / get_write_buffer_limits (_FlowControlMixin) ---------------
+
+TEST(DatagramWriteBufferLimits, DefaultsArePythons64KiBAnd16KiB) {
+    auto main = []() -> Coro<void> {
+        auto [t, p] = co_await open_endpoint(local_opts());
+        EXPECT_EQ(t->get_write_buffer_limits(), (std::pair<std::size_t, std::size_t>(16 * 1024, 64 * 1024)));
+        co_await close_and_wait(t, *p);
+    };
+    run(main());
+}
+
+// _set_write_buffer_limits: high defaults to 4 * low (or 64 KiB), low to high // 4.
+TEST(DatagramWriteBufferLimits, AMissingMarkIsDerivedFromTheOtherAsPythonDoes) {
+    auto main = []() -> Coro<void> {
+        using Limits = std::pair<std::size_t, std::size_t>;
+        auto [t, p] = co_await open_endpoint(local_opts());
+        t->set_write_buffer_limits(4001);
+        EXPECT_EQ(t->get_write_buffer_limits(), Limits(1000, 4001));
+        t->set_write_buffer_limits(std::nullopt, 500);
+        EXPECT_EQ(t->get_write_buffer_limits(), Limits(500, 2000));
+        t->set_write_buffer_limits(300, 200);
+        EXPECT_EQ(t->get_write_buffer_limits(), Limits(200, 300));
+        t->set_write_buffer_limits(0, 0);
+        EXPECT_EQ(t->get_write_buffer_limits(), Limits(0, 0));
+        t->set_write_buffer_limits();
+        EXPECT_EQ(t->get_write_buffer_limits(), Limits(16 * 1024, 64 * 1024));
+        co_await close_and_wait(t, *p);
+    };
+    run(main());
+}
+
+TEST(DatagramWriteBufferLimits, LowAboveHighRaisesInvalidArgumentAndKeepsTheLimits) {
+    auto main = []() -> Coro<void> {
+        using Limits = std::pair<std::size_t, std::size_t>;
+        auto [t, p] = co_await open_endpoint(local_opts());
+        t->set_write_buffer_limits(1000, 100);
+        try {
+            t->set_write_buffer_limits(100, 200);
+            ADD_FAILURE() << "no exception";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_STREQ(e.what(), "high (100) must be >= low (200) must be >= 0");
+        }
+        EXPECT_EQ(t->get_write_buffer_limits(), Limits(100, 1000));
+        co_await close_and_wait(t, *p);
+    };
+    run(main());
+}
+
+TEST(DatagramWriteBufferLimits, PauseAndResumeFollowTheLimitsSet) {
+    auto main = []() -> Coro<void> {
+        Pair e = co_await open_pair();
+        e.client->set_write_buffer_limits(2000, 1000);
+        Blocker b = block_sends(e.client);
+        const std::string chunk(1000, 'p');  // 1008 bytes each in the buffer
+        e.client->sendto(chunk);
+        EXPECT_EQ(e.cp->paused, 0);
+        e.client->sendto(chunk);  // 2016 > 2000
+        EXPECT_EQ(e.cp->paused, 1);
+        EXPECT_EQ(e.cp->buffer_at_pause, 2016u);
+        for (int i = 0; i < 8; ++i) e.client->sendto(chunk);
+        EXPECT_EQ(e.cp->paused, 1);
+        auto got = co_await drain(b, 10);
+        EXPECT_EQ(got.size(), 10u);
+        co_await until(*e.cp, [](Recorder& r) { return r.resumed > 0; });
+        EXPECT_EQ(e.cp->resumed, 1);
+        EXPECT_LE(e.cp->buffer_at_resume, 1000u);
+        std::vector<std::string> expected{"made", "pause", "resume"};
+        EXPECT_EQ(e.cp->events, expected);
+        co_await close_and_wait(e.client, *e.cp);
+        co_await close_and_wait(e.server, *e.sp);
+    };
+    run(main());
+}
+
+// resume_writing waits for the low-water mark, not just for the buffer to go back under the
+// high one: room for a few datagrams (the fillers dropped, the transport's datagrams not
+// read yet) drains the buffer part way, and the protocol stays paused.
+TEST(DatagramWriteBufferLimits, APartialDrainAboveTheLowWaterMarkDoesNotResume) {
+    auto main = []() -> Coro<void> {
+        Pair e = co_await open_pair();
+        Blocker b = block_sends(e.client);
+        constexpr int n = 200;
+        for (int i = 0; i < n; ++i) e.client->sendto(std::string(100, 'q'));
+        const std::size_t queued = e.client->get_write_buffer_size();
+        e.client->set_write_buffer_limits(queued - 1, 0);
+        CO_ASSERT(e.cp->paused == 1);
+        drop_fillers(b);
+        co_await settle();
+        const std::size_t left = e.client->get_write_buffer_size();
+        CO_ASSERT(left > 0 && left < queued);  // some sent, not all: the case under test
+        EXPECT_EQ(e.cp->resumed, 0);
+        auto got = co_await drain(b, n);
+        EXPECT_EQ(got.size(), static_cast<std::size_t>(n));
+        co_await until(*e.cp, [](Recorder& r) { return r.resumed > 0; });
+        EXPECT_EQ(e.cp->buffer_at_resume, 0u);
+        std::vector<std::string> expected{"made", "pause", "resume"};
+        EXPECT_EQ(e.cp->events, expected);
+        co_await close_and_wait(e.client, *e.cp);
+        co_await close_and_wait(e.server, *e.sp);
+    };
+    run(main());
+}
+
+// CPython's _sendto_ready breaks out of its loop on BlockingIOError and still calls
+// _maybe_resume_protocol: a partial drain that reaches the low-water mark resumes the
+// protocol before the rest of the buffer is sent.
+TEST(DatagramWriteBufferLimits, APartialDrainToTheLowWaterMarkResumesAtOnce) {
+    auto main = []() -> Coro<void> {
+        Pair e = co_await open_pair();
+        Blocker b = block_sends(e.client);
+        constexpr int n = 200;
+        for (int i = 0; i < n; ++i) e.client->sendto(std::string(100, 'q'));
+        const std::size_t queued = e.client->get_write_buffer_size();
+        e.client->set_write_buffer_limits(queued - 1, queued - 1);
+        CO_ASSERT(e.cp->paused == 1);
+        drop_fillers(b);
+        co_await settle();
+        const std::size_t left = e.client->get_write_buffer_size();
+        CO_ASSERT(left > 0 && left < queued);  // some sent, not all: the case under test
+        EXPECT_EQ(e.cp->resumed, 1);
+        EXPECT_EQ(e.cp->buffer_at_resume, left);
+        auto got = co_await drain(b, n);
+        EXPECT_EQ(got.size(), static_cast<std::size_t>(n));
+        co_await close_and_wait(e.client, *e.cp);
+        co_await close_and_wait(e.server, *e.sp);
+    };
+    run(main());
+}
+
+// Python's set_write_buffer_limits ends with _maybe_pause_protocol: pause_writing comes from
+// inside the call when the buffer is already above the new high-water mark.
+TEST(DatagramWriteBufferLimits, LoweringTheHighWaterMarkBelowTheQueuedSizePausesAtOnce) {
+    auto main = []() -> Coro<void> {
+        Pair e = co_await open_pair();
+        Blocker b = block_sends(e.client);
+        e.client->sendto(std::string(100, 'a'));
+        e.client->sendto(std::string(100, 'b'));
+        CO_ASSERT(e.cp->paused == 0);
+        e.client->set_write_buffer_limits(200);
+        EXPECT_EQ(e.cp->paused, 1);
+        EXPECT_EQ(e.cp->buffer_at_pause, 216u);
+        auto got = co_await drain(b, 2);
+        EXPECT_EQ(got.size(), 2u);
+        co_await until(*e.cp, [](Recorder& r) { return r.resumed > 0; });
+        EXPECT_LE(e.cp->buffer_at_resume, 50u);
+        co_await close_and_wait(e.client, *e.cp);
+        co_await close_and_wait(e.server, *e.sp);
+    };
+    run(main());
+}
+
+// ... and nothing else: raising the limits while paused does not resume the protocol; that
+// waits until the buffer drains (to the new low-water mark).
+TEST(DatagramWriteBufferLimits, RaisingTheLimitsWhilePausedWaitsForTheBufferToDrainToResume) {
+    auto main = []() -> Coro<void> {
+        Pair e = co_await open_pair();
+        Blocker b = block_sends(e.client);
+        const std::string chunk(1000, 'p');
+        for (int i = 0; i < 80; ++i) e.client->sendto(chunk);
+        CO_ASSERT(e.cp->paused == 1);
+        e.client->set_write_buffer_limits(1024 * 1024);
+        EXPECT_EQ(e.cp->resumed, 0);
+        co_await settle();  // the socket is still full: nothing drained
+        EXPECT_EQ(e.cp->resumed, 0);
+        EXPECT_EQ(e.client->get_write_buffer_size(), 80u * 1008);
+        auto got = co_await drain(b, 80);
+        EXPECT_EQ(got.size(), 80u);
+        co_await until(*e.cp, [](Recorder& r) { return r.resumed > 0; });
+        std::vector<std::string> expected{"made", "pause", "resume"};
+        EXPECT_EQ(e.cp->events, expected);
+        co_await close_and_wait(e.client, *e.cp);
+        co_await close_and_wait(e.server, *e.sp);
+    };
+    run(main());
+}
+
+// Marks of zero: the first datagram that has to wait pauses, and only an empty buffer
+// resumes. A datagram sent at once is never buffered, so it never pauses.
+TEST(DatagramWriteBufferLimits, ZeroMarksPauseOnTheFirstQueuedDatagramAndResumeWhenEmpty) {
+    auto main = []() -> Coro<void> {
+        Pair e = co_await open_pair();
+        e.client->set_write_buffer_limits(0);
+        e.client->sendto("straight through");
+        co_await until(*e.sp, [](Recorder& r) { return !r.datagrams.empty(); });
+        EXPECT_EQ(e.cp->paused, 0);
+        Blocker b = block_sends(e.client);
+        e.client->sendto("");
+        EXPECT_EQ(e.cp->paused, 1);
+        EXPECT_EQ(e.cp->buffer_at_pause, 8u);  // an empty datagram costs the header alone
+        auto got = co_await drain(b, 1);
+        EXPECT_EQ(got.at(0), "");
+        co_await until(*e.cp, [](Recorder& r) { return r.resumed > 0; });
+        EXPECT_EQ(e.cp->buffer_at_resume, 0u);
+        co_await close_and_wait(e.client, *e.cp);
+        co_await close_and_wait(e.server, *e.sp);
+    };
+    run(main());
+}
+
+// _FlowControlMixin._maybe_resume_protocol: an exception from resume_writing goes to the
+// loop's exception handler ('protocol.resume_writing() failed'); the transport goes on.
+TEST(DatagramWriteBufferLimits, AnExceptionFromResumeWritingIsReportedAndTheTransportGoesOn) {
+    struct BadResume : Recorder {
+        void resume_writing() override {
+            Recorder::resume_writing();
+            throw std::runtime_error("no resume");
+        }
+    };
+    auto main = []() -> Coro<void> {
+        HandlerCapture handler;
+        handler.install(get_running_loop());
+        auto [st, sp] = co_await open_endpoint(local_opts());
+        auto proto = std::make_shared<BadResume>();
+        auto factory = [proto] { return proto; };
+        DatagramOptions o = remote_opts("127.0.0.1", sockname(st).port());
+        auto [ct, cp] = co_await get_running_loop().create_datagram_endpoint(factory, o);
+        ct->set_write_buffer_limits(100);
+        Blocker b = block_sends(ct);
+        ct->sendto(std::string(200, 'x'));
+        CO_ASSERT(cp->paused == 1);
+        auto got = co_await drain(b, 1);
+        co_await until(*cp, [](Recorder& r) { return r.resumed > 0; });
+        CO_ASSERT(handler.contexts.size() == 1u);
+        EXPECT_TRUE(handler.contains("resume_writing() failed")) << handler.contexts.at(0).message;
+        EXPECT_EQ(message_of(handler.contexts.at(0).exception), "no resume");
+        EXPECT_FALSE(ct->is_closing());
+        ct->sendto("still open");  // straight through again
+        EXPECT_EQ(ct->get_write_buffer_size(), 0u);
+        co_await close_and_wait(ct, *cp);
+        co_await close_and_wait(st, *sp);
+    };
+    run(main());
+}
+
+// ---- sendto once the transport let go of its socket ---------------------------------------
+
+// After connection_lost the socket is closed: a sendto is dropped, not sent on a closed (or
+// reused) fd, and the protocol - already let go of - is not called.
+TEST(DatagramTransport, SendtoOnAnUnconnectedTransportAfterConnectionLostIsDropped) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        auto [t, p] = co_await open_endpoint(local_opts());
+        Socket peer = udp_socket();
+        co_await close_and_wait(t, *p);
+        EXPECT_NO_THROW(t->sendto("late", peer.getsockname()));
+        Socket other = udp_socket();
+        co_await loop.sock_sendto(other, "marker", peer.getsockname());
+        auto [data, from] = co_await wait_for(loop.sock_recvfrom(peer, 100), kTimeout);
+        EXPECT_EQ(data, "marker");
+        EXPECT_TRUE(p->errors.empty());
+        EXPECT_EQ(p->lost, 1);
+    };
+    run(main());
+}
+
+// The same for a connected transport whose close() waited for its buffer to drain.
+TEST(DatagramWriteBuffer, SendtoAfterTheBufferDrainedAndConnectionLostIsDropped) {
+    auto main = []() -> Coro<void> {
+        Pair e = co_await open_pair();
+        Blocker b = block_sends(e.client);
+        e.client->sendto("queued");
+        e.client->close();
+        auto got = co_await drain(b, 1);
+        EXPECT_EQ(got.at(0), "queued");
+        co_await until(*e.cp, [](Recorder& r) { return r.lost > 0; });
+        EXPECT_NO_THROW(e.client->sendto("late"));
+        co_await settle();
+        EXPECT_TRUE(read_available(b).empty());
+        EXPECT_TRUE(e.cp->errors.empty());
         EXPECT_EQ(e.cp->lost, 1);
         co_await close_and_wait(e.server, *e.sp);
     };

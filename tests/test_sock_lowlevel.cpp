@@ -1,7 +1,7 @@
 // tests/test_sock_lowlevel.cpp - the loop's low-level socket API on real loopback sockets:
-// sock_recv/sock_recv_into/sock_sendall/sock_accept/sock_connect/sock_recvfrom/sock_sendto,
-// add_reader/remove_reader/add_writer/remove_writer, getaddrinfo/getnameinfo, and the
-// Socket/SockAddr value types. Ports CPython's Lib/test/test_asyncio/test_sock_lowlevel.py and
+// sock_recv/sock_recv_into/sock_sendall/sock_accept/sock_connect/sock_recvfrom/
+// sock_recvfrom_into/sock_sendto, add_reader/remove_reader/add_writer/remove_writer,
+// getaddrinfo/getnameinfo, and the Socket/SockAddr value types. Ports CPython's Lib/test/test_asyncio/test_sock_lowlevel.py and
 // the fd-watching and sock_* scenarios of test_events.py / test_selector_events.py.
 //
 // Everything runs on the real clock (loopback I/O is in flight); waits that a bug could turn
@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <set>
 #include <string>
 #include <system_error>
@@ -34,6 +33,7 @@ using asyncio_test::error_of;
 using asyncio_test::holds;
 using asyncio_test::message_of;
 using asyncio_test::settle;
+using asyncio_test::TempDir;
 
 namespace {
 
@@ -67,22 +67,6 @@ Coro<std::pair<Socket, Socket>> tcp_pair() {
     auto accepted = co_await loop.sock_accept(listener);
     co_return std::pair<Socket, Socket>(std::move(client), std::move(accepted.first));
 }
-
-/// A fresh directory for Unix socket paths, removed with its content.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/asyncio-sock-XXXXXX";
-        const char* p = ::mkdtemp(tmpl);
-        if (!p) throw std::system_error(errno, std::generic_category(), "mkdtemp");
-        path = p;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    std::string file(const std::string& name) const { return path + "/" + name; }
-};
 
 std::string what_of(const std::exception_ptr& e) { return e ? message_of(e) : std::string("<no exception>"); }
 
@@ -1131,6 +1115,236 @@ TEST(SockRecvfrom, OnAClosedSocketRaisesEbadf) {
         EXPECT_EQ(code_of(e2), std::errc::bad_file_descriptor) << what_of(e2);
     };
     run(main());
+}
+
+// =============================================================================================
+// sock_recvfrom_into (UDP, and Unix datagram sockets)
+// =============================================================================================
+
+namespace {
+std::span<char> span_of(std::string& buf, std::size_t offset = 0) {
+    return std::span<char>(buf.data() + offset, buf.size() - offset);
+}
+}  // namespace
+
+// CPython: test_recvfrom_into, first half (nbytes=0: the whole buffer).
+TEST(SockRecvfromInto, ReceivesTheEchoedDatagramIntoTheWholeBufferAndItsSender) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Socket server = udp_socket();
+        const SockAddr server_addr = server.getsockname();
+        Task<void> echo = create_task(udp_echo(server, 1));
+        Socket sock(AF_INET, SOCK_DGRAM);
+        const std::string data(4096, '\x01');
+        co_await loop.sock_sendto(sock, data, server_addr);
+        std::string buf(4096, '\0');
+        auto [n, from] = co_await wait_for(loop.sock_recvfrom_into(sock, span_of(buf)), kTimeout);
+        EXPECT_EQ(n, 4096u);
+        EXPECT_EQ(buf, data);
+        EXPECT_EQ(from, server_addr);
+        co_await wait_for(echo, kTimeout);
+    };
+    run(main());
+}
+
+// CPython: test_recvfrom_into, second half (an explicit nbytes smaller than the buffer).
+TEST(SockRecvfromInto, NbytesBoundsWhatIsWrittenAndTheRestOfTheBufferIsUntouched) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Socket a = udp_socket();
+        Socket b = udp_socket();
+        co_await loop.sock_sendto(a, "0123456789", b.getsockname());
+        co_await loop.sock_sendto(a, "next", b.getsockname());
+        std::string buf(16, '.');
+        auto [n, from] = co_await wait_for(loop.sock_recvfrom_into(b, span_of(buf), 4), kTimeout);
+        EXPECT_EQ(n, 4u);
+        EXPECT_EQ(buf, "0123............");
+        EXPECT_EQ(from, a.getsockname());
+        // The rest of the truncated datagram is gone, as with recvfrom(2).
+        auto [m, from2] = co_await wait_for(loop.sock_recvfrom_into(b, span_of(buf)), kTimeout);
+        EXPECT_EQ(buf.substr(0, m), "next");
+        EXPECT_EQ(from2, a.getsockname());
+    };
+    run(main());
+}
+
+TEST(SockRecvfromInto, WritesOnlyIntoTheGivenSubspan) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Socket a = udp_socket();
+        Socket b = udp_socket();
+        co_await loop.sock_sendto(a, "abcdef", b.getsockname());
+        std::string buf(10, '.');
+        auto [n, from] = co_await wait_for(loop.sock_recvfrom_into(b, std::span<char>(buf.data() + 2, 4)), kTimeout);
+        EXPECT_EQ(n, 4u);
+        EXPECT_EQ(buf, "..abcd....");
+        (void)from;
+    };
+    run(main());
+}
+
+// Python's socket.recvfrom_into: ValueError("nbytes is greater than the length of the buffer"),
+// before anything is received.
+TEST(SockRecvfromInto, NbytesGreaterThanTheBufferRaisesInvalidArgumentAndReceivesNothing) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Socket a = udp_socket();
+        Socket b = udp_socket();
+        co_await loop.sock_sendto(a, "kept", b.getsockname());
+        std::string buf(8, '.');
+        auto e = co_await error_of(loop.sock_recvfrom_into(b, span_of(buf), 9));
+        EXPECT_TRUE(holds<std::invalid_argument>(e)) << what_of(e);
+        EXPECT_EQ(what_of(e), "nbytes is greater than the length of the buffer");
+        EXPECT_EQ(buf, "........");
+        auto [n, from] = co_await wait_for(loop.sock_recvfrom_into(b, span_of(buf)), kTimeout);
+        EXPECT_EQ(buf.substr(0, n), "kept");
+        (void)from;
+    };
+    run(main());
+}
+
+TEST(SockRecvfromInto, WaitsForADatagram) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Socket a = udp_socket();
+        Socket b = udp_socket();
+        std::string buf(100, '\0');
+        Task<std::pair<std::size_t, SockAddr>> rx = create_task(loop.sock_recvfrom_into(b, span_of(buf)));
+        co_await settle();
+        EXPECT_FALSE(rx.done());
+        co_await loop.sock_sendto(a, "ping", b.getsockname());
+        auto [n, from] = co_await wait_for(rx, kTimeout);
+        EXPECT_EQ(buf.substr(0, n), "ping");
+        EXPECT_EQ(from, a.getsockname());
+    };
+    run(main());
+}
+
+TEST(SockRecvfromInto, AnEmptyDatagramReturnsZeroAndTheSender) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Socket a = udp_socket();
+        Socket b = udp_socket();
+        co_await loop.sock_sendto(a, "", b.getsockname());
+        std::string buf(4, '.');
+        auto [n, from] = co_await wait_for(loop.sock_recvfrom_into(b, span_of(buf)), kTimeout);
+        EXPECT_EQ(n, 0u);
+        EXPECT_EQ(buf, "....");
+        EXPECT_EQ(from, a.getsockname());
+    };
+    run(main());
+}
+
+// As sock_recvfrom: a cancelled wait consumes nothing and writes nothing.
+TEST(SockRecvfromInto, CancellingAPendingRecvfromIntoKeepsTheNextDatagramAndTheBuffer) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Socket a = udp_socket();
+        Socket b = udp_socket();
+        std::string first(8, '.');
+        Task<std::pair<std::size_t, SockAddr>> rx = create_task(loop.sock_recvfrom_into(b, span_of(first)));
+        co_await sleep(0);
+        rx.cancel();
+        auto e = co_await error_of(rx);
+        EXPECT_TRUE(holds<CancelledError>(e));
+        co_await loop.sock_sendto(a, "kept", b.getsockname());
+        std::string second(8, '.');
+        auto [n, from] = co_await wait_for(loop.sock_recvfrom_into(b, span_of(second)), kTimeout);
+        EXPECT_EQ(second.substr(0, n), "kept");
+        EXPECT_EQ(first, "........");
+        (void)from;
+    };
+    run(main());
+}
+
+// Python: recvfrom on a connected UDP socket raises ConnectionRefusedError after an ICMP port
+// unreachable (the pending error is reported by the next receive).
+TEST(SockRecvfromInto, OnAConnectedSocketToAClosedPortRaisesConnectionRefused) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        const SockAddr dead("127.0.0.1", udp_socket().getsockname().port());  // released at once
+        Socket s(AF_INET, SOCK_DGRAM);
+        co_await loop.sock_connect(s, dead);
+        co_await loop.sock_sendto(s, "ping", dead);
+        std::string buf(16, '\0');
+        auto e = co_await error_of(wait_for(loop.sock_recvfrom_into(s, span_of(buf)), kTimeout));
+        EXPECT_EQ(code_of(e), std::errc::connection_refused) << what_of(e);
+    };
+    run(main());
+}
+
+TEST(SockRecvfromInto, Ipv6EchoReportsAnIpv6Sender) {
+    if (!ipv6_available()) GTEST_SKIP() << "no IPv6";
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Socket server = udp_socket("::1");
+        const SockAddr server_addr = server.getsockname();
+        Task<void> echo = create_task(udp_echo(server, 1));
+        Socket sock(AF_INET6, SOCK_DGRAM);
+        co_await loop.sock_sendto(sock, "six", server_addr);
+        std::string buf(16, '\0');
+        auto [n, from] = co_await wait_for(loop.sock_recvfrom_into(sock, span_of(buf)), kTimeout);
+        EXPECT_EQ(buf.substr(0, n), "six");
+        EXPECT_EQ(from, server_addr);
+        EXPECT_EQ(from.family(), AF_INET6);
+        co_await wait_for(echo, kTimeout);
+    };
+    run(main());
+}
+
+TEST(SockRecvfromInto, UnixDatagramSocketReportsTheSendersPath) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        TempDir dir;
+        Socket a(AF_UNIX, SOCK_DGRAM);
+        a.bind(SockAddr::unix_path(dir.file("a")));
+        Socket b(AF_UNIX, SOCK_DGRAM);
+        b.bind(SockAddr::unix_path(dir.file("b")));
+        co_await loop.sock_sendto(a, "hello", SockAddr::unix_path(dir.file("b")));
+        std::string buf(16, '\0');
+        auto [n, from] = co_await wait_for(loop.sock_recvfrom_into(b, span_of(buf)), kTimeout);
+        EXPECT_EQ(buf.substr(0, n), "hello");
+        EXPECT_EQ(from.family(), AF_UNIX);
+        EXPECT_EQ(from.host(), dir.file("a"));
+    };
+    run(main());
+}
+
+TEST(SockRecvfromInto, OnAClosedSocketRaisesEbadf) {
+    auto main = []() -> Coro<void> {
+        Socket closed;
+        char buf[4];
+        auto e = co_await error_of(get_running_loop().sock_recvfrom_into(closed, std::span<char>(buf, 4)));
+        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << what_of(e);
+    };
+    run(main());
+}
+
+// CPython (debug mode): the datagram calls refuse a blocking socket too. Two datagrams are
+// waiting and sending never blocks, so a missing check shows as success, not a hang.
+TEST(SockOps, DebugModeRejectsABlockingDatagramSocket) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Socket a = udp_socket();
+        Socket b = udp_socket();
+        co_await loop.sock_sendto(a, "one", b.getsockname());  // loopback: queued at b at once
+        co_await loop.sock_sendto(a, "two", b.getsockname());
+        b.setblocking(true);
+        std::string buf(8, '\0');
+        auto e1 = co_await error_of(loop.sock_recvfrom_into(b, span_of(buf)));
+        EXPECT_TRUE(holds<std::invalid_argument>(e1)) << what_of(e1);
+        EXPECT_NE(what_of(e1).find("non-blocking"), std::string::npos) << what_of(e1);
+        auto e2 = co_await error_of(loop.sock_recvfrom(b, 8));
+        EXPECT_TRUE(holds<std::invalid_argument>(e2)) << what_of(e2);
+        a.setblocking(true);
+        auto e3 = co_await error_of(loop.sock_sendto(a, "three", b.getsockname()));
+        EXPECT_TRUE(holds<std::invalid_argument>(e3)) << what_of(e3);
+        b.setblocking(false);
+        auto [n, from] = co_await wait_for(loop.sock_recvfrom_into(b, span_of(buf)), kTimeout);
+        EXPECT_EQ(buf.substr(0, n), "one");  // still there: the refused calls received nothing
+        (void)from;
+    };
+    run(main(), RunOptions{.debug = true});
 }
 
 // =============================================================================================

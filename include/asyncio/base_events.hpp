@@ -103,6 +103,9 @@ struct ConnectionAccess {
                                            ServerOptions opts);
     static Coro<MadeEndpoint> create_datagram_endpoint(EventLoop& loop, ProtocolFactory factory,
                                                                              DatagramOptions opts);
+    /// create_datagram_endpoint with sock=.
+    static Coro<MadeEndpoint> datagram_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                              DatagramOptions opts);
 };
 }  // namespace detail
 
@@ -188,6 +191,15 @@ Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>>
     F factory, DatagramOptions opts) {
     auto made = co_await detail::ConnectionAccess::create_datagram_endpoint(
         *this, detail::erase_factory(std::move(factory)), opts);
+    co_return std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>(std::move(made.first),
+                                                                             detail::protocol_of<F>(made.second));
+}
+
+template <class F>
+Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>> EventLoop::create_datagram_endpoint(
+    F factory, Socket sock, DatagramOptions opts) {
+    auto made = co_await detail::ConnectionAccess::datagram_socket(*this, detail::erase_factory(std::move(factory)),
+                                                                   std::move(sock), opts);
     co_return std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>(std::move(made.first),
                                                                              detail::protocol_of<F>(made.second));
 }

@@ -405,6 +405,11 @@ public:
     Coro<std::size_t> sock_recv_into(Socket& sock, std::span<char> buffer);
     /// Receives one datagram of up to `n` bytes and the sender's address.
     Coro<std::pair<std::string, SockAddr>> sock_recvfrom(Socket& sock, std::size_t n);
+    /// Receives one datagram into the first `nbytes` bytes of `buffer` (0: all of it); returns
+    /// the bytes written and the sender's address. A longer datagram is truncated, as by
+    /// recvfrom(2). std::invalid_argument (Python's ValueError) when nbytes > buffer.size().
+    Coro<std::pair<std::size_t, SockAddr>> sock_recvfrom_into(Socket& sock, std::span<char> buffer,
+                                                              std::size_t nbytes = 0);
     /// Sends all of `data` (waiting for the socket to drain as needed).
     Coro<void> sock_sendall(Socket& sock, std::string_view data);
     /// Sends one datagram to `address`; returns the bytes sent.
@@ -467,9 +472,19 @@ public:
     /// socket file is removed when the server closes, as for a path (Python 3.13).
     template <class F>
     Coro<Server> create_unix_server(F factory, Socket sock, ServerOptions opts = {});
+    /// A datagram endpoint: bound to opts' local address, connected to its remote address,
+    /// or, with family alone, neither. With family AF_UNIX the addresses are socket paths.
     template <class F>
     Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>> create_datagram_endpoint(
         F factory, DatagramOptions opts);
+    /// Python's create_datagram_endpoint(sock=...): an endpoint over the caller's datagram
+    /// socket, as it is (bound, connected or neither). `opts` must not ask for anything that
+    /// would set the socket up (addresses, family, proto, flags, reuse_port,
+    /// allow_broadcast): std::invalid_argument, as Python's ValueError. The transport owns
+    /// the socket from the start: on failure it is closed.
+    template <class F>
+    Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>> create_datagram_endpoint(
+        F factory, Socket sock, DatagramOptions opts = {});
     /// Upgrades an open connection to TLS (Python's loop.start_tls): returns the new transport
     /// that `protocol` must use from now on, once the handshake is done. `protocol` is not told
     /// connection_made again. `transport` must be a stream transport made by this library (TCP,

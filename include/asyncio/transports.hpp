@@ -91,6 +91,12 @@ public:
     /// Sends one datagram to `addr` (or to the connected peer when omitted).
     virtual void sendto(std::string_view data, const std::optional<SockAddr>& addr = std::nullopt) = 0;
     virtual void abort() = 0;
+    /// Flow control over the datagrams queued while the socket would block, with
+    /// Transport's rules (Python's _SelectorDatagramTransport has _FlowControlMixin's).
+    virtual void set_write_buffer_limits(std::optional<std::size_t> high = std::nullopt,
+                                         std::optional<std::size_t> low = std::nullopt) = 0;
+    /// (low, high).
+    virtual std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept = 0;
     virtual std::size_t get_write_buffer_size() const noexcept = 0;
 };
 

@@ -70,13 +70,15 @@ struct ServerOptions {
     double ssl_shutdown_timeout = 30.0;
 };
 
-/// Options of create_datagram_endpoint.
+/// Options of create_datagram_endpoint. With family = AF_UNIX, local_host and remote_host
+/// are socket paths (Python's str addresses; "" means none, a leading '\0' an abstract name)
+/// and the ports stay -1.
 struct DatagramOptions {
     std::string_view local_host{};  ///< bind here (with local_port) ...
     int local_port = -1;          ///< ... -1: don't bind
     std::string_view remote_host{};  ///< connect() to this peer (with remote_port) ...
     int remote_port = -1;          ///< ... -1: unconnected
-    int family = 0;
+    int family = 0;  ///< AF_INET, AF_INET6, AF_UNIX, or 0: the addresses' family
     int proto = 0;
     int flags = 0;
     bool reuse_port = false;
