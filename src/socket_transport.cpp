@@ -364,38 +364,13 @@ void SocketTransport::write_eof() {
 }
 
 void SocketTransport::set_write_buffer_limits(std::optional<std::size_t> high, std::optional<std::size_t> low) {
-    std::size_t h = high ? *high : (low ? 4 * *low : 64 * 1024);
-    std::size_t l = low ? *low : h / 4;
-    if (l > h)
-        throw std::invalid_argument("high (" + std::to_string(h) + ") must be >= low (" + std::to_string(l) + ") must be >= 0");
-    high_water_ = h;
-    low_water_ = l;
+    flow_.set_limits(high, low);
     maybe_pause_protocol();
 }
 
-void SocketTransport::maybe_pause_protocol() {
-    if (get_write_buffer_size() <= high_water_ || protocol_paused_ || !protocol_) return;
-    protocol_paused_ = true;
-    try {
-        protocol_->pause_writing();
-    } catch (const KeyboardInterrupt&) {
-        throw;
-    } catch (...) {
-        loop_->call_exception_handler({"protocol.pause_writing() failed", std::current_exception(), {}, {}});
-    }
-}
+void SocketTransport::maybe_pause_protocol() { flow_.maybe_pause(*loop_, protocol_.get(), get_write_buffer_size()); }
 
-void SocketTransport::maybe_resume_protocol() {
-    if (!protocol_paused_ || get_write_buffer_size() > low_water_ || !protocol_) return;
-    protocol_paused_ = false;
-    try {
-        protocol_->resume_writing();
-    } catch (const KeyboardInterrupt&) {
-        throw;
-    } catch (...) {
-        loop_->call_exception_handler({"protocol.resume_writing() failed", std::current_exception(), {}, {}});
-    }
-}
+void SocketTransport::maybe_resume_protocol() { flow_.maybe_resume(*loop_, protocol_.get(), get_write_buffer_size()); }
 
 Coro<void> SocketTransport::begin_sendfile() {
     if (sendfile_in_progress_) throw RuntimeError("sendfile is already in progress");

@@ -17,6 +17,7 @@
 #include <asyncio/transports.hpp>
 
 #include "backend/backend.hpp"
+#include "flow_control.hpp"
 #include "loop/loop_impl.hpp"
 
 #include <functional>
@@ -52,7 +53,7 @@ public:
     bool can_write_eof() const noexcept override { return true; }
     void abort() override;
     void set_write_buffer_limits(std::optional<std::size_t> high, std::optional<std::size_t> low) override;
-    std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override { return {low_water_, high_water_}; }
+    std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override { return flow_.limits(); }
     std::size_t get_write_buffer_size() const noexcept override { return wbuf_.size() - woff_ + sending_.size() - soff_; }
 
     /// Closes with an error (Python's _fatal_error): reported to the exception handler unless
@@ -103,13 +104,11 @@ private:
     std::size_t woff_ = 0;
     std::string sending_;     // queued I/O: the bytes the in-flight send covers, from soff_
     std::size_t soff_ = 0;
-    std::size_t high_water_ = 64 * 1024;
-    std::size_t low_water_ = 16 * 1024;
+    WriteFlowControl flow_;   // high/low water marks, pause_writing()/resume_writing()
     int conn_lost_ = 0;
     bool closing_ = false;
     bool paused_ = false;          // pause_reading()
     bool eof_ = false;             // write_eof() called
-    bool protocol_paused_ = false;  // pause_writing() delivered
     bool started_ = false;
     bool fd_released_ = false;
     bool sendfile_in_progress_ = false;

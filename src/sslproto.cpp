@@ -1,6 +1,7 @@
 // src/sslproto.cpp - SSLProtocol and its app transport (Python's asyncio/sslproto.py), and
 // EventLoop::start_tls (Python's BaseEventLoop.start_tls). See sslproto.hpp.
 #include "sslproto.hpp"
+#include "flow_control.hpp"
 
 #include <asyncio/coroutines.hpp>
 #include <asyncio/exceptions.hpp>
@@ -30,15 +31,10 @@ constexpr std::size_t flow_control_high_water_ssl_write = 512;
 /// Python's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES.
 constexpr int log_threshold_for_connlost_writes = 5;
 
-/// Python's add_flowcontrol_defaults.
+/// Python's add_flowcontrol_defaults (limits in KiB).
 std::pair<std::size_t, std::size_t> add_flowcontrol_defaults(std::optional<std::size_t> high,
                                                              std::optional<std::size_t> low, std::size_t kb) {
-    std::size_t hi = high ? *high : (low ? 4 * *low : kb * 1024);
-    std::size_t lo = low ? *low : hi / 4;
-    if (!(hi >= lo))
-        throw std::invalid_argument("high (" + std::to_string(hi) + ") must be >= low (" + std::to_string(lo) +
-                                    ") must be >= 0");
-    return {hi, lo};
+    return flow_control_limits(high, low, kb * 1024);
 }
 
 /// Python's SSLAgainErrors: SSLWantReadError and SSLSyscallError (plus WANT_WRITE, which a
