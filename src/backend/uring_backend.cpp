@@ -68,6 +68,7 @@ struct UringRegistration final : IoRegistration {
         std::uint16_t seq = 0;             // bumped when a request is abandoned
         bool polling = false;              // the request is a readiness poll; perform() follows
         bool multishot = false;            // a multishot receive is armed (with tag seq)
+        bool single_shot = false;          // this fd's reader stops often: one receive at a time
         socklen_t addrlen = 0;             // accept's in/out length (must outlive the request)
     };
     Side side[2];  // [0] read side, [1] write side
@@ -235,6 +236,7 @@ public:
             }
         }
         drop_stash(reg);
+        reg->side[read_side].single_shot = false;  // the fd number's next socket starts afresh
         ++reg->generation;
     }
 
@@ -335,11 +337,16 @@ private:
                 break;
             case IoOperation::Kind::recv_provided:
                 // Multishot: the request stays armed and delivers each arrival, so a
-                // connection's receive is submitted once, not once per message.
-                io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, op->flags);
+                // connection's receive is submitted once, not once per message - unless its
+                // reader was found to stop while bytes kept coming (see abandon()).
+                if (side.single_shot) {
+                    io_uring_prep_recv(sqe, fd, nullptr, buffer_size, op->flags);
+                } else {
+                    io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, op->flags);
+                    side.multishot = true;
+                }
                 sqe->flags |= IOSQE_BUFFER_SELECT;
                 sqe->buf_group = buffer_group;
-                side.multishot = true;
                 break;
             case IoOperation::Kind::send:
                 io_uring_prep_send(sqe, fd, op->buffer, length, op->flags | MSG_NOSIGNAL);
@@ -458,6 +465,9 @@ private:
                 for_each_completion(tag, [&](const Completion& c) {
                     stash_completion(reg, IoOperation::Kind::recv_provided, nullptr, c);
                 });
+            // A reader that stops (flow control) while a multishot receive runs ahead of it
+            // makes every stop copy what ran ahead: from now on, one receive at a time.
+            if (reg->stash) side.single_shot = true;
             return;
         }
         if (rc != -ENOENT) return;  // cancelled before anything was performed
