@@ -16,9 +16,12 @@
 //  * A completion callback may start, cancel and forget any operation or fd, including its own.
 #pragma once
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <system_error>
+#include <vector>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -116,6 +119,34 @@ struct IoRegistration {
     /// while this is set, or it would read later bytes first.
     bool holds_input = false;
     IoRegistration* next_dirty = nullptr;
+};
+
+/// A backend's per-fd records (`Reg` derives from IoRegistration), indexed by fd: created on
+/// first use and never freed while the backend lives, so pointers to them stay valid; the
+/// fd number's next file reuses its record.
+template <class Reg>
+class RegistrationTable {
+public:
+    Reg* get(int fd) {
+        if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "invalid file descriptor");
+        const auto i = static_cast<std::size_t>(fd);
+        if (i >= slots_.size()) slots_.resize(i + 64);
+        if (!slots_[i]) {
+            slots_[i].reset(new Reg);
+            slots_[i]->fd = fd;
+        }
+        return slots_[i].get();
+    }
+    /// The record of `fd`, or null when it never had one.
+    Reg* find(std::size_t fd) const noexcept { return fd < slots_.size() ? slots_[fd].get() : nullptr; }
+    template <class F>
+    void for_each(F fn) const {
+        for (const auto& slot : slots_)
+            if (slot) fn(*slot);
+    }
+
+private:
+    std::vector<std::unique_ptr<Reg>> slots_;
 };
 
 class Backend {

@@ -37,16 +37,7 @@ public:
 
     const char* name() const noexcept override { return "epoll"; }
 
-    IoRegistration* registration(int fd) override {
-        if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "invalid file descriptor");
-        if (static_cast<std::size_t>(fd) >= slots_.size()) slots_.resize(static_cast<std::size_t>(fd) + 64);
-        auto& slot = slots_[static_cast<std::size_t>(fd)];
-        if (!slot) {
-            slot.reset(new IoRegistration);
-            slot->fd = fd;
-        }
-        return slot.get();
-    }
+    IoRegistration* registration(int fd) override { return slots_.get(fd); }
 
     void start(IoOperation* op) override {
         IoRegistration* reg = op->reg;
@@ -75,8 +66,8 @@ public:
     }
 
     void forget(int fd) noexcept override {
-        if (fd < 0 || static_cast<std::size_t>(fd) >= slots_.size() || !slots_[static_cast<std::size_t>(fd)]) return;
-        IoRegistration* reg = slots_[static_cast<std::size_t>(fd)].get();
+        IoRegistration* reg = fd < 0 ? nullptr : slots_.find(static_cast<std::size_t>(fd));
+        if (!reg) return;
         for (OpQueue* q : {&reg->readers, &reg->writers}) {
             while (IoOperation* op = q->pop()) {
                 op->in_flight = false;
@@ -107,8 +98,8 @@ public:
             const std::uint64_t tag = events[i].data.u64;
             const auto fd = static_cast<std::size_t>(tag & 0xffffffffu);
             const auto generation = static_cast<std::uint32_t>(tag >> 32);
-            if (fd >= slots_.size() || !slots_[fd]) continue;
-            IoRegistration* reg = slots_[fd].get();
+            IoRegistration* reg = slots_.find(fd);
+            if (!reg) continue;
             if (reg->generation != generation) continue;  // forgotten since the wait began
             const std::uint32_t ev = events[i].events;
             const bool error = ev & (EPOLLERR | EPOLLHUP);
@@ -209,7 +200,7 @@ private:
 
     int epfd_;
     std::unique_ptr<char[]> provided_;
-    std::vector<std::unique_ptr<IoRegistration>> slots_;
+    RegistrationTable<IoRegistration> slots_;
     IoRegistration* dirty_ = nullptr;
 };
 

@@ -172,24 +172,16 @@ public:
             }
             io_uring_queue_exit(&ring_);
         }
-        for (auto& slot : slots_)
-            if (slot && slot->stash && slot->stash->accepted_fd >= 0) ::close(slot->stash->accepted_fd);
+        slots_.for_each([](UringRegistration& reg) {
+            if (reg.stash && reg.stash->accepted_fd >= 0) ::close(reg.stash->accepted_fd);
+        });
         if (buffers_) ::munmap(buffers_, std::size_t(buffer_count) * buffer_size);
         if (buf_ring_) ::munmap(buf_ring_, buffer_count * sizeof(io_uring_buf));
     }
 
     const char* name() const noexcept override { return "io_uring"; }
 
-    IoRegistration* registration(int fd) override {
-        if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "invalid file descriptor");
-        if (static_cast<std::size_t>(fd) >= slots_.size()) slots_.resize(static_cast<std::size_t>(fd) + 64);
-        auto& slot = slots_[static_cast<std::size_t>(fd)];
-        if (!slot) {
-            slot.reset(new UringRegistration);
-            slot->fd = fd;
-        }
-        return slot.get();
-    }
+    IoRegistration* registration(int fd) override { return slots_.get(fd); }
 
     void start(IoOperation* op) override {
         auto* reg = static_cast<UringRegistration*>(op->reg);
@@ -226,8 +218,8 @@ public:
     void release_interest(IoRegistration*) noexcept override {}  // nothing is kept watching
 
     void forget(int fd) noexcept override {
-        if (fd < 0 || static_cast<std::size_t>(fd) >= slots_.size() || !slots_[static_cast<std::size_t>(fd)]) return;
-        UringRegistration* reg = slots_[static_cast<std::size_t>(fd)].get();
+        UringRegistration* reg = fd < 0 ? nullptr : slots_.find(static_cast<std::size_t>(fd));
+        if (!reg) return;
         for (int s : {read_side, write_side}) {
             if (reg->side[s].submitted || reg->side[s].multishot) abandon(reg, s, /*keep_input=*/false);
             while (IoOperation* op = queue(reg, s).pop()) {
@@ -583,7 +575,7 @@ private:
     bool buf_ring_registered_ = false;
     char* buffers_ = nullptr;
     std::unique_ptr<char[]> scratch_;
-    std::vector<std::unique_ptr<UringRegistration>> slots_;
+    RegistrationTable<UringRegistration> slots_;
     IoRegistration* dirty_ = nullptr;
 };
 
