@@ -40,6 +40,7 @@ using namespace asyncio;
 using asyncio_test::code_of;
 
 using asyncio_test::error_of;
+using asyncio_test::TempDir;
 using asyncio_test::holds;
 using asyncio_test::message_of;
 using asyncio_test::settle;
@@ -65,21 +66,6 @@ std::size_t open_fd_count() {
     return n;
 }
 
-/// A fresh directory for Unix socket paths, removed with its content.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/asyncio-srv-XXXXXX";
-        const char* p = ::mkdtemp(tmpl);
-        if (!p) throw std::system_error(errno, std::generic_category(), "mkdtemp");
-        path = p;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    std::string file(const std::string& name) const { return path + "/" + name; }
-};
 
 bool exists(const std::string& path) {
     struct stat st {};

@@ -42,6 +42,7 @@
 using namespace asyncio;
 using asyncio_test::echo_until_eof;
 using asyncio_test::error_of;
+using asyncio_test::TempDir;
 using asyncio_test::HandlerCapture;
 using asyncio_test::holds;
 using asyncio_test::message_of;
@@ -208,20 +209,6 @@ void set_buffer(const StreamWriter& w, int option, int bytes) {
     std::any_cast<TransportSocket>(w.get_extra_info("socket")).setsockopt(SOL_SOCKET, option, bytes);
 }
 
-/// A fresh temporary directory for Unix sockets, removed with everything in it.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/asyncio-streams-XXXXXX";
-        if (::mkdtemp(tmpl) == nullptr) throw std::system_error(errno, std::generic_category(), "mkdtemp");
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    std::string file(const char* name) const { return path + "/" + name; }
-};
 
 
 }  // namespace
