@@ -2,7 +2,9 @@
 // _SelectorSocketTransport), on the completion-style backend:
 //  * reading is one standing `recv_provided` operation (the backend's shared buffer, so an
 //    idle connection holds no read buffer), re-armed after each delivery; a BufferedProtocol
-//    gets a `poll_readable` operation instead and receives into its own buffer;
+//    gets a `poll_readable` operation instead and receives into its own buffer (on io_uring,
+//    where the kernel would fill a buffer that may move meanwhile, it gets `recv_provided`
+//    too and the bytes are copied into get_buffer()'s buffers);
 //  * write() sends at once when nothing is queued (the common case: no wait, no copy); what
 //    the kernel does not take is buffered and sent by a `send` operation, with the protocol's
 //    pause_writing()/resume_writing() flow control around the high/low water marks;
