@@ -127,7 +127,21 @@ struct StreamReaderState {
         }
     }
 
-    Coro<void> wait_for_data(const char* func_name) {
+    /// Python's _wait_for_data: `co_await s.wait_for_data("read")` suspends until data or EOF
+    /// is fed (or the reader gets an exception). An awaiter rather than a coroutine: every
+    /// read that finds the buffer empty passes here, and a nested coroutine frame per read
+    /// costs more than the rest of the read.
+    struct DataWaiter {
+        StreamReaderState* s;
+        decltype(std::declval<const Future<void>&>().operator co_await()) inner;
+        bool await_ready() const noexcept { return inner.await_ready(); }
+        void await_suspend(std::coroutine_handle<> h) { inner.await_suspend(h); }
+        void await_resume() {
+            s->waiter.reset();  // Python: finally: self._waiter = None
+            inner.await_resume();
+        }
+    };
+    DataWaiter wait_for_data(const char* func_name) {
         if (waiter)
             throw RuntimeError(std::string(func_name) +
                                "() called while another coroutine is already waiting for incoming data");
@@ -135,15 +149,8 @@ struct StreamReaderState {
             paused = false;
             if (transport) transport->resume_reading();
         }
-        Future<void> w;
-        waiter = w;
-        try {
-            co_await w;
-        } catch (...) {
-            waiter.reset();
-            throw;
-        }
-        waiter.reset();
+        waiter.emplace();
+        return DataWaiter{this, waiter->operator co_await()};
     }
 };
 }  // namespace detail
@@ -472,12 +479,16 @@ Coro<void> StreamWriter::wait_closed() {
 
 Coro<void> StreamWriter::drain() {
     transport();  // InvalidStateError for an empty handle
-    auto st = state_;
-    auto t = st->transport;
-    auto p = st->protocol;
-    if (st->reader) {
-        if (std::exception_ptr exc = st->reader->exception()) std::rethrow_exception(exc);
+    detail::StreamWriterState& st = *state_;
+    if (st.reader) {
+        if (std::exception_ptr exc = st.reader->exception()) std::rethrow_exception(exc);
     }
+    // Nothing to wait for - the transport keeps up, the usual case: return without the
+    // helper's coroutine. Nothing was awaited yet, so nothing needs keeping alive.
+    if (!st.transport->is_closing() && !st.protocol->drain_must_wait()) co_return;
+    auto keep = state_;
+    auto t = keep->transport;
+    auto p = keep->protocol;
     if (t->is_closing()) {
         // Let connection_lost() run, so its error (or ConnectionResetError) is raised below.
         co_await sleep(0);
