@@ -35,6 +35,11 @@ public:
         }
         return {data_.get() + end_, cap_ - end_};
     }
+    /// Room for at least `n` more bytes after the data (moving or growing the block).
+    std::span<char> room_for(std::size_t n) {
+        if (cap_ - end_ < n) grow(n);
+        return {data_.get() + end_, cap_ - end_};
+    }
     /// A receive of `n` bytes happened outside the block (it had too little room).
     void note_receive(std::size_t n) noexcept {
         if (n >= large_receive) receives_large_ = true;
@@ -379,8 +384,16 @@ char* scratch_buffer() {
 }
 }  // namespace
 
-std::span<char> StreamReaderProtocol::get_buffer(std::size_t) {
+std::span<char> StreamReaderProtocol::get_buffer(std::size_t sizehint) {
     StreamReaderState& s = *reader_.state_;
+    if (sizehint > 0 && sizehint < direct_receive_min) {
+        // The transport already holds these bytes and says how many (io_uring's multishot
+        // receive delivers what the kernel put in its ring): room for exactly them in the
+        // reader's buffer - grown as append() would grow it - saves the copy through the
+        // scratch buffer, and there is no receive to cut short.
+        scratch_ = false;
+        return s.buf.room_for(sizehint);
+    }
     std::span<char> room = s.buf.tail(direct_receive_min);
     scratch_ = room.size() < direct_receive_min;
     if (scratch_) return {scratch_buffer(), scratch_size};

@@ -24,10 +24,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -1269,6 +1271,64 @@ TEST(StreamReader, ReadTimedOutByWaitForLeavesTheReaderUsable) {
         EXPECT_EQ(d, "late");
     };
     run_virtual(main());
+}
+
+// =============================================================================================
+// StreamReaderProtocol as a BufferedProtocol: the transport's get_buffer/buffer_updated rounds
+// =============================================================================================
+
+namespace {
+/// One get_buffer(sizehint)/buffer_updated round carrying `bytes`, as a transport does it.
+void deliver_round(detail::StreamReaderProtocol& p, std::size_t sizehint, std::string_view bytes) {
+    std::span<char> buf = p.get_buffer(sizehint);
+    ASSERT_GE(buf.size(), bytes.size());
+    std::memcpy(buf.data(), bytes.data(), bytes.size());
+    p.buffer_updated(bytes.size());
+}
+}  // namespace
+
+TEST(StreamReaderProtocolBuffers, AnExactSizeHintGetsAtLeastThatMuchRoom) {
+    // io_uring delivers bytes the kernel already received and passes their count as the hint:
+    // the buffer must hold all of them in one round, whatever the reader's buffer held before.
+    StreamReader r;
+    detail::StreamReaderProtocol p(r);
+    for (std::size_t n : {1, 100, 1024, 4000, 16383}) {
+        std::span<char> buf = p.get_buffer(n);
+        EXPECT_GE(buf.size(), n) << "sizehint " << n;
+        p.buffer_updated(n);  // leave the bytes there: the next hint must fit behind them
+    }
+    EXPECT_EQ(r.buffered(), 1u + 100 + 1024 + 4000 + 16383);
+}
+
+TEST(StreamReaderProtocolBuffers, ExactHintsUnknownSizesAndLargeHintsKeepEveryByteInOrder) {
+    auto main = []() -> Coro<void> {
+        StreamReader r;
+        detail::StreamReaderProtocol p(r);
+        const std::string big = pattern(40000);
+        std::string sent;
+        auto round = [&](std::size_t hint, std::string_view bytes) {
+            deliver_round(p, hint, bytes);
+            sent += bytes;
+        };
+        round(5, "hello");                                  // exact hint: the reader's own buffer
+        round(0, " world");                                 // unknown size: the scratch buffer
+        round(3, "!!!");                                    // exact again, behind the scratch data
+        round(big.size(), std::string_view(big).substr(0, 20000));  // large hint
+        std::string_view rest = std::string_view(big).substr(20000);
+        while (!rest.empty()) {  // the rest in as many rounds as the buffers take
+            std::span<char> buf = p.get_buffer(rest.size());
+            std::size_t n = std::min(buf.size(), rest.size());
+            std::memcpy(buf.data(), rest.data(), n);
+            p.buffer_updated(n);
+            sent += rest.substr(0, n);
+            rest.remove_prefix(n);
+        }
+        EXPECT_EQ(co_await r.read(8), "hello wo");          // a partial read in between
+        round(2, "ok");
+        r.feed_eof();
+        EXPECT_EQ(co_await r.read(-1), sent.substr(8));
+    };
+    run(main());
 }
 
 // =============================================================================================
