@@ -26,6 +26,9 @@
 // /proc/stat: so machine_cpu - client_cpu - server_cpu is what everything else used).
 // client_cpu near 1 with server_cpu well below 1 means the load generator, not the server,
 // is the bottleneck.
+// SIGUSR1 makes pingpong and streaming print one line "progress requests=N bytes=B" at once
+// (counts since the start, warm-up included; requests in streaming = echoed bytes / S):
+// instructions.py uses it to count the round trips inside a profiling window.
 // --verify checks every echoed byte against what was sent (costs a memcmp per read).
 // Errors (refused, reset, closed by the server, short echo, no progress for --timeout s) go
 // to stderr and make the exit status non-zero.
@@ -61,6 +64,9 @@ namespace {
 constexpr std::size_t kRecvBuf = 256 * 1024;
 constexpr std::size_t kStreamChunk = 64 * 1024;
 constexpr std::size_t kIdleMsg = 16;
+
+volatile sig_atomic_t progress_requested = 0;
+extern "C" void on_sigusr1(int) { progress_requested = 1; }
 
 struct Options {
     std::string host = "127.0.0.1";
@@ -252,6 +258,13 @@ public:
             }
             double next = measuring ? t1 : t0;
             int wait_ms = static_cast<int>((next - now) * 1000.0) + 1;
+            if (progress_requested) {
+                progress_requested = 0;
+                std::uint64_t reqs = streaming_ ? bytes_ / o_.size : requests_;
+                std::printf("progress requests=%llu bytes=%llu\n", static_cast<unsigned long long>(reqs),
+                            static_cast<unsigned long long>(bytes_));
+                std::fflush(stdout);
+            }
             int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), wait_ms);
             if (n < 0) {
                 if (errno == EINTR) continue;
@@ -403,6 +416,9 @@ int main(int argc, char** argv) {
     if (o.conns < 0) o.conns = o.mode == "pingpong" ? 100 : o.mode == "streaming" ? 10 : 10000;
     if (o.conns == 0) usage();
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction usr1 {};
+    usr1.sa_handler = on_sigusr1;  // no SA_RESTART: epoll_wait returns EINTR and the loop prints
+    sigaction(SIGUSR1, &usr1, nullptr);
     raise_nofile(static_cast<std::size_t>(o.conns));
 
     sockaddr_in addr{};
