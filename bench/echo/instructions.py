@@ -10,6 +10,12 @@ load generator reports (SIGUSR1) how many round trips completed in that window. 
 deterministic to about 1 %, whatever else the machine does. It counts only user-space
 instructions - the kernel's share (about 90 % of a server's CPU time here) is not in it.
 
+Keep the default 1 KiB messages for comparisons: from about 2 KiB up glibc's memcpy switches to
+`rep movsb`, which callgrind counts once per byte, so a server that copies (the streams ones
+copy each message into the reader and out as a std::string) then shows ~10,000 instructions
+per 10 KiB copied - far beyond what the copy costs - while one that does not (c-epoll, asio,
+a Protocol) shows the same count at every size.
+
   bench/echo/instructions.py --build-dir build-bench
   bench/echo/instructions.py --build-dir build-bench --servers asio,ours-streams --size 10K --top 15
 
