@@ -151,65 +151,57 @@ void SocketTransport::read_ready(IoOperation* op) {
     deliver(std::string_view(op->data, static_cast<std::size_t>(op->result)));
 }
 
+template <class F>
+bool SocketTransport::call_protocol(F&& callback, const char* failure) {
+    try {
+        callback();
+        return true;
+    } catch (const KeyboardInterrupt&) {
+        if (is_reading()) arm_reading();
+        throw;
+    } catch (...) {
+        fatal_error(std::current_exception(), failure);
+        return false;
+    }
+}
+
 void SocketTransport::deliver(std::string_view data) {
     // A BufferedProtocol takes the bytes in as many get_buffer()/buffer_updated() rounds as
     // its buffers need; if it switches protocols meanwhile, the new one gets the rest. (A
     // KeyboardInterrupt from the protocol drops what it has not taken yet.)
     while (!data.empty()) {
         if (plain_) {
-            try {
-                plain_->data_received(data);
-            } catch (const KeyboardInterrupt&) {
-                // Out of the loop, as Python's; the transport keeps reading when the loop runs again.
-                if (is_reading()) arm_reading();
-                throw;
-            } catch (...) {
-                fatal_error(std::current_exception(), "Fatal error: protocol.data_received() call failed.");
+            if (!call_protocol([&] { plain_->data_received(data); },
+                               "Fatal error: protocol.data_received() call failed."))
                 return;
-            }
-            break;
+            break;  // data_received takes it all
         }
         std::span<char> buf;
-        try {
-            buf = buffered_->get_buffer(data.size());
-            if (buf.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
-        } catch (const KeyboardInterrupt&) {
-            if (is_reading()) arm_reading();
-            throw;
-        } catch (...) {
-            fatal_error(std::current_exception(), "Fatal error: protocol.get_buffer() call failed.");
+        if (!call_protocol([&] { buf = get_protocol_buffer(data.size()); },
+                           "Fatal error: protocol.get_buffer() call failed."))
             return;
-        }
         const std::size_t n = std::min(buf.size(), data.size());
         std::memcpy(buf.data(), data.data(), n);
         data.remove_prefix(n);
-        try {
-            buffered_->buffer_updated(n);
-        } catch (const KeyboardInterrupt&) {
-            if (is_reading()) arm_reading();
-            throw;
-        } catch (...) {
-            fatal_error(std::current_exception(), "Fatal error: protocol.buffer_updated() call failed.");
+        if (!call_protocol([&] { buffered_->buffer_updated(n); },
+                           "Fatal error: protocol.buffer_updated() call failed."))
             return;
-        }
         if (conn_lost_ || (!plain_ && !buffered_)) return;
     }
     if (is_reading()) arm_reading();
 }
 
+std::span<char> SocketTransport::get_protocol_buffer(std::size_t sizehint) {
+    std::span<char> buf = buffered_->get_buffer(sizehint);
+    if (buf.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
+    return buf;
+}
+
 void SocketTransport::buffered_read_ready() {
     if (conn_lost_) return;
     std::span<char> buf;
-    try {
-        buf = buffered_->get_buffer(0);
-        if (buf.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
-    } catch (const KeyboardInterrupt&) {
-        if (is_reading()) arm_reading();  // see read_ready
-        throw;
-    } catch (...) {
-        fatal_error(std::current_exception(), "Fatal error: protocol.get_buffer() call failed.");
+    if (!call_protocol([&] { buf = get_protocol_buffer(0); }, "Fatal error: protocol.get_buffer() call failed."))
         return;
-    }
     ssize_t n;
     do {
         n = ::recv(sock_.fileno(), buf.data(), buf.size(), 0);
@@ -227,15 +219,9 @@ void SocketTransport::buffered_read_ready() {
         eof_received();
         return;
     }
-    try {
-        buffered_->buffer_updated(static_cast<std::size_t>(n));
-    } catch (const KeyboardInterrupt&) {
-        if (is_reading()) arm_reading();  // see read_ready
-        throw;
-    } catch (...) {
-        fatal_error(std::current_exception(), "Fatal error: protocol.buffer_updated() call failed.");
+    if (!call_protocol([&] { buffered_->buffer_updated(static_cast<std::size_t>(n)); },
+                       "Fatal error: protocol.buffer_updated() call failed."))
         return;
-    }
     if (is_reading()) arm_reading();
 }
 

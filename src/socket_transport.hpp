@@ -77,6 +77,13 @@ private:
     void read_ready(IoOperation* op);
     void buffered_read_ready();
     void deliver(std::string_view data);
+    /// Runs one protocol callback of the read path. A KeyboardInterrupt leaves the loop, as
+    /// in Python, and the transport keeps reading when the loop runs again; any other
+    /// exception is fatal_error(`failure`). Returns false when the transport failed.
+    template <class F>
+    bool call_protocol(F&& callback, const char* failure);
+    /// buffered_->get_buffer(sizehint), refusing an empty buffer (RuntimeError).
+    std::span<char> get_protocol_buffer(std::size_t sizehint);
     void clear_write_buffer() noexcept;
     void eof_received();
     void write_ready(IoOperation* op);
