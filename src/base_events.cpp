@@ -379,8 +379,10 @@ struct ServerState final : IoObject, std::enable_shared_from_this<ServerState> {
         std::shared_ptr<ServerState> keep = s->self;
         if (!s->serving) return;
         ssize_t r = op->result;
-        // Python accepts up to `backlog` connections per readiness report.
-        for (int i = 0; i < s->opts.backlog; ++i) {
+        // Python accepts up to `backlog` connections per readiness report. Each pass hands
+        // on what its last accept4() returned before it counts: a connection taken from the
+        // kernel is always served (or closed), never dropped at the end of a pass.
+        for (int taken = 0;;) {
             if (r >= 0) {
                 l->peer.set_size(op->addrlen);
                 s->accepted(static_cast<int>(r));
@@ -402,6 +404,7 @@ struct ServerState final : IoObject, std::enable_shared_from_this<ServerState> {
                      {}, {}});
             }
             if (r == -EAGAIN || r == -EWOULDBLOCK) break;
+            if (++taken >= s->opts.backlog) break;
             socklen_t len = SockAddr::capacity();
             r = ::accept4(l->sock.fileno(), l->peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (r < 0) r = -errno;

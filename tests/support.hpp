@@ -184,6 +184,26 @@ inline std::error_code code_of(const std::exception_ptr& e) {
     }
 }
 
+/// Number of open file descriptors of this process.
+inline std::size_t open_fd_count() {
+    std::size_t n = 0;
+    for (auto it = std::filesystem::directory_iterator("/proc/self/fd"); it != std::filesystem::directory_iterator(); ++it)
+        ++n;
+    return n;
+}
+
+/// Lets the loop run until this process's open-fd count is `expected` or `seconds` pass;
+/// returns the last count. For checks that connections a peer abandoned were released.
+inline asyncio::Coro<std::size_t> fd_count_settles_to(std::size_t expected, double seconds = 5.0) {
+    const double deadline = asyncio::get_running_loop().time() + seconds;
+    std::size_t n = open_fd_count();
+    while (n != expected && asyncio::get_running_loop().time() < deadline) {
+        co_await asyncio::sleep(0.01);
+        n = open_fd_count();
+    }
+    co_return n;
+}
+
 /// A fresh directory for Unix socket paths, removed with its content.
 struct TempDir {
     std::string path;
