@@ -28,7 +28,12 @@ void Runner::lazy_init() {
     if (state_ == State::closed) throw RuntimeError("Runner is closed");
     if (state_ == State::initialized) return;
     loop_ = std::make_unique<EventLoop>(LoopOptions{options_.debug, options_.virtual_clock});
+    context_ = copy_context();
     state_ = State::initialized;
+}
+
+bool Runner::enters_context(const Context& context) noexcept {
+    return context.size() > 0 || detail::tl_context_used;
 }
 
 EventLoop& Runner::get_loop() {
@@ -69,7 +74,8 @@ void Runner::close() {
     loop_->run_until_complete(loop_->shutdown_default_executor());
 }
 
-Runner::RunGuard::RunGuard(Runner& runner, AnyTask main_task) : runner_(runner), main_task_(std::move(main_task)) {
+Runner::RunGuard::RunGuard(Runner& runner, AnyTask main_task, Context& context)
+    : runner_(runner), main_task_(std::move(main_task)), context_(context) {
     // Like Python: only in the main thread, and only if nobody installed a SIGINT handler.
     if (::getpid() != static_cast<pid_t>(::gettid())) return;
     struct sigaction current {};
@@ -85,6 +91,10 @@ Runner::RunGuard::RunGuard(Runner& runner, AnyTask main_task) : runner_(runner),
 }
 
 Runner::RunGuard::~RunGuard() {
+    // The main task ran in the context (Python passes context= to create_task): its sets
+    // are the context's now. A task that never set anything keeps the map it started with.
+    auto& task = static_cast<detail::TaskBase&>(*main_task_.state_ptr());
+    if (detail::ContextMapPtr* map = task.context_slot(false)) context_ = Context(*map);
     if (!installed_) return;
     detail::signals::arm_hard_interrupt(false);
     if (runner_.loop_) runner_.loop_->remove_signal_handler(SIGINT);

@@ -526,6 +526,73 @@ TEST(Runner, BackgroundTasksSurviveBetweenRuns) {
     EXPECT_FALSE(background.cancelled());
 }
 
+// ---- the runner's context (CPython: test_run_keeps_context) --------------------------------
+namespace {
+ContextVar<int> runner_var("runner_var", -1);
+
+/// Reads runner_var, then sets it to `value`; returns what it read.
+Coro<int> read_then_set(int value) {
+    co_await asyncio::sleep(0);
+    int seen = runner_var.get();
+    runner_var.set(value);
+    co_return seen;
+}
+}  // namespace
+
+TEST(RunnerContext, OneRunnerKeepsItsContextAcrossRuns) {
+    asyncio::Runner runner;
+    EXPECT_EQ(runner.run(read_then_set(1)), -1);
+    EXPECT_EQ(runner.run(read_then_set(2)), 1);
+    EXPECT_EQ(runner.run(read_then_set(3)), 2);
+    EXPECT_EQ(runner_var.get(), -1);  // the caller's context is not the runner's
+}
+
+TEST(RunnerContext, RunStartsEachCallFromAFreshCopyOfTheCurrentContext) {
+    EXPECT_EQ(asyncio::run(read_then_set(1)), -1);
+    EXPECT_EQ(asyncio::run(read_then_set(2)), -1);
+    EXPECT_EQ(runner_var.get(), -1);
+}
+
+TEST(RunnerContext, TheRunnersContextIsACopyOfTheOneCurrentWhenItsLoopWasMade) {
+    auto outer = runner_var.set(7);
+    asyncio::Runner runner;
+    (void)runner.get_loop();
+    auto later = runner_var.set(8);  // after the copy: not seen by the runner
+    EXPECT_EQ(runner.run(read_then_set(9)), 7);
+    EXPECT_EQ(runner.run(read_then_set(10)), 9);
+    EXPECT_EQ(runner_var.get(), 8);
+    runner_var.reset(later);
+    runner_var.reset(outer);
+}
+
+TEST(RunnerContext, TasksOfARunCopyTheRunnersContext) {
+    asyncio::Runner runner;
+    (void)runner.run(read_then_set(5));
+    auto child_reads = []() -> Coro<int> { co_return co_await create_task(read_then_set(6)); };
+    EXPECT_EQ(runner.run(child_reads()), 5);
+    EXPECT_EQ(runner.run(read_then_set(0)), 5);  // the child's set stayed in the child's copy
+}
+
+TEST(RunnerContext, RunInAGivenContextRecordsWhatTheCoroutineSetsThere) {
+    asyncio::Runner runner;
+    Context ctx;
+    EXPECT_EQ(runner.run(read_then_set(5), ctx), -1);
+    EXPECT_EQ(runner.run(read_then_set(6), ctx), 5);
+    EXPECT_EQ(ctx.run([] { return runner_var.get(); }), 6);
+    EXPECT_EQ(runner.run(read_then_set(1)), -1);  // the runner's own context is untouched
+}
+
+TEST(RunnerContext, ARunThatThrowsStillKeepsWhatItSet) {
+    asyncio::Runner runner;
+    auto set_then_throw = []() -> Coro<> {
+        runner_var.set(4);
+        co_await asyncio::sleep(0);
+        throw std::invalid_argument("spam");
+    };
+    EXPECT_THROW(runner.run(set_then_throw()), std::invalid_argument);
+    EXPECT_EQ(runner.run(read_then_set(0)), 4);
+}
+
 TEST(Runner, StillUsableAfterARunThrew) {
     asyncio::Runner runner;
     EXPECT_THROW(runner.run(raise_spam()), std::invalid_argument);

@@ -6,6 +6,7 @@
 // throws KeyboardInterrupt) and a second one interrupts the process for good.
 #pragma once
 
+#include <asyncio/contextvars.hpp>
 #include <asyncio/coroutines.hpp>
 #include <asyncio/events.hpp>
 #include <asyncio/tasks.hpp>
@@ -29,12 +30,24 @@ public:
 
     /// Runs `coro` on this runner's loop and returns its result. RuntimeError when called
     /// from a running loop or after close().
+    ///
+    /// As in Python, the runner has one context (a copy of the current context, taken when
+    /// its loop is made) and every run() runs in it: what one run sets in a ContextVar, the
+    /// next run sees.
     template <class T>
     T run(Coro<T> coro) {
+        return run(std::move(coro), context_);
+    }
+    /// run() in `context` instead of the runner's own (Python's run(coro, context=...)):
+    /// what the coroutine sets is recorded in `context`.
+    template <class T>
+    T run(Coro<T> coro, Context& context) {
         check_can_run();
         lazy_init();
-        Task<T> task = loop_->create_task(std::move(coro));
-        RunGuard guard(*this, task);
+        Task<T> task = enters_context(context)
+                           ? context.run([&] { return loop_->create_task(std::move(coro)); })
+                           : loop_->create_task(std::move(coro));
+        RunGuard guard(*this, task, context);
         try {
             return loop_->run_until_complete(task);
         } catch (const CancelledError&) {
@@ -53,22 +66,29 @@ private:
     /// Installs/removes the Ctrl-C handler around one run().
     class RunGuard {
     public:
-        RunGuard(Runner& runner, AnyTask main_task);
+        /// At the end of the run, what the main task set is recorded in `context`.
+        RunGuard(Runner& runner, AnyTask main_task, Context& context);
         ~RunGuard();
         void on_cancelled();
 
     private:
         Runner& runner_;
         AnyTask main_task_;
+        Context& context_;
         bool installed_ = false;
         bool interrupted_ = false;  // Ctrl-C cancelled the main task
     };
     void check_can_run() const;
     void lazy_init();
+    /// Whether the main task must be created inside `context` (not when no context variable
+    /// was ever used in this thread: every context is empty then, and creating the task
+    /// stays on its fast path).
+    static bool enters_context(const Context& context) noexcept;
 
     RunOptions options_;
     State state_ = State::created;
     std::unique_ptr<EventLoop> loop_;
+    Context context_;  // Python's Runner._context
 };
 
 /// Python's asyncio.run(): runs `main` in a new loop and closes it.
