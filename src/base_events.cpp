@@ -6,6 +6,7 @@
 #include <asyncio/tasks.hpp>
 #include <asyncio/timeouts.hpp>
 
+#include "held_context.hpp"
 #include "sock_argument.hpp"
 #include "socket_transport.hpp"
 #include "sslproto.hpp"
@@ -234,8 +235,11 @@ Coro<MadeConnection> make_transport(EventLoop& loop, Socket sock, ProtocolFactor
 }  // namespace
 
 // ---- create_connection ---------------------------------------------------------------------
-Coro<MadeConnection> ConnectionAccess::create_connection(EventLoop& loop, ProtocolFactory factory, std::string host,
-                                                         int port, ConnectionOptions opts) {
+// Each entry point below is a plain function that takes its own reference to the TLS context
+// (src/held_context.hpp) and returns the coroutine that does the work, which keeps it.
+namespace {
+Coro<MadeConnection> create_connection_coro(EventLoop& loop, ProtocolFactory factory, std::string host, int port,
+                                            ConnectionOptions opts, HeldContext) {
     if (!opts.server_hostname.empty() && !opts.ssl)
         throw std::invalid_argument("server_hostname is only meaningful with ssl");
     if (opts.ssl && opts.server_hostname.empty() && host.empty())
@@ -271,8 +275,8 @@ Coro<MadeConnection> ConnectionAccess::create_connection(EventLoop& loop, Protoc
     co_return co_await make_transport(loop, std::move(sock), factory, opts, server_hostname);
 }
 
-Coro<MadeConnection> ConnectionAccess::create_unix_connection(EventLoop& loop, ProtocolFactory factory,
-                                                              std::string path, ConnectionOptions opts) {
+Coro<MadeConnection> create_unix_connection_coro(EventLoop& loop, ProtocolFactory factory, std::string path,
+                                                 ConnectionOptions opts, HeldContext) {
     if (opts.ssl && opts.server_hostname.empty())
         throw std::invalid_argument("you have to pass server_hostname when using ssl");
     if (!opts.server_hostname.empty() && !opts.ssl)
@@ -282,12 +286,31 @@ Coro<MadeConnection> ConnectionAccess::create_unix_connection(EventLoop& loop, P
     co_return co_await make_transport(loop, std::move(sock), factory, opts, opts.server_hostname);
 }
 
-Coro<MadeConnection> ConnectionAccess::connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
-                                                               Socket sock, ConnectionOptions opts) {
+Coro<MadeConnection> connect_accepted_socket_coro(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                                  ConnectionOptions opts, HeldContext) {
     check_sock_argument(sock, SockKind::stream, "connect_accepted_socket");
     sock.setblocking(false);
     // Python: an accepted socket is the server side of TLS.
     co_return co_await make_transport(loop, std::move(sock), factory, opts, {}, /*server_side=*/true);
+}
+}  // namespace
+
+Coro<MadeConnection> ConnectionAccess::create_connection(EventLoop& loop, ProtocolFactory factory, std::string host,
+                                                         int port, ConnectionOptions opts) {
+    HeldContext held = hold_context(opts.ssl);
+    return create_connection_coro(loop, std::move(factory), std::move(host), port, opts, std::move(held));
+}
+
+Coro<MadeConnection> ConnectionAccess::create_unix_connection(EventLoop& loop, ProtocolFactory factory,
+                                                              std::string path, ConnectionOptions opts) {
+    HeldContext held = hold_context(opts.ssl);
+    return create_unix_connection_coro(loop, std::move(factory), std::move(path), opts, std::move(held));
+}
+
+Coro<MadeConnection> ConnectionAccess::connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
+                                                               Socket sock, ConnectionOptions opts) {
+    HeldContext held = hold_context(opts.ssl);
+    return connect_accepted_socket_coro(loop, std::move(factory), std::move(sock), opts, std::move(held));
 }
 
 namespace {
@@ -325,8 +348,9 @@ void check_sock_argument(const Socket& sock, SockKind kind, const char* what) {
         throw std::invalid_argument(std::string(expected_socket(kind)) + " was expected, got " + describe(sock));
 }
 
-Coro<MadeConnection> ConnectionAccess::connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
-                                                      ConnectionOptions opts, bool unix_socket) {
+namespace {
+Coro<MadeConnection> connect_socket_coro(EventLoop& loop, ProtocolFactory factory, Socket sock, ConnectionOptions opts,
+                                         bool unix_socket, HeldContext) {
     check_sock_argument(sock, stream_kind(unix_socket), unix_socket ? "create_unix_connection" : "create_connection");
     if (!opts.server_hostname.empty() && !opts.ssl)
         throw std::invalid_argument("server_hostname is only meaningful with ssl");
@@ -334,6 +358,13 @@ Coro<MadeConnection> ConnectionAccess::connect_socket(EventLoop& loop, ProtocolF
         throw std::invalid_argument("You must set server_hostname when using ssl without a host");
     sock.setblocking(false);
     co_return co_await make_transport(loop, std::move(sock), factory, opts, opts.server_hostname);
+}
+}  // namespace
+
+Coro<MadeConnection> ConnectionAccess::connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                                      ConnectionOptions opts, bool unix_socket) {
+    HeldContext held = hold_context(opts.ssl);
+    return connect_socket_coro(loop, std::move(factory), std::move(sock), opts, unix_socket, std::move(held));
 }
 
 // ---- Server --------------------------------------------------------------------------------
@@ -357,6 +388,7 @@ struct ServerState final : IoObject, std::enable_shared_from_this<ServerState> {
     bool waiters_done = false;  // Python's `_waiters is None`
     std::optional<Future<void>> serving_forever;
     std::shared_ptr<ServerState> self;  // the loop's reference until closed and drained
+    HeldContext ssl_context;            // opts.ssl points here: the caller's may be gone
     std::string unix_path;              // removed at close (Python 3.13's cleanup_socket)
     ino_t unix_inode = 0;
 
@@ -560,11 +592,13 @@ void remember_unix_path(ServerState& s, const std::string& path) {
     }
 }
 
-std::shared_ptr<ServerState> new_server(EventLoop& loop, ProtocolFactory factory, ServerOptions opts) {
+std::shared_ptr<ServerState> new_server(EventLoop& loop, ProtocolFactory factory, ServerOptions opts,
+                                        HeldContext held) {
     auto s = std::make_shared<ServerState>();
     s->loop = &loop;
     s->factory = std::move(factory);
     s->opts = opts;
+    s->ssl_context = std::move(held);
     s->self = s;
     IoAccess::impl(loop).link(s.get());
     return s;
@@ -577,10 +611,9 @@ Coro<Server> finish_server(std::shared_ptr<ServerState> s) {
     }
     co_return Server(std::move(s));
 }
-}  // namespace
 
-Coro<Server> ConnectionAccess::create_server(EventLoop& loop, ProtocolFactory factory, std::vector<std::string> hosts,
-                                             int port, ServerOptions opts) {
+Coro<Server> create_server_coro(EventLoop& loop, ProtocolFactory factory, std::vector<std::string> hosts, int port,
+                                ServerOptions opts, HeldContext held) {
     if (opts.backlog <= 0) opts.backlog = 100;
     std::vector<AddrInfo> infos;
     for (const std::string& host : hosts) {
@@ -603,7 +636,7 @@ Coro<Server> ConnectionAccess::create_server(EventLoop& loop, ProtocolFactory fa
             infos.insert(infos.end(), more.begin(), more.end());
         }
     }
-    auto s = new_server(loop, std::move(factory), opts);
+    auto s = new_server(loop, std::move(factory), opts, std::move(held));
     try {
         std::vector<SockAddr> seen;
         for (const AddrInfo& info : infos) {
@@ -630,15 +663,15 @@ Coro<Server> ConnectionAccess::create_server(EventLoop& loop, ProtocolFactory fa
     co_return co_await finish_server(std::move(s));
 }
 
-Coro<Server> ConnectionAccess::create_unix_server(EventLoop& loop, ProtocolFactory factory, std::string path,
-                                                  ServerOptions opts) {
+Coro<Server> create_unix_server_coro(EventLoop& loop, ProtocolFactory factory, std::string path,
+                                     ServerOptions opts, HeldContext held) {
     if (opts.backlog <= 0) opts.backlog = 100;
     // Python removes a stale socket file left by a previous server.
     if (!path.empty() && path[0] != '\0') {
         struct stat st {};
         if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
     }
-    auto s = new_server(loop, std::move(factory), opts);
+    auto s = new_server(loop, std::move(factory), opts, std::move(held));
     try {
         Socket sock(AF_UNIX, SOCK_STREAM);
         sock.bind(SockAddr::unix_path(path));
@@ -651,12 +684,12 @@ Coro<Server> ConnectionAccess::create_unix_server(EventLoop& loop, ProtocolFacto
     co_return co_await finish_server(std::move(s));
 }
 
-Coro<Server> ConnectionAccess::serve_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
-                                            ServerOptions opts, bool unix_socket) {
+Coro<Server> serve_socket_coro(EventLoop& loop, ProtocolFactory factory, Socket sock, ServerOptions opts,
+                               bool unix_socket, HeldContext held) {
     check_sock_argument(sock, stream_kind(unix_socket), unix_socket ? "create_unix_server" : "create_server");
     if (opts.backlog <= 0) opts.backlog = 100;
     sock.setblocking(false);
-    auto s = new_server(loop, std::move(factory), opts);
+    auto s = new_server(loop, std::move(factory), opts, std::move(held));
     try {
         if (sock.family() == AF_UNIX) remember_unix_path(*s, sock.getsockname().host());
         s->add_listener(std::move(sock));
@@ -665,6 +698,25 @@ Coro<Server> ConnectionAccess::serve_socket(EventLoop& loop, ProtocolFactory fac
         throw;
     }
     co_return co_await finish_server(std::move(s));
+}
+}  // namespace
+
+Coro<Server> ConnectionAccess::create_server(EventLoop& loop, ProtocolFactory factory, std::vector<std::string> hosts,
+                                             int port, ServerOptions opts) {
+    HeldContext held = hold_context(opts.ssl);
+    return create_server_coro(loop, std::move(factory), std::move(hosts), port, opts, std::move(held));
+}
+
+Coro<Server> ConnectionAccess::create_unix_server(EventLoop& loop, ProtocolFactory factory, std::string path,
+                                                  ServerOptions opts) {
+    HeldContext held = hold_context(opts.ssl);
+    return create_unix_server_coro(loop, std::move(factory), std::move(path), opts, std::move(held));
+}
+
+Coro<Server> ConnectionAccess::serve_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                            ServerOptions opts, bool unix_socket) {
+    HeldContext held = hold_context(opts.ssl);
+    return serve_socket_coro(loop, std::move(factory), std::move(sock), opts, unix_socket, std::move(held));
 }
 
 }  // namespace detail

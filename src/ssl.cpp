@@ -3,6 +3,7 @@
 #include <asyncio/events.hpp>
 #include <asyncio/ssl.hpp>
 
+#include "held_context.hpp"
 #include "ssl_internal.hpp"
 
 #include <algorithm>
@@ -575,3 +576,12 @@ std::string server_name(SSL* s) {
 }
 
 }  // namespace asyncio::ssl
+
+namespace asyncio::detail {
+HeldContext hold_context(ssl::ContextRef& ref) {
+    if (!ref) return nullptr;
+    auto held = std::make_shared<ssl::Context>(*ref);
+    ref = held.get();
+    return held;
+}
+}  // namespace asyncio::detail

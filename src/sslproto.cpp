@@ -827,7 +827,7 @@ SSLTransports make_ssl_transport(EventLoop& loop, Socket& sock, std::shared_ptr<
 namespace asyncio {
 
 Coro<std::shared_ptr<Transport>> EventLoop::start_tls(std::shared_ptr<Transport> transport,
-                                                      std::shared_ptr<BaseProtocol> protocol, ssl::Context& context,
+                                                      std::shared_ptr<BaseProtocol> protocol, ssl::Context context,
                                                       StartTlsOptions opts) {
     if (!transport || !(dynamic_cast<detail::SocketTransport*>(transport.get()) ||
                         dynamic_cast<detail::SSLAppTransport*>(transport.get())))

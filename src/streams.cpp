@@ -6,6 +6,8 @@
 #include <asyncio/ssl.hpp>
 #include <asyncio/tasks.hpp>
 
+#include "held_context.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <span>
@@ -509,7 +511,7 @@ Coro<void> StreamWriter::drain() {
     co_await p->drain_helper();
 }
 
-Coro<void> StreamWriter::start_tls(ssl::Context& context, ConnectionOptions opts) {
+Coro<void> StreamWriter::start_tls(ssl::Context context, ConnectionOptions opts) {
     // Python's StreamWriter.start_tls. Python takes the side from the protocol (server side
     // when it has a client_connected_cb); a context is for one side only, so it tells the same.
     transport();  // InvalidStateError for an empty handle
@@ -557,67 +559,77 @@ Coro<Server> serve_streams(ClientConnectedCallback cb, std::size_t limit, const 
 }
 }  // namespace
 
+// Each takes its own reference to a TLS context when called (src/held_context.hpp): the
+// connect/serve function keeps it until the loop's call has taken its own.
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port, ConnectionOptions opts,
                                                             std::size_t limit) {
-    auto connect = [host = std::move(host), port, opts](EventLoop& loop, auto factory) {
+    detail::HeldContext held = detail::hold_context(opts.ssl);
+    auto connect = [host = std::move(host), port, opts, held = std::move(held)](EventLoop& loop, auto factory) {
         return loop.create_connection(std::move(factory), host, port, opts);
     };
-    co_return co_await open_streams(limit, std::move(connect));
+    return open_streams(limit, std::move(connect));
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(Socket sock, ConnectionOptions opts, std::size_t limit) {
-    auto connect = [sock = std::move(sock), opts](EventLoop& loop, auto factory) mutable {
+    detail::HeldContext held = detail::hold_context(opts.ssl);
+    auto connect = [sock = std::move(sock), opts, held = std::move(held)](EventLoop& loop, auto factory) mutable {
         return loop.create_connection(std::move(factory), std::move(sock), opts);
     };
-    co_return co_await open_streams(limit, std::move(connect));
+    return open_streams(limit, std::move(connect));
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path, ConnectionOptions opts,
                                                                  std::size_t limit) {
-    auto connect = [path = std::move(path), opts](EventLoop& loop, auto factory) {
+    detail::HeldContext held = detail::hold_context(opts.ssl);
+    auto connect = [path = std::move(path), opts, held = std::move(held)](EventLoop& loop, auto factory) {
         return loop.create_unix_connection(std::move(factory), path, opts);
     };
-    co_return co_await open_streams(limit, std::move(connect));
+    return open_streams(limit, std::move(connect));
 }
 
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(Socket sock, ConnectionOptions opts,
                                                                  std::size_t limit) {
-    auto connect = [sock = std::move(sock), opts](EventLoop& loop, auto factory) mutable {
+    detail::HeldContext held = detail::hold_context(opts.ssl);
+    auto connect = [sock = std::move(sock), opts, held = std::move(held)](EventLoop& loop, auto factory) mutable {
         return loop.create_unix_connection(std::move(factory), std::move(sock), opts);
     };
-    co_return co_await open_streams(limit, std::move(connect));
+    return open_streams(limit, std::move(connect));
 }
 
 Coro<Server> start_server(ClientConnectedCallback client_connected_cb, std::string host, int port, ServerOptions opts,
                           std::size_t limit) {
-    auto serve = [host = std::move(host), port, opts](EventLoop& loop, auto factory) {
+    detail::HeldContext held = detail::hold_context(opts.ssl);
+    auto serve = [host = std::move(host), port, opts, held = std::move(held)](EventLoop& loop, auto factory) {
         return loop.create_server(std::move(factory), host, port, opts);
     };
-    co_return co_await serve_streams(std::move(client_connected_cb), limit, "start_server", std::move(serve));
+    return serve_streams(std::move(client_connected_cb), limit, "start_server", std::move(serve));
 }
 
 Coro<Server> start_server(ClientConnectedCallback client_connected_cb, Socket sock, ServerOptions opts,
                           std::size_t limit) {
-    auto serve = [sock = std::move(sock), opts](EventLoop& loop, auto factory) mutable {
+    detail::HeldContext held = detail::hold_context(opts.ssl);
+    auto serve = [sock = std::move(sock), opts, held = std::move(held)](EventLoop& loop, auto factory) mutable {
         return loop.create_server(std::move(factory), std::move(sock), opts);
     };
-    co_return co_await serve_streams(std::move(client_connected_cb), limit, "start_server", std::move(serve));
+    return serve_streams(std::move(client_connected_cb), limit, "start_server", std::move(serve));
 }
 
 Coro<Server> start_unix_server(ClientConnectedCallback client_connected_cb, std::string path, ServerOptions opts,
                                std::size_t limit) {
-    auto serve = [path = std::move(path), opts](EventLoop& loop, auto factory) {
+    detail::HeldContext held = detail::hold_context(opts.ssl);
+    auto serve = [path = std::move(path), opts, held = std::move(held)](EventLoop& loop, auto factory) {
         return loop.create_unix_server(std::move(factory), path, opts);
     };
-    co_return co_await serve_streams(std::move(client_connected_cb), limit, "start_unix_server", std::move(serve));
+    return serve_streams(std::move(client_connected_cb), limit, "start_unix_server", std::move(serve));
 }
 
 Coro<Server> start_unix_server(ClientConnectedCallback client_connected_cb, Socket sock, ServerOptions opts,
                                std::size_t limit) {
-    auto serve = [sock = std::move(sock), opts](EventLoop& loop, auto factory) mutable {
+    detail::HeldContext held = detail::hold_context(opts.ssl);
+    auto serve = [sock = std::move(sock), opts, held = std::move(held)](EventLoop& loop, auto factory) mutable {
         return loop.create_unix_server(std::move(factory), std::move(sock), opts);
     };
-    co_return co_await serve_streams(std::move(client_connected_cb), limit, "start_unix_server", std::move(serve));
+    return serve_streams(std::move(client_connected_cb), limit, "start_unix_server", std::move(serve));
 }
 
 }  // namespace asyncio

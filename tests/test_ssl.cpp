@@ -1521,3 +1521,131 @@ TEST(SslOptions, TheContextItselfOrAPointerCanBeGiven) {
     EXPECT_EQ(server.ssl.get(), &ctx);
     EXPECT_FALSE(none.ssl);
 }
+
+// ============================================================================================
+// Context lifetime: a server, a connection and start_tls each keep their context alive, so
+// no order in which the caller destroys its ssl::Context can crash or break a handshake.
+// ============================================================================================
+
+namespace {
+/// One TLS round trip to `port`: "ping\n" echoed.
+Coro<std::string> tls_ping(int port) {
+    ssl::Context cctx = client_context();
+    ConnectionOptions co = tls(cctx);
+    co.server_hostname = "localhost";
+    auto [reader, writer] = co_await wait_for(open_connection("127.0.0.1", port, co), kWait);
+    writer.write("ping\n");
+    std::string line = co_await wait_for(reader.readline(), kWait);
+    writer.close();
+    co_await wait_for(writer.wait_closed(), kWait);
+    co_return line;
+}
+}  // namespace
+
+TEST(SslContextLifetime, AServerOutlivesTheContextItWasGiven) {
+    auto main = []() -> Coro<void> {
+        std::optional<ssl::Context> sctx = server_context();
+        ServerOptions so;
+        so.ssl = *sctx;
+        Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0, so);
+        sctx.reset();  // the caller's context is gone; the server's connections still need it
+        EXPECT_EQ(co_await tls_ping(port_of(server)), "ping\n");
+        EXPECT_EQ(co_await tls_ping(port_of(server)), "ping\n");
+        server.close();
+        co_await wait_for(server.wait_closed(), kWait);
+    };
+    run(main());
+}
+
+TEST(SslContextLifetime, ACreateServerCallHoldsItsContextUntilItRuns) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        std::optional<ssl::Context> sctx = server_context();
+        ServerOptions so;
+        so.ssl = *sctx;
+        std::vector<std::shared_ptr<Recorder>> made;
+        RecorderFactory factory{&made, /*echo=*/true};
+        Coro<Server> creating = loop.create_server(factory, "127.0.0.1", 0, so);  // not started yet
+        Coro<Server> streams = start_server(echo_until_eof, "127.0.0.1", 0, so);
+        sctx.reset();
+        Server a = co_await creating;
+        Server b = co_await streams;
+        EXPECT_EQ(co_await tls_ping(port_of(a)), "ping\n");
+        EXPECT_EQ(co_await tls_ping(port_of(b)), "ping\n");
+        a.close();
+        b.close();
+        co_await wait_for(a.wait_closed(), kWait);
+        co_await wait_for(b.wait_closed(), kWait);
+    };
+    run(main());
+}
+
+TEST(SslContextLifetime, AConnectionCallHoldsItsContextUntilItRuns) {
+    ssl::Context sctx = server_context();
+    auto main = [&]() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        Server server = co_await start_server(echo_until_eof, "127.0.0.1", 0, {.ssl = &sctx});
+        std::optional<ssl::Context> cctx = client_context();
+        ConnectionOptions co = tls(*cctx);
+        co.server_hostname = "localhost";
+        Task<std::pair<StreamReader, StreamWriter>> streams = create_task(open_connection("127.0.0.1", port_of(server), co));
+        std::vector<std::shared_ptr<Recorder>> made;
+        RecorderFactory factory{&made};
+        auto protocols = loop.create_connection(factory, "127.0.0.1", port_of(server), co);
+        cctx.reset();  // before either call ran
+        auto [reader, writer] = co_await wait_for(streams, kWait);
+        auto [transport, protocol] = co_await wait_for(std::move(protocols), kWait);
+        writer.write("one\n");
+        EXPECT_EQ(co_await wait_for(reader.readline(), kWait), "one\n");
+        protocol->want = 4;
+        transport->write("two\n");
+        co_await wait_for(protocol->data_ev.wait(), kWait);
+        EXPECT_EQ(protocol->data, "two\n");
+        writer.close();
+        transport->close();
+        co_await wait_for(writer.wait_closed(), kWait);
+        co_await wait_for(protocol->lost_ev.wait(), kWait);
+        server.close();
+        co_await wait_for(server.wait_closed(), kWait);
+    };
+    run(main());
+}
+
+TEST(SslContextLifetime, StartTlsHoldsItsContextUntilItRuns) {
+    std::optional<ssl::Context> sctx = server_context();
+    auto cb = [&sctx](StreamReader r, StreamWriter w) -> Coro<void> {
+        co_await r.readline();  // "STARTTLS\n"
+        Coro<void> upgrade = w.start_tls(*sctx);
+        sctx.reset();
+        co_await upgrade;
+        for (;;) {
+            std::string l = co_await r.readline();
+            if (l.empty()) break;
+            w.write("tls:" + l);
+        }
+        w.close();
+    };
+    auto main = [&]() -> Coro<std::string> {
+        EventLoop& loop = get_running_loop();
+        Server server = co_await start_server(cb, "127.0.0.1", 0);
+        std::vector<std::shared_ptr<Recorder>> made;
+        RecorderFactory factory{&made};
+        auto [transport, protocol] = co_await wait_for(loop.create_connection(factory, "127.0.0.1", port_of(server)), kWait);
+        transport->write("STARTTLS\n");
+        std::optional<ssl::Context> cctx = client_context();
+        StartTlsOptions o;
+        o.server_hostname = "localhost";
+        Coro<std::shared_ptr<Transport>> upgrade = loop.start_tls(transport, protocol, *cctx, o);
+        cctx.reset();
+        std::shared_ptr<Transport> tls_transport = co_await wait_for(std::move(upgrade), kWait);
+        protocol->want = 8;
+        tls_transport->write("hello\n");
+        co_await wait_for(protocol->data_ev.wait(), kWait);
+        tls_transport->close();
+        co_await wait_for(protocol->lost_ev.wait(), kWait);
+        server.close();
+        co_await wait_for(server.wait_closed(), kWait);
+        co_return protocol->data;
+    };
+    EXPECT_EQ(run(main()), "tls:hello\n");
+}

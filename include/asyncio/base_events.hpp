@@ -82,6 +82,8 @@ private:
 };
 
 // ---- EventLoop members (non-template parts in src/base_events.cpp) ------------------------
+// The ConnectionAccess functions are called when the EventLoop member is called (not when its
+// coroutine is awaited), so that the call takes its own reference to a TLS context at once.
 namespace detail {
 struct ConnectionAccess {
     static Coro<MadeConnection> create_connection(EventLoop& loop, ProtocolFactory factory,
@@ -107,51 +109,49 @@ struct ConnectionAccess {
     static Coro<MadeEndpoint> datagram_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
                                               DatagramOptions opts);
 };
+
+/// The connection `made` will give, with the protocol as the factory's own type.
+template <class F>
+Coro<std::pair<std::shared_ptr<Transport>, factory_result_t<F>>> typed_connection(Coro<MadeConnection> made) {
+    MadeConnection m = co_await std::move(made);
+    co_return std::pair<std::shared_ptr<Transport>, factory_result_t<F>>(std::move(m.first),
+                                                                         protocol_of<F>(m.second));
+}
 }  // namespace detail
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_connection(
     F factory, std::string host, int port, ConnectionOptions opts) {
-    auto made = co_await detail::ConnectionAccess::create_connection(*this, detail::erase_factory(std::move(factory)),
-                                                                  std::move(host), port, opts);
-    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(made.first),
-                                                                             detail::protocol_of<F>(made.second));
+    return detail::typed_connection<F>(
+        detail::ConnectionAccess::create_connection(*this, detail::erase_factory(std::move(factory)), std::move(host), port, opts));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_unix_connection(
     F factory, std::string path, ConnectionOptions opts) {
-    auto made = co_await detail::ConnectionAccess::create_unix_connection(*this, detail::erase_factory(std::move(factory)),
-                                                                       std::move(path), opts);
-    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(made.first),
-                                                                             detail::protocol_of<F>(made.second));
+    return detail::typed_connection<F>(
+        detail::ConnectionAccess::create_unix_connection(*this, detail::erase_factory(std::move(factory)), std::move(path), opts));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_connection(
     F factory, Socket sock, ConnectionOptions opts) {
-    auto made = co_await detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)),
-                                                               std::move(sock), opts, /*unix_socket=*/false);
-    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(made.first),
-                                                                             detail::protocol_of<F>(made.second));
+    return detail::typed_connection<F>(
+        detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock), opts, /*unix_socket=*/false));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_unix_connection(
     F factory, Socket sock, ConnectionOptions opts) {
-    auto made = co_await detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)),
-                                                               std::move(sock), opts, /*unix_socket=*/true);
-    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(made.first),
-                                                                             detail::protocol_of<F>(made.second));
+    return detail::typed_connection<F>(
+        detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock), opts, /*unix_socket=*/true));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::connect_accepted_socket(
     F factory, Socket sock, ConnectionOptions opts) {
-    auto made = co_await detail::ConnectionAccess::connect_accepted_socket(*this, detail::erase_factory(std::move(factory)),
-                                                                        std::move(sock), opts);
-    co_return std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>(std::move(made.first),
-                                                                             detail::protocol_of<F>(made.second));
+    return detail::typed_connection<F>(
+        detail::ConnectionAccess::connect_accepted_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock), opts));
 }
 
 template <class F>

@@ -490,9 +490,10 @@ public:
     /// connection_made again. `transport` must be a stream transport made by this library (TCP,
     /// Unix, or TLS itself); std::invalid_argument otherwise. Handshake errors are raised
     /// (ssl::SSLCertVerificationError...); on any failure, including cancellation, the
-    /// transport is closed. Defined in src/sslproto.cpp; see asyncio/ssl.hpp.
+    /// transport is closed. The call keeps its own copy of the context handle. Defined in
+    /// src/sslproto.cpp; see asyncio/ssl.hpp.
     Coro<std::shared_ptr<Transport>> start_tls(std::shared_ptr<Transport> transport,
-                                               std::shared_ptr<BaseProtocol> protocol, ssl::Context& context,
+                                               std::shared_ptr<BaseProtocol> protocol, ssl::Context context,
                                                StartTlsOptions opts = {});
 
     /// Python's loop.sendfile(transport, file, ...): sends a file over a transport (natively

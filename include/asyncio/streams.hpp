@@ -123,7 +123,7 @@ public:
     Transport& transport() const;
     /// Upgrades the connection to TLS, Python's StreamWriter.start_tls: the side (client or
     /// server) is the context's. Every copy of this writer writes through TLS afterwards.
-    Coro<void> start_tls(ssl::Context& context, ConnectionOptions opts = {});
+    Coro<void> start_tls(ssl::Context context, ConnectionOptions opts = {});
 
 private:
     // Shared by copies, so start_tls() switches the transport for all of them (Python has one

@@ -13,8 +13,9 @@ class Context;
 
 /// The `ssl=` option: a TLS context, or none. Accepts the context itself or a pointer, so
 /// both `{.ssl = ctx}` (as in Python and API.md) and `{.ssl = &ctx}` work. It refers to the
-/// caller's Context, which must outlive the call (the connection keeps its own reference to
-/// the underlying SSL_CTX). Trivially destructible, like the option structs.
+/// caller's Context only until the call that receives it is made: that call (and the server
+/// or connection it makes) takes its own copy of the handle at once, so the caller's Context
+/// may be destroyed at any time after. Trivially destructible, like the option structs.
 class ContextRef {
 public:
     constexpr ContextRef() noexcept = default;
@@ -34,7 +35,7 @@ private:
 /// Options of create_connection/open_connection (Python's keyword arguments). Trivially
 /// destructible on purpose (see docs/compilers.md): strings are views, copied at once.
 struct ConnectionOptions {
-    /// TLS: the context to use (client side), or null for plain TCP. Must outlive the call.
+    /// TLS: the context to use (client side), or null for plain TCP (the call keeps a copy).
     ssl::ContextRef ssl;
     /// TLS: the name to check the certificate against and send as SNI (default: host).
     std::string_view server_hostname{};
@@ -65,7 +66,7 @@ struct ServerOptions {
     bool reuse_port = false;    ///< SO_REUSEPORT: several servers (one per loop/core) on one port
     bool keep_alive = false;    ///< SO_KEEPALIVE on accepted connections
     bool start_serving = true;  ///< accept at once (else on start_serving()/serve_forever())
-    ssl::ContextRef ssl;  ///< TLS (server side) or none; must outlive the server
+    ssl::ContextRef ssl;  ///< TLS (server side) or none (the server keeps a copy)
     double ssl_handshake_timeout = 60.0;
     double ssl_shutdown_timeout = 30.0;
 };
