@@ -328,6 +328,52 @@ Coro<std::string> StreamReader::readline() {
     throw std::invalid_argument(message);
 }
 
+// ---- the handles of one connection ----------------------------------------------------------
+namespace detail {
+/// What the StreamReader and StreamWriter handles of one connection share (Python 3.13's
+/// StreamWriter.__del__). When the last of them is gone while the connection is open,
+/// nothing can read, write or close it any more: it is closed here (what is buffered is still
+/// sent), and debug mode says so. Not while the loop closes: the loop releases it then.
+struct StreamConnectionGuard {
+    std::weak_ptr<Transport> transport;  // the writer's current one (start_tls replaces it)
+    EventLoop* loop;                     // alive while the transport is open
+
+    StreamConnectionGuard(std::weak_ptr<Transport> t, EventLoop* l) : transport(std::move(t)), loop(l) {}
+    StreamConnectionGuard(const StreamConnectionGuard&) = delete;
+    StreamConnectionGuard& operator=(const StreamConnectionGuard&) = delete;
+    ~StreamConnectionGuard() {
+        std::shared_ptr<Transport> t = transport.lock();
+        if (!t || t->is_closing() || loop->is_closed()) return;
+        try {
+            if (loop->get_debug())
+                log_message("unclosed <StreamWriter peername=" + t->get_extra_info<SockAddr>("peername", {}).to_string() +
+                            ">: every StreamReader and StreamWriter handle of this open connection was dropped, so "
+                            "it is closed now; call writer.close() when done with a connection");
+            t->close();
+        } catch (...) {
+            // Nothing to report to: a destructor. The transport's own close path logs.
+        }
+    }
+};
+
+struct StreamWriterState {
+    std::shared_ptr<Transport> transport;
+    std::shared_ptr<StreamReaderProtocol> protocol;
+    std::optional<StreamReader> reader;
+    std::shared_ptr<StreamConnectionGuard> guard;
+};
+
+struct StreamAccess {
+    /// A handle of `reader` that keeps `writer`'s connection open while it lives, like the
+    /// writer's own handles.
+    static StreamReader guarded(const StreamReader& reader, const StreamWriter& writer) {
+        StreamReader r = reader;
+        r.guard_ = writer.state_->guard;
+        return r;
+    }
+};
+}  // namespace detail
+
 // ---- StreamReaderProtocol ------------------------------------------------------------------
 namespace detail {
 StreamReaderProtocol::StreamReaderProtocol(StreamReader reader, ClientConnectedCallback cb)
@@ -339,8 +385,9 @@ void StreamReaderProtocol::connection_made(std::shared_ptr<Transport> transport)
     over_ssl = transport->get_extra_info("sslcontext").has_value();
     if (!cb_) return;
     StreamWriter writer(transport, shared_from_this(), reader_);
+    StreamReader reader = StreamAccess::guarded(reader_, writer);
     EventLoop& loop = get_running_loop();
-    Task<void> task = loop.create_task(cb_(reader_, std::move(writer)));
+    Task<void> task = loop.create_task(cb_(std::move(reader), std::move(writer)));
     std::weak_ptr<Transport> weak = transport;
     task.add_done_callback([weak](const Task<void>& t) {
         auto tr = weak.lock();
@@ -459,18 +506,14 @@ Coro<void> StreamReaderProtocol::wait_closed() {
 }  // namespace detail
 
 // ---- StreamWriter --------------------------------------------------------------------------
-namespace detail {
-struct StreamWriterState {
-    std::shared_ptr<Transport> transport;
-    std::shared_ptr<StreamReaderProtocol> protocol;
-    std::optional<StreamReader> reader;
-};
-}  // namespace detail
 
 StreamWriter::StreamWriter(std::shared_ptr<Transport> transport, std::shared_ptr<detail::StreamReaderProtocol> protocol,
                            std::optional<StreamReader> reader)
     : state_(std::make_shared<detail::StreamWriterState>(
-          detail::StreamWriterState{std::move(transport), std::move(protocol), std::move(reader)})) {}
+          detail::StreamWriterState{std::move(transport), std::move(protocol), std::move(reader), nullptr})) {
+    if (EventLoop* loop = get_running_loop_or_null(); loop && state_->transport)
+        state_->guard = std::make_shared<detail::StreamConnectionGuard>(state_->transport, loop);
+}
 
 Transport& StreamWriter::transport() const {
     if (!state_ || !state_->transport) throw InvalidStateError("empty StreamWriter handle");
@@ -527,6 +570,7 @@ Coro<void> StreamWriter::start_tls(ssl::Context context, ConnectionOptions opts)
     o.server_hostname = hostname;
     std::shared_ptr<Transport> new_transport = co_await get_running_loop().start_tls(t, p, context, o);
     st->transport = new_transport;
+    if (st->guard) st->guard->transport = new_transport;
     // Python's StreamReaderProtocol._replace_transport.
     p->over_ssl = new_transport->get_extra_info("sslcontext").has_value();
 }
@@ -544,7 +588,8 @@ Coro<std::pair<StreamReader, StreamWriter>> open_streams(std::size_t limit, Conn
     auto factory = [protocol] { return protocol; };
     auto [transport, p] = co_await connect(get_running_loop(), std::move(factory));
     StreamWriter writer(transport, protocol, reader);
-    co_return std::pair<StreamReader, StreamWriter>(std::move(reader), std::move(writer));
+    StreamReader handle = detail::StreamAccess::guarded(reader, writer);
+    co_return std::pair<StreamReader, StreamWriter>(std::move(handle), std::move(writer));
 }
 
 /// What start_server and its variants share: one StreamReaderProtocol (and a task running

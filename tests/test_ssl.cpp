@@ -1649,3 +1649,27 @@ TEST(SslContextLifetime, StartTlsHoldsItsContextUntilItRuns) {
     };
     EXPECT_EQ(run(main()), "tls:hello\n");
 }
+
+TEST(SslStreams, AHandlerThatReturnsWithoutCloseClosesItsTlsConnection) {
+    // As with plain TCP (StreamUnclosed.*): the last handle of an open connection going away
+    // closes it; over TLS that is a clean close_notify, so the client reads EOF.
+    ssl::Context sctx = server_context();
+    auto bye = [](StreamReader, StreamWriter w) -> Coro<void> {
+        w.write("bye");
+        co_return;
+    };
+    auto main = [&]() -> Coro<std::string> {
+        Server server = co_await start_server(bye, "127.0.0.1", 0, {.ssl = &sctx});
+        ssl::Context cctx = client_context();
+        ConnectionOptions co = tls(cctx);
+        co.server_hostname = "localhost";
+        auto [reader, writer] = co_await wait_for(open_connection("127.0.0.1", port_of(server), co), kWait);
+        std::string got = co_await wait_for(reader.read(), kWait);
+        writer.close();
+        co_await wait_for(writer.wait_closed(), kWait);
+        server.close();
+        co_await wait_for(server.wait_closed(), kWait);
+        co_return got;
+    };
+    EXPECT_EQ(run(main()), "bye");
+}

@@ -2443,3 +2443,139 @@ TEST(StreamSockArgument, StartUnixServerOnABoundSocketServesAndRemovesItsFileAtC
     };
     run(main());
 }
+
+// ---- connections whose every handle is dropped ---------------------------------------------------
+// Python 3.13 closes a connection when its StreamWriter is collected; here, when the last
+// StreamReader/StreamWriter handle of an open connection is gone.
+
+namespace {
+/// Says "bye" and returns without writer.close().
+Coro<void> bye_without_close(StreamReader, StreamWriter w) {
+    w.write("bye");
+    co_return;
+}
+
+/// Reads until EOF (bounded).
+Coro<std::string> read_to_eof(StreamReader r) { co_return co_await wait_for(r.read(), 10.0); }
+
+/// A server with `handler` and one client connection to it.
+struct Served {
+    Server server;
+    StreamReader reader;
+    StreamWriter writer;
+};
+Coro<Served> serve_one(ClientConnectedCallback handler) {
+    Served s;
+    s.server = co_await start_server(std::move(handler), "127.0.0.1", 0);
+    auto [r, w] = co_await open_connection("127.0.0.1", s.server.sockets().at(0).getsockname().port());
+    s.reader = r;
+    s.writer = w;
+    co_return s;
+}
+}  // namespace
+
+TEST(StreamUnclosed, AHandlerThatReturnsWithoutCloseClosesItsConnection) {
+    auto main = []() -> Coro<void> {
+        co_await settle();
+        const std::size_t baseline = asyncio_test::open_fd_count();
+        {
+            Served s = co_await serve_one(bye_without_close);
+            EXPECT_EQ(co_await read_to_eof(s.reader), "bye");  // what was written, then EOF
+            s.writer.close();
+            co_await wait_for(s.writer.wait_closed(), 10.0);
+            s.server.close();
+            co_await wait_for(s.server.wait_closed(), 10.0);  // no connection left behind
+        }
+        EXPECT_EQ(co_await asyncio_test::fd_count_settles_to(baseline), baseline);
+    };
+    run(main());
+}
+
+TEST(StreamUnclosed, DebugModeReportsTheUnclosedConnection) {
+    asyncio_test::LogCapture log;
+    auto main = []() -> Coro<void> {
+        Served s = co_await serve_one(bye_without_close);
+        EXPECT_EQ(co_await read_to_eof(s.reader), "bye");
+        s.writer.close();
+        s.server.close();
+        co_await wait_for(s.server.wait_closed(), 10.0);
+    };
+    run(main(), RunOptions{.debug = true});
+    EXPECT_TRUE(log.contains("unclosed <StreamWriter peername=127.0.0.1:")) << log.joined();
+    EXPECT_TRUE(log.contains("call writer.close()")) << log.joined();
+}
+
+TEST(StreamUnclosed, AClosedConnectionIsNotReported) {
+    asyncio_test::LogCapture log;
+    auto main = []() -> Coro<void> {
+        Served s = co_await serve_one(echo_line);
+        s.writer.write("hi\n");
+        EXPECT_EQ(co_await read_to_eof(s.reader), "hi\n");
+        s.writer.close();
+        co_await wait_for(s.writer.wait_closed(), 10.0);
+        s.server.close();
+        co_await wait_for(s.server.wait_closed(), 10.0);
+    };
+    run(main(), RunOptions{.debug = true});
+    EXPECT_FALSE(log.contains("unclosed")) << log.joined();
+}
+
+TEST(StreamUnclosed, AHandleKeptByTheHandlerKeepsTheConnectionOpen) {
+    auto main = []() -> Coro<void> {
+        auto accepted = std::make_shared<Accepted>();
+        Served s = co_await serve_one(stash_into(accepted));  // the handler returns at once
+        auto [sr, sw] = co_await wait_for(accepted->get(), 10.0);
+        co_await settle();
+        sw.write("still here");
+        EXPECT_EQ(co_await wait_for(s.reader.readexactly(10), 10.0), "still here");
+        // Only the reader handle is left: still open.
+        sw = StreamWriter();
+        co_await settle();
+        EXPECT_FALSE(s.reader.at_eof());
+        s.writer.write("ping\n");
+        EXPECT_EQ(co_await wait_for(sr.readline(), 10.0), "ping\n");
+        // The last handle goes: closed.
+        sr = StreamReader();
+        EXPECT_EQ(co_await read_to_eof(s.reader), "");
+        s.writer.close();
+        s.server.close();
+        co_await wait_for(s.server.wait_closed(), 10.0);
+    };
+    run(main());
+}
+
+TEST(StreamUnclosed, ClientHandlesDroppedWithoutCloseCloseTheConnection) {
+    auto main = []() -> Coro<void> {
+        auto accepted = std::make_shared<Accepted>();
+        Server server = co_await start_server(stash_into(accepted), "127.0.0.1", 0);
+        const int port = server.sockets().at(0).getsockname().port();
+        {
+            auto [r, w] = co_await open_connection("127.0.0.1", port);
+            w.write("last words");
+        }  // both handles dropped, never closed
+        auto [sr, sw] = co_await wait_for(accepted->get(), 10.0);
+        EXPECT_EQ(co_await read_to_eof(sr), "last words");  // the buffered bytes, then EOF
+        sw.close();
+        server.close();
+        co_await wait_for(server.wait_closed(), 10.0);
+    };
+    run(main());
+}
+
+TEST(StreamUnclosed, HandlesOutlivingTheirLoopAreInert) {
+    StreamWriter kept_writer;
+    StreamReader kept_reader;
+    {
+        EventLoop loop;
+        auto main = [&]() -> Coro<void> {
+            Served s = co_await serve_one(bye_without_close);
+            kept_writer = s.writer;
+            kept_reader = s.reader;
+        };
+        loop.run_until_complete(main());
+        loop.close();
+    }
+    EXPECT_TRUE(kept_writer.is_closing());
+    kept_writer = StreamWriter();  // the last handles go after the loop: nothing to do, no crash
+    kept_reader = StreamReader();
+}

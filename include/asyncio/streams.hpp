@@ -50,6 +50,8 @@ namespace detail {
 struct StreamReaderState;
 class StreamReaderProtocol;
 struct StreamWriterState;
+struct StreamConnectionGuard;
+struct StreamAccess;
 }  // namespace detail
 
 /// Python's StreamReader: a buffer fed by the connection, read with coroutines.
@@ -91,10 +93,19 @@ public:
 
 private:
     friend class detail::StreamReaderProtocol;
+    friend struct detail::StreamAccess;
     std::shared_ptr<detail::StreamReaderState> state_;
+    // Set on the handles a connection gives out (not on the protocol's own reference): the
+    // connection is closed when the last such reader or writer handle is gone.
+    std::shared_ptr<detail::StreamConnectionGuard> guard_;
 };
 
 /// Python's StreamWriter: writes go to the transport; drain() applies back-pressure.
+///
+/// Close the writer when you are done with a connection. If every StreamReader and
+/// StreamWriter handle of an open connection is dropped (a start_server handler that returns
+/// without writer.close(), say), nothing can use the connection any more: it is closed then,
+/// as Python 3.13 closes it when the writer is collected, and debug mode reports it.
 class StreamWriter {
 public:
     StreamWriter() = default;
@@ -126,6 +137,7 @@ public:
     Coro<void> start_tls(ssl::Context context, ConnectionOptions opts = {});
 
 private:
+    friend struct detail::StreamAccess;
     // Shared by copies, so start_tls() switches the transport for all of them (Python has one
     // writer object).
     std::shared_ptr<detail::StreamWriterState> state_;
