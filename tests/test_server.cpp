@@ -1229,21 +1229,21 @@ std::vector<Socket> connect_all_at_once(int port, int n) {
     return clients;
 }
 
+/// Sends a request, then reads the answer until EOF.
+Coro<std::string> request(EventLoop& loop, Socket& s) {
+    co_await loop.sock_sendall(s, "hi");
+    std::string out;
+    for (;;) {
+        std::string chunk = co_await loop.sock_recv(s, 64);
+        if (chunk.empty()) co_return out;
+        out += chunk;
+    }
+}
+
 /// Every client is served: each sends a request, then reads the greeting and EOF.
 Coro<void> expect_every_client_greeted(EventLoop& loop, std::vector<Socket>& clients) {
     std::vector<Task<std::string>> reads;
-    for (Socket& c : clients) {
-        auto read_all = [&loop](Socket& s) -> Coro<std::string> {
-            co_await loop.sock_sendall(s, "hi");
-            std::string out;
-            for (;;) {
-                std::string chunk = co_await loop.sock_recv(s, 64);
-                if (chunk.empty()) co_return out;
-                out += chunk;
-            }
-        };
-        reads.push_back(create_task(read_all(c)));
-    }
+    for (Socket& c : clients) reads.push_back(create_task(request(loop, c)));
     // Clients past the kernel's queue are retried by TCP after about a second: allow several.
     auto greetings = co_await wait_for(gather(reads), kTimeout);
     std::size_t served = 0;
