@@ -368,7 +368,7 @@ Coro<MadeConnection> ConnectionAccess::connect_socket(EventLoop& loop, ProtocolF
 }
 
 // ---- Server --------------------------------------------------------------------------------
-struct ServerState final : IoObject, std::enable_shared_from_this<ServerState> {
+struct ServerState final : LoopResource, std::enable_shared_from_this<ServerState> {
     struct Listener {
         Socket sock;
         IoOperation accept_op;

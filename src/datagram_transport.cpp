@@ -35,7 +35,7 @@ std::optional<SockAddr> peername_of(const Socket& sock) {
 }
 
 class SocketDatagramTransport final : public DatagramTransport,
-                                      public IoObject,
+                                      public LoopResource,
                                       public std::enable_shared_from_this<SocketDatagramTransport> {
 public:
     /// `address`: the default destination (Python's remote_addr), or none. `connected`: the

@@ -28,7 +28,7 @@
 
 namespace asyncio::detail {
 
-class SocketTransport final : public Transport, public IoObject, public std::enable_shared_from_this<SocketTransport> {
+class SocketTransport final : public Transport, public LoopResource, public std::enable_shared_from_this<SocketTransport> {
 public:
     /// Takes the connected, non-blocking socket. Call start() next.
     SocketTransport(EventLoop& loop, Socket sock, std::shared_ptr<BaseProtocol> protocol);

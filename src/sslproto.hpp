@@ -38,7 +38,7 @@ namespace asyncio::detail {
 class SocketTransport;
 class SSLAppTransport;
 
-class SSLProtocol final : public Protocol, public IoObject, public std::enable_shared_from_this<SSLProtocol> {
+class SSLProtocol final : public Protocol, public LoopResource, public std::enable_shared_from_this<SSLProtocol> {
 public:
     enum class State { UNWRAPPED, DO_HANDSHAKE, WRAPPED, FLUSHING, SHUTDOWN };
     enum class AppState { INIT, CON_MADE, EOF_, CON_LOST };

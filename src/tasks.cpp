@@ -19,6 +19,13 @@ const ReadyItemOps TaskBase::step_ops = {
     },
     /*add_ref=*/[](ReadyItem* item) noexcept { static_cast<TaskBase*>(item)->add_ref(); },
     /*release=*/[](ReadyItem* item) noexcept { static_cast<TaskBase*>(item)->release(); },
+    /*on_schedule=*/nullptr,
+    /*abandon=*/[](ReadyItem* item) noexcept {
+        auto* task = static_cast<TaskBase*>(item);
+        RefPtr<TaskBase> keep(task);
+        LoopAccess::unregister_task(*task->anchor_->loop, task);
+        task->abandon();
+    },
 };
 
 void TaskBase::init_extras(std::string_view name) {
@@ -256,8 +263,10 @@ AnyTask current_task() {
 
 std::vector<AnyTask> all_tasks(EventLoop& loop) {
     std::vector<AnyTask> out;
-    for (detail::TaskBase* t : detail::LoopAccess::pending_tasks(loop))
+    for (detail::ReadyItem* item : detail::LoopAccess::pending_tasks(loop)) {
+        auto* t = static_cast<detail::TaskBase*>(item);
         if (!t->done()) out.emplace_back(t);
+    }
     return out;
 }
 

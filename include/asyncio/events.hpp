@@ -549,7 +549,8 @@ private:
 
     detail::ItemList ready_;
     detail::TaskBase* current_task_ = nullptr;
-    std::vector<detail::TaskBase*> tasks_;    // pending tasks: the loop owns them
+    // Pending tasks: the loop owns them (the loop core sees only ReadyItems it can abandon).
+    std::vector<detail::ReadyItem*> tasks_;
     std::uint64_t task_counter_ = 0;          // for default task names "Task-N"
     detail::LoopAnchor* anchor_;
     bool running_ = false;
@@ -593,13 +594,14 @@ struct LoopAccess {
     static bool on_loop_thread(const EventLoop& loop) noexcept;
     /// Futures waiting for executor work: kept by the loop (on its thread) under an id, so a
     /// worker thread carries only the id, never a handle. The loop drops them when it closes.
-    static AsyncGenHook*& asyncgens(EventLoop& loop) noexcept;
+    /// (src/runtime/loop_state.cpp)
     static std::uint64_t park_future(EventLoop& loop, FutureStateBase* f);
     static RefPtr<FutureStateBase> unpark_future(EventLoop& loop, std::uint64_t id) noexcept;
     static void cancel_timer(EventLoop& loop, TimerNode* node) noexcept;
     static void register_task(EventLoop& loop, TaskBase* task);
     static void unregister_task(EventLoop& loop, TaskBase* task) noexcept;
-    static const std::vector<TaskBase*>& pending_tasks(EventLoop& loop) noexcept { return loop.tasks_; }
+    /// The pending tasks, as the loop holds them (each a TaskBase).
+    static const std::vector<ReadyItem*>& pending_tasks(EventLoop& loop) noexcept { return loop.tasks_; }
     static std::uint64_t next_task_number(EventLoop& loop) noexcept { return ++loop.task_counter_; }
     static void check_open(const EventLoop& loop) { loop.check_closed(); }
 };

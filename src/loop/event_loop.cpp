@@ -3,10 +3,6 @@
 // poll the backend (not blocking when something is ready), move due timers to the ready
 // queue, then run exactly the callbacks that were ready when the iteration began.
 #include <asyncio/events.hpp>
-#include <asyncio/detail/task_state.hpp>
-#include <asyncio/asyncgen.hpp>
-#include <asyncio/executors.hpp>
-#include <asyncio/tasks.hpp>
 
 #include "loop_impl.hpp"
 #include "signals.hpp"
@@ -116,9 +112,9 @@ EventLoop::~EventLoop() {
         std::terminate();
     }
     close();
-    // Join the default executor's threads while this loop (which they post results to) and its
-    // anchor still exist.
-    impl_->default_executor.reset();
+    // The layers' per-loop state goes while this loop and its anchor still exist (the default
+    // executor's threads post results to it until they are joined).
+    impl_->states.clear();
     anchor_->detach_loop();
 }
 
@@ -181,57 +177,6 @@ void EventLoop::drain_threadsafe_inbox() {
     for (detail::HandleState* h : items) {
             ready_.push_back(h);  // the inbox's reference moves to the queue
     }
-}
-
-detail::AsyncGenHook*& detail::LoopAccess::asyncgens(EventLoop& loop) noexcept { return loop.impl_->asyncgens; }
-
-void detail::register_asyncgen(AsyncGenHook* hook, EventLoop* loop) {
-    if (!loop || loop->is_closed()) return;
-    AsyncGenHook*& head = LoopAccess::asyncgens(*loop);
-    hook->loop = loop;
-    hook->prev = nullptr;
-    hook->next = head;
-    if (head) head->prev = hook;
-    head = hook;
-}
-
-void detail::unregister_asyncgen(AsyncGenHook* hook) noexcept {
-    if (!hook->loop) return;
-    AsyncGenHook*& head = LoopAccess::asyncgens(*hook->loop);
-    if (hook->prev)
-        hook->prev->next = hook->next;
-    else
-        head = hook->next;
-    if (hook->next) hook->next->prev = hook->prev;
-    hook->prev = hook->next = nullptr;
-    hook->loop = nullptr;
-}
-
-void EventLoop::shutdown_asyncgens() noexcept {
-    // Each finalize() unregisters its hook, so the list shrinks as we go. A generator a task is
-    // inside cannot be closed now (Python: "an error occurred during closing of asynchronous
-    // generator"): reported and left to its owner.
-    while (detail::AsyncGenHook* hook = impl_->asyncgens) {
-        if (hook->finalize(hook->owner)) continue;
-        detail::unregister_asyncgen(hook);
-        call_exception_handler(
-            {"an error occurred during closing of asynchronous generator",
-             std::make_exception_ptr(RuntimeError("aclose(): asynchronous generator is already running")), {}, {}});
-    }
-}
-
-std::uint64_t detail::LoopAccess::park_future(EventLoop& loop, FutureStateBase* f) {
-    std::uint64_t id = ++loop.impl_->next_parked_id;
-    loop.impl_->parked_futures.emplace(id, RefPtr<FutureStateBase>(f));
-    return id;
-}
-
-detail::RefPtr<detail::FutureStateBase> detail::LoopAccess::unpark_future(EventLoop& loop, std::uint64_t id) noexcept {
-    auto it = loop.impl_->parked_futures.find(id);
-    if (it == loop.impl_->parked_futures.end()) return nullptr;
-    RefPtr<FutureStateBase> f = std::move(it->second);
-    loop.impl_->parked_futures.erase(it);
-    return f;
 }
 
 bool detail::LoopAccess::on_loop_thread(const EventLoop& loop) noexcept {
@@ -412,72 +357,28 @@ void EventLoop::close() {
         anchor_->wakeup_fd = -1;
     }
     for (detail::HandleState* h : unposted) h->release();
-    impl_->parked_futures.clear();  // executor work that never reported back
-    // Generators still registered outlive the loop: forget them (they finalize themselves).
-    while (detail::AsyncGenHook* hook = impl_->asyncgens) detail::unregister_asyncgen(hook);
     // Drop queued callbacks, timers and cross-thread callbacks unrun.
     while (detail::ReadyItem* item = ready_.pop_front()) item->ops->discard(item);
     impl_->timers.clear();
-    // The loop owns pending tasks: destroy their coroutines (running the destructors of their
-    // locals) and let go of them. Handles that outlive this see "Event loop is closed".
+    // The loop owns pending tasks: each is abandoned - its coroutine destroyed (running the
+    // destructors of its locals), the loop's reference dropped. Handles that outlive this see
+    // "Event loop is closed".
     while (!tasks_.empty()) {
-        detail::TaskBase* task = tasks_.back();
-        detail::RefPtr<detail::TaskBase> keep(task);
-        detail::LoopAccess::unregister_task(*this, task);
-        task->abandon();
+        detail::ReadyItem* task = tasks_.back();
+        task->ops->abandon(task);  // unregisters it
     }
-    // Like Python's close(): the default executor stops taking work, without waiting.
-    if (impl_->default_executor) impl_->default_executor->shutdown(false);
     while (!impl_->signal_handlers.empty()) remove_signal_handler(impl_->signal_handlers.begin()->first);
-    // Transports, servers and watched fds still open: closed now, without callbacks (each
-    // unlinks itself), so no fd leaks and nothing touches the backend after this.
-    while (detail::IoObject* o = impl_->io_objects) {
-        impl_->unlink(o);
-        o->loop_closing();
+    // What the layers above keep on the loop (transports, servers, watched fds, the runtime's
+    // executor...): released now, without callbacks, so no fd leaks and nothing touches the
+    // backend after this.
+    while (detail::LoopResource* r = impl_->resources) {
+        impl_->unlink(r);
+        r->loop_closing();
     }
     impl_->fd_watches.clear();
     impl_->backend->forget(impl_->wakeup_fd);
     ::close(impl_->wakeup_fd);
     impl_->wakeup_fd = -1;
-}
-
-// ---- the default executor ------------------------------------------------------------------
-Executor& EventLoop::default_executor() {
-    check_closed();
-    if (impl_->executor_shutdown_called) throw RuntimeError("Executor shutdown has been called");
-    if (!impl_->default_executor) impl_->default_executor = std::make_unique<ThreadPoolExecutor>();
-    return *impl_->default_executor;
-}
-
-void EventLoop::set_default_executor(std::unique_ptr<Executor> executor) {
-    impl_->default_executor = std::move(executor);
-}
-
-Coro<void> EventLoop::shutdown_default_executor() {
-    impl_->executor_shutdown_called = true;
-    std::unique_ptr<Executor> executor = std::move(impl_->default_executor);
-    if (!executor) co_return;
-    // Joining may take a while: a helper thread does it, so that the loop keeps running (and
-    // keeps delivering the results of the work that is finishing).
-    Future<void> joined(*this);
-    auto* delivery = new Future<void>(joined);  // dereferenced and freed on this thread only
-    std::thread joiner([this, ex = executor.get(), delivery] {
-        ex->shutdown(true);
-        try {
-            call_soon_threadsafe([d = std::unique_ptr<Future<void>>(delivery)] {
-                if (!d->done()) d->set_result();
-            });
-        } catch (const RuntimeError&) {
-        }
-    });
-    std::exception_ptr error;
-    try {
-        co_await joined;
-    } catch (...) {
-        error = std::current_exception();
-    }
-    joiner.join();
-    if (error) std::rethrow_exception(error);
 }
 
 // ---- exception handling --------------------------------------------------------------------

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <asyncio/events.hpp>
-#include <asyncio/executors.hpp>
 
 #include "../backend/backend.hpp"
 #include "timer_queue.hpp"
@@ -14,21 +13,24 @@
 #include <memory>
 #include <thread>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace asyncio {
 
 namespace detail {
-/// Something that owns fds registered with the loop's backend (a transport, a server, a
-/// watched fd): the loop closes what is still open when it closes, so no fd leaks and no
-/// registration outlives the backend.
-struct IoObject {
-    IoObject* prev = nullptr;
-    IoObject* next = nullptr;
+/// The loop's one hook for the layers above: something they keep on the loop that must be
+/// released when it closes - a transport, a server (their fds and backend registrations), a
+/// layer's per-loop state (the runtime's default executor, say). The loop core knows no more
+/// of it than this. A resource links itself (EventLoop::Impl::link) while it needs the loop
+/// and unlinks itself when done; when the loop closes, after its callbacks, timers and tasks
+/// are dropped, each resource still linked is unlinked and told, newest first.
+struct LoopResource {
+    LoopResource* prev = nullptr;
+    LoopResource* next = nullptr;
     /// The loop is closing: release fds now, run no callbacks.
     virtual void loop_closing() noexcept = 0;
-
-protected:
-    ~IoObject() = default;
+    virtual ~LoopResource() = default;
 };
 
 /// An fd watched with add_reader()/add_writer(): Python's selector key, one per fd. Each
@@ -51,12 +53,9 @@ struct EventLoop::Impl {
     ExceptionHandler exception_handler;
     std::thread::id owner_thread = std::this_thread::get_id();  // created or last run on
     std::map<int, std::function<void()>> signal_handlers;
-    std::unique_ptr<Executor> default_executor;
-    detail::AsyncGenHook* asyncgens = nullptr;  // started async generators (intrusive list)
-    std::unordered_map<std::uint64_t, detail::RefPtr<detail::FutureStateBase>> parked_futures;
-    std::uint64_t next_parked_id = 0;
-    bool executor_shutdown_called = false;
-    detail::IoObject* io_objects = nullptr;  // open transports, servers... (intrusive list)
+    detail::LoopResource* resources = nullptr;  // open transports, servers... (intrusive list)
+    /// The layers' per-loop state, each under a key of its own (see state()).
+    std::vector<std::pair<const void*, std::unique_ptr<detail::LoopResource>>> states;
     std::unordered_map<int, std::unique_ptr<detail::FdWatch>> fd_watches;
 
     int wakeup_fd = -1;  // owned here; writers reach it through the anchor (see LoopAnchor)
@@ -72,16 +71,34 @@ struct EventLoop::Impl {
         backend->start(&wakeup_read);
     }
 
-    void link(detail::IoObject* o) noexcept {
+    void link(detail::LoopResource* o) noexcept {
         o->prev = nullptr;
-        o->next = io_objects;
-        if (io_objects) io_objects->prev = o;
-        io_objects = o;
+        o->next = resources;
+        if (resources) resources->prev = o;
+        resources = o;
     }
-    void unlink(detail::IoObject* o) noexcept {
-        if (o->prev) o->prev->next = o->next; else if (io_objects == o) io_objects = o->next;
+    void unlink(detail::LoopResource* o) noexcept {
+        if (o->prev) o->prev->next = o->next; else if (resources == o) resources = o->next;
         if (o->next) o->next->prev = o->prev;
         o->prev = o->next = nullptr;
+    }
+
+    /// A higher layer's per-loop state, found by the address `key` of an object of that
+    /// layer; `make()` creates it on first use. The loop owns it: it is linked as a resource
+    /// (told when the loop closes) and destroyed with the loop.
+    template <class Make>
+    detail::LoopResource& state(const void* key, Make make) {
+        if (detail::LoopResource* s = find_state(key)) return *s;
+        std::unique_ptr<detail::LoopResource> s = make();
+        detail::LoopResource& ref = *s;
+        states.emplace_back(key, std::move(s));
+        link(&ref);
+        return ref;
+    }
+    detail::LoopResource* find_state(const void* key) const noexcept {
+        for (auto& [k, s] : states)
+            if (k == key) return s.get();
+        return nullptr;
     }
     ~Impl();
 };

@@ -16,7 +16,8 @@ struct ReadyItem;
 
 /// What the loop can do with an item: run it; discard it unrun from the ready queue (loop
 /// closing); drop it from a future's callback list where it was never scheduled (callback
-/// removed, future destroyed or abandoned); describe it (debug mode's slow-callback log).
+/// removed, future destroyed or abandoned); describe it (debug mode's slow-callback log);
+/// abandon it, for an item the loop owns (a pending task) when it closes.
 struct ReadyItemOps {
     void (*run)(ReadyItem*);
     void (*discard)(ReadyItem*) noexcept;
@@ -29,6 +30,9 @@ struct ReadyItemOps {
     // Done callbacks: called when the future completes and moves the item to the ready
     // queue (a callback keeps what it needs alive while queued).
     void (*on_schedule)(ReadyItem*) noexcept = nullptr;
+    // Items the loop owns until they finish (tasks): the loop is closing - let go of the
+    // item unfinished, unregistering it from the loop.
+    void (*abandon)(ReadyItem*) noexcept = nullptr;
 };
 
 struct ReadyItem {
