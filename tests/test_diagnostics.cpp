@@ -556,7 +556,7 @@ TEST(EventLoopClosed, CallbackHandlesThatOutlivedTheLoopCanBeCancelled) {
 
 // DISABLED_: library bug - awaiting a pending Future/Task whose loop is closed reports
 // "... attached to a different loop" instead of "Event loop is closed" (API.md: every use of a
-// handle that outlived its loop). Fix: suspend_current_task_on (src/futures.cpp) should check
+// handle that outlived its loop). Fix: suspend_current_task_on (src/runtime/futures.cpp) should check
 // the target's anchor for closed before the different-loop check.
 TEST(EventLoopClosed, FutureOfAClosedRunAwaitedFromANewRunThrows) {
     ClosedLoopHandles h;

@@ -288,6 +288,7 @@ TEST(LoopSendfile, ClosingTransportIsRefused) {
     EXPECT_EQ(error, "Transport is closing");
 }
 
+#ifdef ASYNCIO_WITH_TLS  // the TLS cases need the TLS layer
 // ---- over TLS: the fallback (Python's _sendfile_fallback for SSL transports) -------------
 namespace {
 /// A TLS server (Sink) and a TLS client transport (Holder) on loopback; runs `body`.
@@ -344,3 +345,5 @@ TEST(LoopSendfile, OverTlsWithoutFallbackIsRefused) {
     });
     EXPECT_NE(error.find("native sendfile is not supported for this transport"), std::string::npos) << error;
 }
+#endif  // ASYNCIO_WITH_TLS
+

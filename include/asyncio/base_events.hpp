@@ -81,7 +81,7 @@ private:
     std::shared_ptr<detail::ServerState> state_;
 };
 
-// ---- EventLoop members (non-template parts in src/base_events.cpp) ------------------------
+// ---- EventLoop members (non-template parts in src/net/base_events.cpp) ------------------------
 // The ConnectionAccess functions are called when the EventLoop member is called (not when its
 // coroutine is awaited), so that the call takes its own reference to a TLS context at once.
 namespace detail {

@@ -28,7 +28,7 @@ template <class T>
 using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
 /// Reports a coroutine destroyed without being started, when the running loop is in debug
-/// mode (src/loop/debug.cpp).
+/// mode (src/runtime/coroutines.cpp).
 void report_never_awaited(const void* frame_address) noexcept;
 /// Whether the running loop (if any) is in debug mode.
 bool running_loop_debug() noexcept;

@@ -491,7 +491,7 @@ public:
     /// Unix, or TLS itself); std::invalid_argument otherwise. Handshake errors are raised
     /// (ssl::SSLCertVerificationError...); on any failure, including cancellation, the
     /// transport is closed. The call keeps its own copy of the context handle. Defined in
-    /// src/sslproto.cpp; see asyncio/ssl.hpp.
+    /// src/tls/sslproto.cpp; see asyncio/ssl.hpp.
     Coro<std::shared_ptr<Transport>> start_tls(std::shared_ptr<Transport> transport,
                                                std::shared_ptr<BaseProtocol> protocol, ssl::Context context,
                                                StartTlsOptions opts = {});

@@ -10,7 +10,7 @@
 // cancels the other children and the body; the failures are then raised together as an
 // ExceptionGroup (CancelledErrors are not collected). A cancellation of the parent task from
 // outside cancels the children and propagates once they finished. Python's rules, including
-// the cancelling()/uncancel() bookkeeping, are followed line by line (src/taskgroups.cpp).
+// the cancelling()/uncancel() bookkeeping, are followed line by line (src/runtime/taskgroups.cpp).
 #pragma once
 
 #include <asyncio/coroutines.hpp>

@@ -4,7 +4,7 @@
 
 #include <asyncio/events.hpp>
 
-#include "../backend/backend.hpp"
+#include "backend/backend.hpp"
 #include "timer_queue.hpp"
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// src/gather.cpp - the outer future of asyncio::gather (Python's _GatheringFuture and its
+// src/runtime/gather.cpp - the outer future of asyncio::gather (Python's _GatheringFuture and its
 // _done_callback).
 #include <asyncio/tasks.hpp>
 

@@ -1,4 +1,4 @@
-// src/exceptions.cpp - exception types and their descriptions.
+// src/loop/exceptions.cpp - exception types and their descriptions.
 #include <asyncio/exceptions.hpp>
 
 #include <cxxabi.h>

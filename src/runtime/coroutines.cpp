@@ -1,4 +1,4 @@
-// src/loop/debug.cpp - debug-mode reports that are not tied to a loop method.
+// src/runtime/coroutines.cpp - the debug-mode report of a coroutine destroyed without being awaited.
 #include <asyncio/coroutines.hpp>
 #include <asyncio/events.hpp>
 

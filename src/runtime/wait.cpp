@@ -1,4 +1,4 @@
-// src/wait.cpp - asyncio::wait's core (Python's _wait), _cancel_and_wait, as_completed.
+// src/runtime/wait.cpp - asyncio::wait's core (Python's _wait), _cancel_and_wait, as_completed.
 #include <asyncio/tasks.hpp>
 
 namespace asyncio::detail {

@@ -1,4 +1,4 @@
-// src/io_awaiter.hpp - suspends the current task on one backend operation.
+// src/net/io_awaiter.hpp - suspends the current task on one backend operation.
 //
 // `co_await IoAwaiter(loop, fd, kind)` starts the operation and resumes the task with its
 // result (bytes, an fd, or -errno). Like awaiting a future in Python, task.cancel() cancels

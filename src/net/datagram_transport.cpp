@@ -1,4 +1,4 @@
-// src/datagram_transport.cpp - DatagramTransport over a UDP (or Unix datagram) socket and
+// src/net/datagram_transport.cpp - DatagramTransport over a UDP (or Unix datagram) socket and
 // loop.create_datagram_endpoint (Python's _SelectorDatagramTransport and
 // BaseEventLoop.create_datagram_endpoint). Reading is a standing `recvfrom` operation into
 // the backend's shared buffer; sendto() sends at once and queues only what would block.

@@ -1,4 +1,4 @@
-// src/flow_control.hpp - the write side of Python's transports._FlowControlMixin, for any
+// src/net/flow_control.hpp - the write side of Python's transports._FlowControlMixin, for any
 // transport that buffers what the kernel would not take: the high/low water marks, and
 // protocol.pause_writing()/resume_writing() around them.
 //

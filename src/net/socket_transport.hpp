@@ -1,4 +1,4 @@
-// src/socket_transport.hpp - the stream transport over a connected socket (Python's
+// src/net/socket_transport.hpp - the stream transport over a connected socket (Python's
 // _SelectorSocketTransport), on the completion-style backend:
 //  * reading is one standing `recv_provided` operation (the backend's shared buffer, so an
 //    idle connection holds no read buffer), re-armed after each delivery; a BufferedProtocol

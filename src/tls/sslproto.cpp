@@ -1,12 +1,12 @@
-// src/sslproto.cpp - SSLProtocol and its app transport (Python's asyncio/sslproto.py), and
+// src/tls/sslproto.cpp - SSLProtocol and its app transport (Python's asyncio/sslproto.py), and
 // EventLoop::start_tls (Python's BaseEventLoop.start_tls). See sslproto.hpp.
 #include "sslproto.hpp"
-#include "flow_control.hpp"
+#include "net/flow_control.hpp"
 
 #include <asyncio/coroutines.hpp>
 #include <asyncio/exceptions.hpp>
 
-#include "socket_transport.hpp"
+#include "net/socket_transport.hpp"
 #include "ssl_internal.hpp"
 
 #include <cerrno>

@@ -1,4 +1,4 @@
-// src/sslproto.hpp - TLS over a stream transport: Python's asyncio/sslproto.py (3.11+, the
+// src/tls/sslproto.hpp - TLS over a stream transport: Python's asyncio/sslproto.py (3.11+, the
 // uvloop-derived state machine), method by method.
 //
 //  * SSLProtocol is the protocol of the raw transport (a SocketTransport, or another TLS
@@ -25,6 +25,7 @@
 #include <asyncio/transports.hpp>
 
 #include "loop/loop_impl.hpp"
+#include "net/tls_seam.hpp"
 
 #include <deque>
 #include <memory>
@@ -192,16 +193,5 @@ private:
     bool closed_ = false;
 };
 
-/// Python's selector loop _make_ssl_transport: a raw SocketTransport over `sock` whose protocol
-/// is an SSLProtocol around `app_protocol`. The raw transport is not started yet (attach it to
-/// a server first, then start() it); the app transport is what create_connection returns.
-struct SSLTransports {
-    std::shared_ptr<SocketTransport> raw;
-    std::shared_ptr<Transport> app;
-};
-SSLTransports make_ssl_transport(EventLoop& loop, Socket& sock, std::shared_ptr<BaseProtocol> app_protocol,
-                                 const ssl::Context& context, std::optional<Future<void>> waiter, bool server_side,
-                                 std::string_view server_hostname, double ssl_handshake_timeout,
-                                 double ssl_shutdown_timeout);
 
 }  // namespace asyncio::detail

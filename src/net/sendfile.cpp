@@ -1,4 +1,4 @@
-// src/sendfile.cpp - loop.sock_sendfile and loop.sendfile (Python's
+// src/net/sendfile.cpp - loop.sock_sendfile and loop.sendfile (Python's
 // BaseEventLoop.sock_sendfile/sendfile, unix_events._sock_sendfile_native and the fallbacks).
 #include <asyncio/base_events.hpp>
 #include <asyncio/exceptions.hpp>

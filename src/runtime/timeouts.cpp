@@ -1,4 +1,4 @@
-// src/timeouts.cpp - Timeout, a port of CPython 3.12's asyncio/timeouts.py.
+// src/runtime/timeouts.cpp - Timeout, a port of CPython 3.12's asyncio/timeouts.py.
 #include <asyncio/timeouts.hpp>
 
 namespace asyncio {

@@ -1,4 +1,4 @@
-// src/frame_pool.cpp - the process-wide slabs behind the thread-local frame pools.
+// src/loop/frame_pool.cpp - the process-wide slabs behind the thread-local frame pools.
 #include <asyncio/detail/frame_pool.hpp>
 
 #include <cstdlib>

@@ -1,4 +1,4 @@
-// src/sockets.cpp - SockAddr, Socket, TransportSocket: thin, exception-raising wrappers of
+// src/net/sockets.cpp - SockAddr, Socket, TransportSocket: thin, exception-raising wrappers of
 // the BSD socket calls (Python's socket module).
 #include <asyncio/sockets.hpp>
 

@@ -1,4 +1,4 @@
-// src/sock_ops.cpp - loop.sock_* and the resolver (Python's BaseSelectorEventLoop.sock_*
+// src/net/sock_ops.cpp - loop.sock_* and the resolver (Python's BaseSelectorEventLoop.sock_*
 // and base_events.getaddrinfo). Each operation first tries the syscall (the common case
 // finishes without waiting, as in Python), then waits on the backend.
 #include <asyncio/sockets.hpp>

@@ -1,4 +1,4 @@
-// src/runners.cpp - Runner, a port of CPython's asyncio/runners.py.
+// src/runtime/runners.cpp - Runner, a port of CPython's asyncio/runners.py.
 #include <asyncio/runners.hpp>
 
 #include "loop/signals.hpp"

@@ -1,4 +1,4 @@
-// src/base_events.cpp - create_connection / create_server / unix variants / Server (Python's
+// src/net/base_events.cpp - create_connection / create_server / unix variants / Server (Python's
 // base_events.BaseEventLoop.create_connection & co, and base_events.Server).
 #include <asyncio/base_events.hpp>
 #include <asyncio/exceptions.hpp>
@@ -6,10 +6,9 @@
 #include <asyncio/tasks.hpp>
 #include <asyncio/timeouts.hpp>
 
-#include "held_context.hpp"
 #include "sock_argument.hpp"
 #include "socket_transport.hpp"
-#include "sslproto.hpp"
+#include "tls_seam.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -205,7 +204,7 @@ Coro<Socket> happy_eyeballs(EventLoop& loop, std::vector<std::exception_ptr>& er
 
 /// Wraps a connected socket in a transport and waits until connection_made has run
 /// (Python's _create_connection_transport). With TLS (opts.ssl), the transport returned is
-/// the TLS one, once the handshake is done (src/sslproto.cpp).
+/// the TLS one, once the handshake is done (src/tls/sslproto.cpp).
 Coro<MadeConnection> make_transport(EventLoop& loop, Socket sock, ProtocolFactory& factory,
                                     const ConnectionOptions& opts, std::string_view server_hostname = {},
                                     bool server_side = false) {
@@ -236,7 +235,7 @@ Coro<MadeConnection> make_transport(EventLoop& loop, Socket sock, ProtocolFactor
 
 // ---- create_connection ---------------------------------------------------------------------
 // Each entry point below is a plain function that takes its own reference to the TLS context
-// (src/held_context.hpp) and returns the coroutine that does the work, which keeps it.
+// (src/net/tls_seam.hpp) and returns the coroutine that does the work, which keeps it.
 namespace {
 Coro<MadeConnection> create_connection_coro(EventLoop& loop, ProtocolFactory factory, std::string host, int port,
                                             ConnectionOptions opts, HeldContext) {

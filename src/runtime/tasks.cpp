@@ -1,4 +1,4 @@
-// src/tasks.cpp - the non-template half of Task: stepping the coroutine, cancellation
+// src/runtime/tasks.cpp - the non-template half of Task: stepping the coroutine, cancellation
 // (Python's Task.cancel/uncancel/__step), sleep, current_task/all_tasks, run_until_complete.
 #include <asyncio/tasks.hpp>
 

@@ -1,4 +1,4 @@
-// src/futures.cpp - the non-template half of Future: state transitions, done callbacks,
+// src/runtime/futures.cpp - the non-template half of Future: state transitions, done callbacks,
 // "exception was never retrieved", and suspending a task on a future.
 #include <asyncio/detail/task_state.hpp>
 #include <asyncio/futures.hpp>

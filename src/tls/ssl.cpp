@@ -1,9 +1,9 @@
-// src/ssl.cpp - asyncio::ssl: Context (Python's SSLContext), the SSLError family and the
+// src/tls/ssl.cpp - asyncio::ssl: Context (Python's SSLContext), the SSLError family and the
 // certificate/cipher accessors, on OpenSSL 3 (Python's Modules/_ssl.c, the parts asyncio uses).
 #include <asyncio/events.hpp>
 #include <asyncio/ssl.hpp>
 
-#include "held_context.hpp"
+#include "net/tls_seam.hpp"
 #include "ssl_internal.hpp"
 
 #include <algorithm>
@@ -584,4 +584,6 @@ HeldContext hold_context(ssl::ContextRef& ref) {
     ref = held.get();
     return held;
 }
+
+bool is_server_context(const ssl::Context& context) { return context.protocol() == ssl::PROTOCOL_TLS_SERVER; }
 }  // namespace asyncio::detail

@@ -1,4 +1,4 @@
-// src/taskgroups.cpp - TaskGroup, a line-by-line port of CPython 3.12's taskgroups.py.
+// src/runtime/taskgroups.cpp - TaskGroup, a line-by-line port of CPython 3.12's taskgroups.py.
 #include <asyncio/taskgroups.hpp>
 
 namespace asyncio {

@@ -1,4 +1,4 @@
-// src/streams.cpp - StreamReader, StreamWriter, StreamReaderProtocol and the stream
+// src/net/streams.cpp - StreamReader, StreamWriter, StreamReaderProtocol and the stream
 // functions: Python's asyncio/streams.py, line by line where it matters (the limit rules of
 // readuntil/readline, flow control, pause/resume of the transport).
 #include <asyncio/streams.hpp>
@@ -6,7 +6,7 @@
 #include <asyncio/ssl.hpp>
 #include <asyncio/tasks.hpp>
 
-#include "held_context.hpp"
+#include "tls_seam.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -562,7 +562,7 @@ Coro<void> StreamWriter::start_tls(ssl::Context context, ConnectionOptions opts)
     auto t = st->transport;
     auto p = st->protocol;
     StartTlsOptions o;
-    o.server_side = context.protocol() == ssl::PROTOCOL_TLS_SERVER;
+    o.server_side = detail::is_server_context(context);
     std::string hostname(opts.server_hostname);
     o.ssl_handshake_timeout = opts.ssl_handshake_timeout;
     o.ssl_shutdown_timeout = opts.ssl_shutdown_timeout;
@@ -604,7 +604,7 @@ Coro<Server> serve_streams(ClientConnectedCallback cb, std::size_t limit, const 
 }
 }  // namespace
 
-// Each takes its own reference to a TLS context when called (src/held_context.hpp): the
+// Each takes its own reference to a TLS context when called (src/net/tls_seam.hpp): the
 // connect/serve function keeps it until the loop's call has taken its own.
 Coro<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, int port, ConnectionOptions opts,
                                                             std::size_t limit) {

@@ -1,6 +1,6 @@
-// src/sock_argument.hpp - Python's checks of a caller's socket: the sock= argument of
+// src/net/sock_argument.hpp - Python's checks of a caller's socket: the sock= argument of
 // create_connection, create_server, create_datagram_endpoint and the Unix forms, and
-// connect_accepted_socket's socket (defined in src/base_events.cpp).
+// connect_accepted_socket's socket (defined in src/net/base_events.cpp).
 #pragma once
 
 #include <asyncio/sockets.hpp>

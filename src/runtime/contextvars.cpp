@@ -1,4 +1,4 @@
-// src/contextvars.cpp - where the current context lives: Context::run's context, else the
+// src/runtime/contextvars.cpp - where the current context lives: Context::run's context, else the
 // running task's, else the thread's own.
 #include <asyncio/contextvars.hpp>
 #include <asyncio/detail/task_state.hpp>

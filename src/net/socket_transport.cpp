@@ -1,4 +1,4 @@
-// src/socket_transport.cpp - SocketTransport: Python's _SelectorSocketTransport, method by
+// src/net/socket_transport.cpp - SocketTransport: Python's _SelectorSocketTransport, method by
 // method, on completion-style operations (see socket_transport.hpp).
 #include "socket_transport.hpp"
 

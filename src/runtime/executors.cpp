@@ -1,4 +1,4 @@
-// src/executors.cpp - ThreadPoolExecutor.
+// src/runtime/executors.cpp - ThreadPoolExecutor.
 #include <asyncio/exceptions.hpp>
 #include <asyncio/executors.hpp>
 

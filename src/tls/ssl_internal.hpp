@@ -1,4 +1,4 @@
-// src/ssl_internal.hpp - OpenSSL error translation shared by ssl.cpp and sslproto.cpp (Python's
+// src/tls/ssl_internal.hpp - OpenSSL error translation shared by ssl.cpp and sslproto.cpp (Python's
 // _ssl.c PySSL_SetError / fill_and_set_sslerror). Not installed.
 #pragma once
 
