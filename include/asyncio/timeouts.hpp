@@ -9,6 +9,7 @@
 #pragma once
 
 #include <asyncio/coroutines.hpp>
+#include <asyncio/detail/awaitable.hpp>
 #include <asyncio/events.hpp>
 #include <asyncio/tasks.hpp>
 

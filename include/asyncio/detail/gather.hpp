@@ -7,6 +7,7 @@
 // returned in place of values (asyncio::Result<T>).
 #pragma once
 
+#include <asyncio/detail/awaitable.hpp>
 #include <asyncio/futures.hpp>
 #include <asyncio/tasks.hpp>
 
@@ -111,28 +112,6 @@ GatherChild<T> gather_child(const Future<T>& fut) {
 inline GatherChild<void> gather_child(const AnyTask& task) {
     if (!task.state_ptr()) throw InvalidStateError("gather(): empty Task handle");
     return {RefPtr<FutureStateBase>(task.state_ptr()), nullptr};
-}
-
-template <class A>
-decltype(auto) get_awaiter(A&& a) {
-    if constexpr (requires { std::forward<A>(a).operator co_await(); })
-        return std::forward<A>(a).operator co_await();
-    else
-        return std::forward<A>(a);
-}
-
-/// Anything `co_await` accepts inside a Coro: Coro, Task, Future, sleep(), gather(), ...
-template <class A>
-concept Awaitable = requires(A&& a) { get_awaiter(std::forward<A>(a)).await_resume(); };
-
-/// The type `co_await a` produces.
-template <class A>
-using await_result_t = decltype(get_awaiter(std::declval<A>()).await_resume());
-
-/// Wraps any awaitable in a Coro (Python's ensure_future on a non-future awaitable).
-template <class A>
-Coro<await_result_t<A>> as_coro(A aw) {
-    co_return co_await std::move(aw);
 }
 
 }  // namespace detail
@@ -279,9 +258,6 @@ std::vector<RefPtr<FutureStateBase>> states_of(const std::tuple<Cs...>& children
     std::apply([&](auto&... c) { (v.push_back(c.state), ...); }, children);
     return v;
 }
-
-template <class A>
-concept GatherArg = Awaitable<A>;
 
 }  // namespace detail
 
