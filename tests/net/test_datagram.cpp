@@ -1,4 +1,4 @@
-// tests/test_datagram.cpp - UDP on real loopback sockets: loop.create_datagram_endpoint
+// tests/net/test_datagram.cpp - UDP on real loopback sockets: loop.create_datagram_endpoint
 // (local/remote addresses, connected and unconnected endpoints, family/proto/flags,
 // reuse_port, allow_broadcast, resolution/bind/connect/socket errors, a caller's socket
 // (sock=), Unix paths), DatagramTransport (sendto rules, write buffering and its accounting,

@@ -1,4 +1,4 @@
-// tests/test_streams.cpp - StreamReader / StreamWriter / open_connection / start_server.
+// tests/net/test_streams.cpp - StreamReader / StreamWriter / open_connection / start_server.
 //
 // The semantic scenarios of CPython's Lib/test/test_asyncio/test_streams.py (3.13, with the
 // multi-separator readuntil), in three parts:

@@ -1,4 +1,4 @@
-// tests/test_sock_lowlevel.cpp - the loop's low-level socket API on real loopback sockets:
+// tests/net/test_sock_lowlevel.cpp - the loop's low-level socket API on real loopback sockets:
 // sock_recv/sock_recv_into/sock_sendall/sock_accept/sock_connect/sock_recvfrom/
 // sock_recvfrom_into/sock_sendto, add_reader/remove_reader/add_writer/remove_writer,
 // getaddrinfo/getnameinfo, and the Socket/SockAddr value types. Ports CPython's Lib/test/test_asyncio/test_sock_lowlevel.py and

@@ -1,4 +1,4 @@
-// tests/test_diagnostics.cpp - the "Diagnostics for the classic asyncio mistakes" table of
+// tests/runtime/test_diagnostics.cpp - the "Diagnostics for the classic asyncio mistakes" table of
 // shared/API.md and the misuse list that goes with it: each classic Python asyncio mistake
 // either gives the documented diagnostic or cannot happen.
 //

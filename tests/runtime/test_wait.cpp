@@ -1,4 +1,4 @@
-// tests/test_wait.cpp - asyncio::wait, asyncio::as_completed and asyncio::shield, ported from
+// tests/runtime/test_wait.cpp - asyncio::wait, asyncio::as_completed and asyncio::shield, ported from
 // the semantic scenarios of CPython's Lib/test/test_asyncio/test_tasks.py (test_wait*,
 // test_as_completed*, test_shield*, test_yield_wait_does_not_shield_cancel,
 // test_cancel_with_message_*).

@@ -1,4 +1,4 @@
-// tests/test_asyncgen_asend.cpp - AsyncGenerator<T, Send>::asend (Python's agen.asend(v)):
+// tests/runtime/test_asyncgen_asend.cpp - AsyncGenerator<T, Send>::asend (Python's agen.asend(v)):
 // the sent value is the result of the body's co_yield, next() sends "None" (nullopt), a
 // value cannot be sent before the generator started, and asend drives it like next().
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// tests/test_runners.cpp - asyncio::run and Runner, the semantics of CPython's
+// tests/runtime/test_runners.cpp - asyncio::run and Runner, the semantics of CPython's
 // Lib/test/test_asyncio/test_runners.py (plus the parts of runners.py it relies on: the
 // shutdown of leftover tasks, the debug flag, Ctrl-C handling).
 #include "support.hpp"

@@ -1,4 +1,4 @@
-// tests/test_events.cpp - the event loop: call_soon/call_later/call_at, handles, the thread-safe
+// tests/loop/test_events.cpp - the event loop: call_soon/call_later/call_at, handles, the thread-safe
 // entry, run_forever/stop/run_until_complete, close, the exception handler, debug mode, signals.
 // Ports the semantic scenarios of CPython's Lib/test/test_asyncio/test_base_events.py and
 // test_events.py (the parts about the loop itself; sockets, pipes and subprocesses live

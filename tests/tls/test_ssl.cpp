@@ -1,4 +1,4 @@
-// tests/test_ssl.cpp - TLS: asyncio::ssl::Context (Python's SSLContext subset) and the TLS
+// tests/tls/test_ssl.cpp - TLS: asyncio::ssl::Context (Python's SSLContext subset) and the TLS
 // transport (Python's asyncio/sslproto.py), on loopback with the real clock. The scenarios are
 // those of CPython's test_asyncio/test_sslproto.py and test_ssl.py: round trips with streams
 // and protocols, verification failures, SNI, ALPN, handshake and shutdown timeouts, large

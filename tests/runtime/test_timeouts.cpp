@@ -1,4 +1,4 @@
-// tests/test_timeouts.cpp - asyncio::timeout / timeout_at and the Timeout object.
+// tests/runtime/test_timeouts.cpp - asyncio::timeout / timeout_at and the Timeout object.
 //
 // The semantic scenarios of CPython's Lib/test/test_asyncio/test_timeouts.py, on the virtual
 // clock so that every deadline can be checked exactly. Python's `async with timeout(d) as cm:`

@@ -1,4 +1,4 @@
-// tests/tls_certs.hpp - throwaway certificates for the TLS tests, made with OpenSSL's API at
+// tests/support/tls_certs.hpp - throwaway certificates for the TLS tests, made with OpenSSL's API at
 // test time (no files in the tree, nothing to expire): a CA, certificates it signs for
 // "localhost"/127.0.0.1/::1, for a wrong name, an expired one, a client certificate, and an
 // encrypted copy of a key. P-256 keys, SHA-256 signatures, proper X.509 v3 extensions.

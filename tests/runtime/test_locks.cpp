@@ -1,4 +1,4 @@
-// tests/test_locks.cpp - asyncio::Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier.
+// tests/runtime/test_locks.cpp - asyncio::Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier.
 //
 // The semantic scenarios of CPython's Lib/test/test_asyncio/test_locks.py (3.12/3.13), the race
 // and cancellation regressions above all (a waiter cancelled after it was woken passes its

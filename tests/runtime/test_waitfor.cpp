@@ -1,4 +1,4 @@
-// tests/test_waitfor.cpp - asyncio::wait_for with Python 3.12 semantics.
+// tests/runtime/test_waitfor.cpp - asyncio::wait_for with Python 3.12 semantics.
 //
 // The semantic scenarios of CPython's Lib/test/test_asyncio/test_waitfor.py, on the virtual
 // clock so that every deadline can be checked exactly. Python's real-time SlowTask becomes a

@@ -1,4 +1,4 @@
-// tests/test_protocols.cpp - transports and protocols on real sockets: the semantics of
+// tests/net/test_protocols.cpp - transports and protocols on real sockets: the semantics of
 // CPython's test_protocols.py, the _SelectorSocketTransport scenarios of
 // test_selector_events.py (SelectorTransportTests, SelectorSocketTransportTests) and the
 // create_connection/create_server protocol tests of test_events.py - on loopback TCP, Unix

@@ -1,4 +1,4 @@
-// tests/test_server.cpp - servers and connections on real loopback sockets: asyncio::Server
+// tests/net/test_server.cpp - servers and connections on real loopback sockets: asyncio::Server
 // (sockets, is_serving, close, wait_closed with Python 3.12.1+ semantics, serve_forever,
 // start_serving, close_clients/abort_clients), create_server (several hosts, reuse_port,
 // port 0, address in use), create_connection (numeric and named hosts, local_addr, Happy

@@ -1,4 +1,4 @@
-// tests/test_futures.cpp - Future<T>: states, results, exceptions, cancellation, done callbacks,
+// tests/runtime/test_futures.cpp - Future<T>: states, results, exceptions, cancellation, done callbacks,
 // "exception was never retrieved", awaiting from tasks, loop binding and use after close.
 // Ports the semantic scenarios of CPython's Lib/test/test_asyncio/test_futures.py.
 #include "support.hpp"

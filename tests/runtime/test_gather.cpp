@@ -1,4 +1,4 @@
-// tests/test_gather.cpp - asyncio::gather, ported from the semantic scenarios of CPython's
+// tests/runtime/test_gather.cpp - asyncio::gather, ported from the semantic scenarios of CPython's
 // Lib/test/test_asyncio/test_tasks.py (GatherTestsBase, FutureGatherTests,
 // CoroutineGatherTests, test_cancel_gather_*, test_gather_shield) plus the C++ surface
 // (tuple / vector forms, void -> std::monostate, return_exceptions -> asyncio::Result).

@@ -1,4 +1,4 @@
-// tests/test_net_smoke.cpp - end-to-end checks of the networking stack on loopback: a stream
+// tests/net/test_net_smoke.cpp - end-to-end checks of the networking stack on loopback: a stream
 // echo server and client, sock_* on a socketpair, a Protocol server. (The per-module suites
 // test_streams, test_sock_lowlevel, test_server, test_protocols port CPython's tests.)
 #include <gtest/gtest.h>

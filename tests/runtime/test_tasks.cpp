@@ -1,4 +1,4 @@
-// tests/test_tasks.cpp - Task semantics, ported from the scenarios of CPython's
+// tests/runtime/test_tasks.cpp - Task semantics, ported from the scenarios of CPython's
 // Lib/test/test_asyncio/test_tasks.py (the parts about Task itself: creation, results and
 // exceptions, names, done callbacks, cancellation, current_task/all_tasks, sleep, ordering).
 // gather/wait/as_completed/shield/wait_for have their own test files.

@@ -1,4 +1,4 @@
-// tests/test_eager_tasks.cpp - eager tasks (Python 3.12's eager_task_factory and
+// tests/runtime/test_eager_tasks.cpp - eager tasks (Python 3.12's eager_task_factory and
 // create_task(..., eager_start=True)), the semantics of CPython's
 // Lib/test/test_asyncio/test_eager_task_factory.py.
 //

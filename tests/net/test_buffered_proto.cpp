@@ -1,4 +1,4 @@
-// tests/test_buffered_proto.cpp - BufferedProtocol on real sockets: CPython's
+// tests/net/test_buffered_proto.cpp - BufferedProtocol on real sockets: CPython's
 // test_buffered_proto.py (a stream server sends a payload to a create_connection client with a
 // small get_buffer() buffer), the BufferedProtocol parts of test_protocols.py, and
 // test_selector_events.py's SelectorSocketTransportBufferedProtocolTests (get_buffer /

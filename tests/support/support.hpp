@@ -1,4 +1,4 @@
-// tests/support.hpp - shared helpers for the test suite.
+// tests/support/support.hpp - shared helpers for the test suite.
 #pragma once
 
 #include <asyncio.hpp>

@@ -1,4 +1,4 @@
-// tests/test_taskgroups.cpp - asyncio::task_group / TaskGroup.
+// tests/runtime/test_taskgroups.cpp - asyncio::task_group / TaskGroup.
 //
 // The semantic scenarios of CPython's Lib/test/test_asyncio/test_taskgroups.py (3.13+ rules:
 // errors take priority over a propagating cancellation; the parent's cancel count is kept

@@ -1,4 +1,4 @@
-// tests/test_queues.cpp - asyncio::Queue, PriorityQueue, LifoQueue.
+// tests/runtime/test_queues.cpp - asyncio::Queue, PriorityQueue, LifoQueue.
 //
 // The semantic scenarios of CPython's Lib/test/test_asyncio/test_queues.py (3.13, including
 // the shutdown tests), the cancellation races CPython fixed in Queue.put()/get() (a waiter

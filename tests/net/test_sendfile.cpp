@@ -1,4 +1,4 @@
-// tests/test_sendfile.cpp - loop.sock_sendfile and loop.sendfile (CPython's
+// tests/net/test_sendfile.cpp - loop.sock_sendfile and loop.sendfile (CPython's
 // test_sendfile.py scenarios): native sendfile(2), the fallback, offsets and counts, the file
 // position afterwards, argument errors, and writes refused while a sendfile runs.
 #include <gtest/gtest.h>
