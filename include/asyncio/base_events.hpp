@@ -92,13 +92,14 @@ struct ConnectionAccess {
                                                                    std::string path, ConnectionOptions opts);
     static Coro<MadeConnection> connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
                                                                     Socket sock, ConnectionOptions opts);
-    /// create_connection / create_unix_connection with sock= (`unix_socket`: an AF_UNIX socket is
-    /// required).
+    /// create_connection / create_unix_connection with sock= (the latter requires AF_UNIX).
     static Coro<MadeConnection> connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
-                                                           ConnectionOptions opts, bool unix_socket);
-    /// create_server / create_unix_server with sock=.
-    static Coro<Server> serve_socket(EventLoop& loop, ProtocolFactory factory, Socket sock, ServerOptions opts,
-                                     bool unix_socket);
+                                               ConnectionOptions opts);
+    static Coro<MadeConnection> connect_unix_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                                    ConnectionOptions opts);
+    /// create_server / create_unix_server with sock= (the latter requires AF_UNIX).
+    static Coro<Server> serve_socket(EventLoop& loop, ProtocolFactory factory, Socket sock, ServerOptions opts);
+    static Coro<Server> serve_unix_socket(EventLoop& loop, ProtocolFactory factory, Socket sock, ServerOptions opts);
     static Coro<Server> create_server(EventLoop& loop, ProtocolFactory factory, std::vector<std::string> hosts,
                                       int port, ServerOptions opts);
     static Coro<Server> create_unix_server(EventLoop& loop, ProtocolFactory factory, std::string path,
@@ -137,14 +138,14 @@ template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_connection(
     F factory, Socket sock, ConnectionOptions opts) {
     return detail::typed_connection<F>(
-        detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock), opts, /*unix_socket=*/false));
+        detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock), opts));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_unix_connection(
     F factory, Socket sock, ConnectionOptions opts) {
     return detail::typed_connection<F>(
-        detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock), opts, /*unix_socket=*/true));
+        detail::ConnectionAccess::connect_unix_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock), opts));
 }
 
 template <class F>
@@ -171,13 +172,13 @@ Coro<Server> EventLoop::create_server(F factory, std::vector<std::string> hosts,
 template <class F>
 Coro<Server> EventLoop::create_server(F factory, Socket sock, ServerOptions opts) {
     return detail::ConnectionAccess::serve_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock),
-                                                  opts, /*unix_socket=*/false);
+                                                  opts);
 }
 
 template <class F>
 Coro<Server> EventLoop::create_unix_server(F factory, Socket sock, ServerOptions opts) {
-    return detail::ConnectionAccess::serve_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock),
-                                                  opts, /*unix_socket=*/true);
+    return detail::ConnectionAccess::serve_unix_socket(*this, detail::erase_factory(std::move(factory)),
+                                                       std::move(sock), opts);
 }
 
 template <class F>

@@ -57,6 +57,10 @@ struct LoopAccess;
 struct IoAccess;
 struct AsyncGenHook;
 
+/// Which way add_reader/add_writer watch an fd (also the index of the watch's per-direction
+/// state).
+enum class Watch : unsigned char { readable = 0, writable = 1 };
+
 /// Converts a Python-style delay (double seconds) or any chrono duration to seconds.
 template <class D>
 double to_seconds(D d) {
@@ -386,15 +390,15 @@ public:
     /// Python's: again on every iteration while it stays readable. Replaces a previous reader.
     template <class F>
     void add_reader(int fd, F&& fn) {
-        add_watch(fd, 0, std::function<void()>(std::forward<F>(fn)));
+        add_watch(fd, detail::Watch::readable, std::function<void()>(std::forward<F>(fn)));
     }
     /// Stops watching `fd` for reading; false if it was not watched.
-    bool remove_reader(int fd) { return remove_watch(fd, 0); }
+    bool remove_reader(int fd) { return remove_watch(fd, detail::Watch::readable); }
     template <class F>
     void add_writer(int fd, F&& fn) {
-        add_watch(fd, 1, std::function<void()>(std::forward<F>(fn)));
+        add_watch(fd, detail::Watch::writable, std::function<void()>(std::forward<F>(fn)));
     }
-    bool remove_writer(int fd) { return remove_watch(fd, 1); }
+    bool remove_writer(int fd) { return remove_watch(fd, detail::Watch::writable); }
 
     // ---- low-level socket operations (asyncio/sockets.hpp) -------------------------------
     // Python's loop.sock_*: the socket must be non-blocking; the Socket must outlive the
@@ -534,8 +538,8 @@ private:
     TimerHandle call_at_impl(double when, detail::HandleState* h);
     Handle call_soon_threadsafe_impl(detail::HandleState* h);
     void add_signal_handler_impl(int sig, std::function<void()> fn);
-    void add_watch(int fd, int direction, std::function<void()> fn);
-    bool remove_watch(int fd, int direction);
+    void add_watch(int fd, detail::Watch direction, std::function<void()> fn);
+    bool remove_watch(int fd, detail::Watch direction);
     void dispatch_signals();
     void check_closed() const {
         if (closed_) [[unlikely]]

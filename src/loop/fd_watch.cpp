@@ -14,23 +14,25 @@ namespace asyncio {
 namespace {
 void watch_ready(detail::IoOperation* op) {
     auto* w = static_cast<detail::FdWatch*>(op->user);
-    const int dir = op->kind == detail::IoOperation::Kind::poll_readable ? 0 : 1;
-    if (!w->fn[dir]) return;
+    const detail::Watch which =
+        op->kind == detail::IoOperation::Kind::poll_readable ? detail::Watch::readable : detail::Watch::writable;
+    detail::FdWatch::Direction& d = (*w)[which];
+    if (!d.fn) return;
     if (op->result < 0) {
         // The fd cannot be polled (closed behind the loop's back): report, stop watching.
         w->loop->call_exception_handler(
             {"Error polling file descriptor " + std::to_string(op->reg->fd),
              std::make_exception_ptr(std::system_error(static_cast<int>(-op->result), std::generic_category())),
              {}, {}});
-        w->fn[dir].reset();
+        d.fn.reset();
         return;
     }
-    w->scheduled[dir] = w->loop->call_soon([f = w->fn[dir]] { (*f)(); });
+    d.scheduled = w->loop->call_soon([f = d.fn] { (*f)(); });
     detail::IoAccess::backend(*w->loop).start(op);  // level-triggered: report again if still ready
 }
 }  // namespace
 
-void EventLoop::add_watch(int fd, int direction, std::function<void()> fn) {
+void EventLoop::add_watch(int fd, detail::Watch direction, std::function<void()> fn) {
     check_closed();
     if (fd < 0) throw std::invalid_argument("Invalid file descriptor: " + std::to_string(fd));
     Impl& impl = *impl_;
@@ -44,37 +46,38 @@ void EventLoop::add_watch(int fd, int direction, std::function<void()> fn) {
     if (!slot) {
         slot = std::make_unique<detail::FdWatch>();
         slot->loop = this;
-        for (int d = 0; d < 2; ++d) {
-            detail::IoOperation& op = slot->ops[d];
-            op.kind = d == 0 ? detail::IoOperation::Kind::poll_readable : detail::IoOperation::Kind::poll_writable;
+        for (detail::Watch w : {detail::Watch::readable, detail::Watch::writable}) {
+            detail::IoOperation& op = (*slot)[w].op;
+            op.kind = w == detail::Watch::readable ? detail::IoOperation::Kind::poll_readable
+                                                   : detail::IoOperation::Kind::poll_writable;
             op.reg = impl.backend->registration(fd);
             op.user = slot.get();
             op.complete = watch_ready;
         }
     }
-    detail::FdWatch& w = *slot;
-    if (w.scheduled[direction]) w.scheduled[direction].cancel();  // replaced, as Python does
-    w.fn[direction] = std::make_shared<std::function<void()>>(std::move(fn));
-    if (!w.ops[direction].in_flight) impl.backend->start(&w.ops[direction]);
+    detail::FdWatch::Direction& d = (*slot)[direction];
+    if (d.scheduled) d.scheduled.cancel();  // replaced, as Python does
+    d.fn = std::make_shared<std::function<void()>>(std::move(fn));
+    if (!d.op.in_flight) impl.backend->start(&d.op);
 }
 
-bool EventLoop::remove_watch(int fd, int direction) {
+bool EventLoop::remove_watch(int fd, detail::Watch direction) {
     if (closed_) return false;
     Impl& impl = *impl_;
     auto it = impl.fd_watches.find(fd);
-    if (it == impl.fd_watches.end() || !it->second->fn[direction]) return false;
-    detail::FdWatch& w = *it->second;
-    w.fn[direction].reset();
-    if (w.scheduled[direction]) w.scheduled[direction].cancel();
-    impl.backend->cancel(&w.ops[direction]);
-    impl.backend->release_interest(w.ops[direction].reg);  // as Python's selector.unregister
-    if (!w.fn[0] && !w.fn[1]) impl.fd_watches.erase(it);
+    if (it == impl.fd_watches.end() || !(*it->second)[direction].fn) return false;
+    detail::FdWatch::Direction& d = (*it->second)[direction];
+    d.fn.reset();
+    if (d.scheduled) d.scheduled.cancel();
+    impl.backend->cancel(&d.op);
+    impl.backend->release_interest(d.op.reg);  // as Python's selector.unregister
+    if (!it->second->watched()) impl.fd_watches.erase(it);
     return true;
 }
 
 detail::FdWatch::~FdWatch() {
     if (!loop) return;
-    for (auto& op : ops) detail::IoAccess::backend(*loop).cancel(&op);
+    for (Direction& d : dirs) detail::IoAccess::backend(*loop).cancel(&d.op);
 }
 
 }  // namespace asyncio

@@ -37,10 +37,17 @@ struct LoopResource {
 /// direction is a standing poll operation, re-armed after every readiness report, whose
 /// completion queues the callback (level-triggered, as Python's selectors).
 struct FdWatch {
+    /// One direction's state: a standing poll operation, the callback (null: not watched),
+    /// and its last queued call (cancelled on removal or replacement).
+    struct Direction {
+        IoOperation op;
+        std::shared_ptr<std::function<void()>> fn;
+        Handle scheduled;
+    };
     EventLoop* loop = nullptr;
-    IoOperation ops[2];                             // [0] readable, [1] writable
-    std::shared_ptr<std::function<void()>> fn[2];  // null: not watched
-    Handle scheduled[2];                            // the last queued call, cancelled on removal
+    Direction dirs[2];
+    Direction& operator[](Watch w) noexcept { return dirs[static_cast<int>(w)]; }
+    bool watched() const noexcept { return dirs[0].fn || dirs[1].fn; }
     ~FdWatch();
 };
 }  // namespace detail

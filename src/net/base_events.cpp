@@ -338,7 +338,6 @@ std::string describe(const Socket& sock) {
            std::to_string(sock.getsockopt(SOL_SOCKET, SO_PROTOCOL)) + ">";
 }
 
-SockKind stream_kind(bool unix_socket) { return unix_socket ? SockKind::unix_stream : SockKind::stream; }
 }  // namespace
 
 void check_sock_argument(const Socket& sock, SockKind kind, const char* what) {
@@ -348,9 +347,10 @@ void check_sock_argument(const Socket& sock, SockKind kind, const char* what) {
 }
 
 namespace {
+/// `kind`: SockKind::stream (create_connection) or SockKind::unix_stream (the Unix form).
 Coro<MadeConnection> connect_socket_coro(EventLoop& loop, ProtocolFactory factory, Socket sock, ConnectionOptions opts,
-                                         bool unix_socket, HeldContext) {
-    check_sock_argument(sock, stream_kind(unix_socket), unix_socket ? "create_unix_connection" : "create_connection");
+                                         SockKind kind, HeldContext) {
+    check_sock_argument(sock, kind, kind == SockKind::unix_stream ? "create_unix_connection" : "create_connection");
     if (!opts.server_hostname.empty() && !opts.ssl)
         throw std::invalid_argument("server_hostname is only meaningful with ssl");
     if (opts.ssl && opts.server_hostname.empty())
@@ -361,9 +361,15 @@ Coro<MadeConnection> connect_socket_coro(EventLoop& loop, ProtocolFactory factor
 }  // namespace
 
 Coro<MadeConnection> ConnectionAccess::connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
-                                                      ConnectionOptions opts, bool unix_socket) {
+                                                      ConnectionOptions opts) {
     HeldContext held = hold_context(opts.ssl);
-    return connect_socket_coro(loop, std::move(factory), std::move(sock), opts, unix_socket, std::move(held));
+    return connect_socket_coro(loop, std::move(factory), std::move(sock), opts, SockKind::stream, std::move(held));
+}
+
+Coro<MadeConnection> ConnectionAccess::connect_unix_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                                           ConnectionOptions opts) {
+    HeldContext held = hold_context(opts.ssl);
+    return connect_socket_coro(loop, std::move(factory), std::move(sock), opts, SockKind::unix_stream, std::move(held));
 }
 
 // ---- Server --------------------------------------------------------------------------------
@@ -683,9 +689,10 @@ Coro<Server> create_unix_server_coro(EventLoop& loop, ProtocolFactory factory, s
     co_return co_await finish_server(std::move(s));
 }
 
+/// `kind`: SockKind::stream (create_server) or SockKind::unix_stream (the Unix form).
 Coro<Server> serve_socket_coro(EventLoop& loop, ProtocolFactory factory, Socket sock, ServerOptions opts,
-                               bool unix_socket, HeldContext held) {
-    check_sock_argument(sock, stream_kind(unix_socket), unix_socket ? "create_unix_server" : "create_server");
+                               SockKind kind, HeldContext held) {
+    check_sock_argument(sock, kind, kind == SockKind::unix_stream ? "create_unix_server" : "create_server");
     if (opts.backlog <= 0) opts.backlog = 100;
     sock.setblocking(false);
     auto s = new_server(loop, std::move(factory), opts, std::move(held));
@@ -713,9 +720,15 @@ Coro<Server> ConnectionAccess::create_unix_server(EventLoop& loop, ProtocolFacto
 }
 
 Coro<Server> ConnectionAccess::serve_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
-                                            ServerOptions opts, bool unix_socket) {
+                                            ServerOptions opts) {
     HeldContext held = hold_context(opts.ssl);
-    return serve_socket_coro(loop, std::move(factory), std::move(sock), opts, unix_socket, std::move(held));
+    return serve_socket_coro(loop, std::move(factory), std::move(sock), opts, SockKind::stream, std::move(held));
+}
+
+Coro<Server> ConnectionAccess::serve_unix_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                                 ServerOptions opts) {
+    HeldContext held = hold_context(opts.ssl);
+    return serve_socket_coro(loop, std::move(factory), std::move(sock), opts, SockKind::unix_stream, std::move(held));
 }
 
 }  // namespace detail
