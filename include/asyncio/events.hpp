@@ -302,8 +302,6 @@ public:
     /// Runs the coroutine as a task (or waits for the task/future) and returns its result.
     template <class T>
     T run_until_complete(Coro<T> coro);
-    /// The checks run_until_complete() makes before anything else (closed, running).
-    void check_can_run_until_complete() const;
     template <class T>
     T run_until_complete(Task<T> task);
     template <class T>
@@ -549,7 +547,7 @@ private:
     void run_ready_batch();
     void drain_threadsafe_inbox();
     void process_timers();
-    void run_item(detail::ReadyItem* item);
+    void run_item(detail::ReadyItem* item);  // debug mode: runs and times one item
 
     detail::ItemList ready_;
     detail::TaskBase* current_task_ = nullptr;
@@ -608,6 +606,8 @@ struct LoopAccess {
     static const std::vector<ReadyItem*>& pending_tasks(EventLoop& loop) noexcept { return loop.tasks_; }
     static std::uint64_t next_task_number(EventLoop& loop) noexcept { return ++loop.task_counter_; }
     static void check_open(const EventLoop& loop) { loop.check_closed(); }
+    /// The checks run_until_complete() makes before anything else (closed, running).
+    static void check_can_run_until_complete(const EventLoop& loop);
 };
 }  // namespace detail
 

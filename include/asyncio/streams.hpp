@@ -166,7 +166,6 @@ public:
 
     Coro<void> drain_helper();
     Coro<void> wait_closed();
-    bool connection_is_lost() const noexcept { return connection_lost_; }
     /// drain_helper() would raise or wait (writing is paused, or the connection is lost).
     bool drain_must_wait() const noexcept { return paused_ || connection_lost_; }
     StreamReader& reader() noexcept { return reader_; }

@@ -181,7 +181,7 @@ T EventLoop::run_until_complete(Future<T> future) {
 }
 template <class T>
 T EventLoop::run_until_complete(Coro<T> coro) {
-    check_can_run_until_complete();  // before the coroutine becomes a task
+    detail::LoopAccess::check_can_run_until_complete(*this);  // before the coroutine becomes a task
     Task<T> task = create_task(std::move(coro));
     try {
         return run_until_complete(task);

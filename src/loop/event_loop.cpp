@@ -330,10 +330,6 @@ void EventLoop::run_ready_batch() {
 }
 
 void EventLoop::run_item(detail::ReadyItem* item) {
-    if (!debug_) {
-        item->ops->run(item);
-        return;
-    }
     std::string what = item->ops->describe(item);
     const double t0 = detail::monotonic_now();
     item->ops->run(item);

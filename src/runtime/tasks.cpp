@@ -213,7 +213,7 @@ void SleepAwaiter::await_resume() {
 
 // ---- run_until_complete --------------------------------------------------------------------
 void run_until_done(EventLoop& loop, FutureStateBase* future) {
-    loop.check_can_run_until_complete();
+    LoopAccess::check_can_run_until_complete(loop);
     if (future->anchor() != LoopAccess::anchor(loop))
         throw std::invalid_argument("The future belongs to a different loop than the one specified as the loop argument");
     // Always through run_forever(), even for a done future: what is ready runs first, as in
@@ -237,9 +237,9 @@ void run_until_done(EventLoop& loop, FutureStateBase* future) {
 
 }  // namespace detail
 
-void EventLoop::check_can_run_until_complete() const {
-    check_closed();
-    if (running_)
+void detail::LoopAccess::check_can_run_until_complete(const EventLoop& loop) {
+    loop.check_closed();
+    if (loop.running_)
         throw RuntimeError(
             "This event loop is already running: run_until_complete() cannot be called from code "
             "running on this loop; await the coroutine (co_await) or schedule it with "
