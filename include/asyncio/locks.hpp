@@ -15,6 +15,9 @@
 // Uncontended paths allocate nothing: acquire() of a free Lock/Semaphore and wait() of a set
 // Event complete in await_ready, without a coroutine frame or a future.
 //
+// Those fast paths (and the waiter queue's small helpers) are inline here; waiting, waking,
+// the error paths and repr() are in src/runtime/locks.cpp.
+//
 // Loops: a primitive is not tied to one loop forever. Its waiters belong to the loop that was
 // running when they were created; it may be used from another loop once it has no waiters
 // (a `static asyncio::Lock` works across consecutive asyncio::run calls). Using it from another
@@ -27,7 +30,6 @@
 #include <asyncio/exceptions.hpp>
 #include <asyncio/futures.hpp>
 
-#include <algorithm>
 #include <coroutine>
 #include <cstddef>
 #include <deque>
@@ -60,11 +62,7 @@ public:
         q_->push_back(f);
     }
     /// Python's `_waiters.remove(fut)` (a no-op when it is not there any more).
-    void remove(const Future<void>& f) noexcept {
-        if (!q_) return;
-        auto it = std::find(q_->begin(), q_->end(), f);
-        if (it != q_->end()) q_->erase(it);
-    }
+    void remove(const Future<void>& f) noexcept;
     Queue::iterator begin() noexcept { return q_ ? q_->begin() : Queue::iterator(); }
     Queue::iterator end() noexcept { return q_ ? q_->end() : Queue::iterator(); }
     Queue::const_iterator begin() const noexcept { return q_ ? q_->cbegin() : Queue::const_iterator(); }
@@ -76,32 +74,12 @@ public:
     void drop_if_loop_closed() noexcept {
         if (empty()) return;
         LoopAnchor* a = q_->front().state_ptr()->anchor();
-        if (a->loop == nullptr || a->closed.load(std::memory_order_relaxed)) q_->clear();
-    }
-
-    /// Throws RuntimeError when `running` (may be null: then nothing is checked) is not the
-    /// loop of the pending waiters. `what` names the primitive in the message.
-    void check_loop(EventLoop* running, const char* what) {
-        drop_if_loop_closed();
-        if (running == nullptr || empty()) return;
-        if (q_->front().state_ptr()->anchor() != LoopAccess::anchor(*running)) [[unlikely]]
-            throw_other_loop(what);
-    }
-
-    /// The running loop, checked against the pending waiters (Python's `_get_loop()`).
-    EventLoop& loop_for_new_waiter(const char* what) {
-        EventLoop& loop = get_running_loop();
-        check_loop(&loop, what);
-        return loop;
+        if (a->loop == nullptr || a->closed.load(std::memory_order_relaxed)) [[unlikely]] clear();
     }
 
 private:
-    [[noreturn]] static void throw_other_loop(const char* what) {
-        throw RuntimeError(std::string(what) +
-                           " is bound to a different event loop: it has waiters on another event loop "
-                           "that is still open (a primitive can move to another loop only when nobody "
-                           "waits on it)");
-    }
+    /// Forgets every waiter (out of line: drop_if_loop_closed() stays small).
+    void clear() noexcept;
 
     std::optional<Queue> q_;
 };
@@ -111,20 +89,7 @@ private:
 class FutureWait {
 public:
     /// Queues a new waiter in `q` and suspends the current task on it.
-    void suspend(WaiterQueue& q, std::coroutine_handle<> h, const char* what) {
-        EventLoop& loop = q.loop_for_new_waiter(what);
-        fut_.emplace(loop);
-        q.push_back(*fut_);
-        try {
-            inner_.emplace(fut_->operator co_await());
-            inner_->await_suspend(h);
-        } catch (...) {
-            inner_.reset();
-            q.remove(*fut_);
-            fut_.reset();
-            throw;
-        }
-    }
+    void suspend(WaiterQueue& q, std::coroutine_handle<> h, const char* what);
     /// Whether suspend() ran (false: the fast path completed in await_ready).
     bool suspended() const noexcept { return fut_.has_value(); }
     /// Finishes the `await fut`: null when woken normally, else what it raised
@@ -218,19 +183,12 @@ public:
         bool await_ready() noexcept { return lock_->try_acquire_fast(); }
         void await_suspend(std::coroutine_handle<> h) { wait_.suspend(lock_->waiters_, h, "asyncio::Lock"); }
         void await_resume() {
-            if (!wait_.suspended()) return;  // acquired in await_ready
-            std::exception_ptr err = wait_.resume();
-            lock_->waiters_.remove(wait_.future());
-            if (err) {
-                // Keep the invariant: if the lock is not claimed (or about to be claimed by
-                // us, who now give up) and tasks wait, the first one must run.
-                if (!lock_->locked_) lock_->wake_up_first();
-                std::rethrow_exception(err);
-            }
-            lock_->locked_ = true;
+            if (wait_.suspended()) resume_after_wait();  // else acquired in await_ready
         }
 
     private:
+        void resume_after_wait();
+
         Lock* lock_;
         detail::FutureWait wait_;
     };
@@ -252,21 +210,17 @@ public:
 
     /// Unlocks and wakes the first waiter. RuntimeError("Lock is not acquired.") when unlocked.
     void release() {
-        if (!locked_) throw RuntimeError("Lock is not acquired.");
-        waiters_.check_loop(get_running_loop_or_null(), "asyncio::Lock");
-        locked_ = false;
-        wake_up_first();
+        if (locked_ && waiters_.empty()) [[likely]] {
+            locked_ = false;  // nobody to check the loop against or to wake
+            return;
+        }
+        release_slow();
     }
 
     /// How many tasks wait in acquire() (what Python's repr shows as "waiters:N").
     std::size_t waiter_count() const noexcept { return waiters_.size(); }
     /// "<asyncio::Lock [locked, waiters:2]>", like Python's repr.
-    std::string repr() const {
-        std::string s = "<asyncio::Lock [";
-        s += locked_ ? "locked" : "unlocked";
-        if (!waiters_.empty()) s += ", waiters:" + std::to_string(waiters_.size());
-        return s + "]>";
-    }
+    std::string repr() const;
 
 private:
     /// Fair scheduling: a free lock is taken at once only when nobody (not cancelled) queues.
@@ -278,15 +232,10 @@ private:
         locked_ = true;
         return true;
     }
+    /// release() when the lock is not held or tasks wait.
+    void release_slow();
     /// Python's `_wake_up_first`: wake the head of the queue unless it is already woken.
-    void wake_up_first() {
-        waiters_.drop_if_loop_closed();
-        if (waiters_.empty()) return;
-        Future<void>& fut = *waiters_.begin();
-        // done() means that the waiter is already set to wake up (or cancelled: its task will
-        // pass the wake-up on when it runs).
-        if (!fut.done()) fut.set_result();
-    }
+    void wake_up_first();
 
     detail::WaiterQueue waiters_;
     bool locked_ = false;
@@ -303,13 +252,12 @@ public:
         bool await_ready() const noexcept { return ev_->value_; }
         void await_suspend(std::coroutine_handle<> h) { wait_.suspend(ev_->waiters_, h, "asyncio::Event"); }
         void await_resume() {
-            if (!wait_.suspended()) return;
-            std::exception_ptr err = wait_.resume();
-            ev_->waiters_.remove(wait_.future());
-            if (err) std::rethrow_exception(err);
+            if (wait_.suspended()) resume_after_wait();
         }
 
     private:
+        void resume_after_wait();
+
         Event* ev_;
         detail::FutureWait wait_;
     };
@@ -320,25 +268,14 @@ public:
 
     bool is_set() const noexcept { return value_; }
     /// Sets the flag and wakes every waiter; wait() no longer blocks until clear().
-    void set() {
-        if (value_) return;
-        waiters_.check_loop(get_running_loop_or_null(), "asyncio::Event");
-        value_ = true;
-        for (auto& fut : waiters_)
-            if (!fut.done()) fut.set_result();
-    }
+    void set();
     /// Resets the flag: later wait() calls block until set().
     void clear() noexcept { value_ = false; }
     /// `co_await e.wait()`: returns at once when set, else when set() is called.
     [[nodiscard]] WaitAwaiter wait() noexcept { return WaitAwaiter(*this); }
 
     std::size_t waiter_count() const noexcept { return waiters_.size(); }
-    std::string repr() const {
-        std::string s = "<asyncio::Event [";
-        s += value_ ? "set" : "unset";
-        if (!waiters_.empty()) s += ", waiters:" + std::to_string(waiters_.size());
-        return s + "]>";
-    }
+    std::string repr() const;
 
 private:
     detail::WaiterQueue waiters_;
@@ -371,48 +308,7 @@ public:
     /// Releases the lock, waits until notified, re-acquires the lock (even when cancelled: the
     /// CancelledError is raised after the lock is held again). RuntimeError if not locked.
     /// May return spuriously, as Python's: re-check the state (or use wait_for).
-    [[nodiscard]] Coro<> wait() {
-        if (!locked()) throw RuntimeError("cannot wait on un-acquired lock");
-        EventLoop& loop = waiters_.loop_for_new_waiter("asyncio::Condition");
-        Future<void> fut(loop);
-        release();
-
-        std::exception_ptr err;  // what the wait ends with (Python's exception in flight)
-        waiters_.push_back(fut);
-        try {
-            co_await fut;
-        } catch (...) {
-            err = std::current_exception();
-        }
-        waiters_.remove(fut);
-
-        // Must re-acquire the lock even if the wait was cancelled. Only CancelledError is
-        // retried: other errors must not make us spin.
-        std::exception_ptr reacquire_cancelled;
-        for (;;) {
-            std::exception_ptr e;
-            try {
-                co_await lock_->acquire();
-            } catch (...) {
-                e = std::current_exception();
-            }
-            if (!e) break;
-            if (!is_cancelled_error(e)) {
-                reacquire_cancelled = nullptr;
-                err = e;
-                break;
-            }
-            reacquire_cancelled = e;  // the most recent one is re-raised
-        }
-        if (reacquire_cancelled) err = reacquire_cancelled;
-
-        if (err) {
-            // Any error out of here may have happened after this task was notified: notify
-            // another task instead (a possible spurious wake-up, which the protocol allows).
-            notify_internal(1);
-            std::rethrow_exception(err);
-        }
-    }
+    [[nodiscard]] Coro<> wait();
 
     /// Waits until `pred()` is true (checked with the lock held); returns its last value.
     template <class Pred>
@@ -427,40 +323,17 @@ public:
 
     /// Wakes up to `n` waiters (they return from wait() once they re-acquire the lock).
     /// RuntimeError if the lock is not held.
-    void notify(int n = 1) {
-        if (!locked()) throw RuntimeError("cannot notify on un-acquired lock");
-        waiters_.check_loop(get_running_loop_or_null(), "asyncio::Condition");
-        if (n > 0) notify_internal(static_cast<std::size_t>(n));
-    }
+    void notify(int n = 1);
     /// Wakes every waiter. RuntimeError if the lock is not held.
-    void notify_all() {
-        if (!locked()) throw RuntimeError("cannot notify on un-acquired lock");
-        waiters_.check_loop(get_running_loop_or_null(), "asyncio::Condition");
-        notify_internal(waiters_.size());
-    }
+    void notify_all();
 
     std::size_t waiter_count() const noexcept { return waiters_.size(); }
-    std::string repr() const {
-        std::string s = "<asyncio::Condition [";
-        s += locked() ? "locked" : "unlocked";
-        if (!waiters_.empty()) s += ", waiters:" + std::to_string(waiters_.size());
-        return s + "]>";
-    }
+    std::string repr() const;
 
 private:
     friend class Barrier;
     /// Python's `_notify(n)`: no lock check.
-    void notify_internal(std::size_t n) {
-        waiters_.drop_if_loop_closed();
-        std::size_t idx = 0;
-        for (auto& fut : waiters_) {
-            if (idx >= n) break;
-            if (!fut.done()) {
-                ++idx;
-                fut.set_result();
-            }
-        }
-    }
+    void notify_internal(std::size_t n);
 
     Lock own_lock_;
     Lock* lock_;
@@ -485,32 +358,21 @@ public:
             wait_.suspend(sem_->waiters_, h, "asyncio::Semaphore");
         }
         void await_resume() {
-            if (!wait_.suspended()) return;
-            std::exception_ptr err = wait_.resume();
-            const Future<void>& fut = wait_.future();
-            sem_->waiters_.remove(fut);
-            // Our future was set by _wake_up_next() (which took a unit of the value for us),
-            // but we are not going to acquire: give the unit back.
-            if (err && fut.done() && !fut.cancelled()) ++sem_->value_;
-            // New waiters may have arrived but had to wait due to FIFO: wake as many as the
-            // value allows.
-            while (sem_->value_ > 0)
-                if (!sem_->wake_up_next()) break;
-            if (err) std::rethrow_exception(err);
+            if (wait_.suspended()) resume_after_wait();
         }
 
     private:
+        void resume_after_wait();
+
         Semaphore* sem_;
         detail::FutureWait wait_;
     };
 
     /// std::invalid_argument (Python's ValueError) when value < 0.
-    explicit Semaphore(int value = 1) : value_(value) {
-        if (value < 0) throw std::invalid_argument("Semaphore initial value must be >= 0");
-    }
+    explicit Semaphore(int value = 1);
     Semaphore(const Semaphore&) = delete;
     Semaphore& operator=(const Semaphore&) = delete;
-    virtual ~Semaphore() = default;
+    virtual ~Semaphore();
 
     /// True if acquire() would not return at once: the value is zero, or (FIFO) tasks that
     /// are not cancelled are queued.
@@ -528,39 +390,28 @@ public:
     }
     /// Increments the value and wakes the first waiter. (BoundedSemaphore checks the bound.)
     virtual void release() {
-        waiters_.check_loop(get_running_loop_or_null(), "asyncio::Semaphore");
-        ++value_;
-        wake_up_next();
+        if (waiters_.empty()) [[likely]] {
+            ++value_;  // nobody to check the loop against or to wake
+            return;
+        }
+        release_slow();
     }
 
     /// The internal counter (Python's `_value`): decremented for a waiter as it is woken.
     int value() const noexcept { return value_; }
     std::size_t waiter_count() const noexcept { return waiters_.size(); }
-    std::string repr() const {
-        std::string s = "<asyncio::" + std::string(kind()) + " [";
-        s += locked() ? std::string("locked") : "unlocked, value:" + std::to_string(value_);
-        if (!waiters_.empty()) s += ", waiters:" + std::to_string(waiters_.size());
-        return s + "]>";
-    }
+    std::string repr() const;
 
 protected:
     virtual const char* kind() const noexcept { return "Semaphore"; }
     int value_;
 
 private:
+    /// release() when tasks wait.
+    void release_slow();
     /// Python's `_wake_up_next`: wake the first waiter that is not done, taking a unit of the
     /// value for it. False when there was nobody to wake.
-    bool wake_up_next() {
-        waiters_.drop_if_loop_closed();
-        for (auto& fut : waiters_) {
-            if (!fut.done()) {
-                --value_;
-                fut.set_result();
-                return true;
-            }
-        }
-        return false;
-    }
+    bool wake_up_next();
 
     mutable detail::WaiterQueue waiters_;
 };
@@ -571,7 +422,7 @@ class BoundedSemaphore : public Semaphore {
 public:
     explicit BoundedSemaphore(int value = 1) : Semaphore(value), bound_value_(value) {}
     void release() override {
-        if (value_ >= bound_value_) throw std::invalid_argument("BoundedSemaphore released too many times");
+        if (value_ >= bound_value_) [[unlikely]] throw_released_too_many();
         Semaphore::release();
     }
     [[nodiscard]] auto scoped_acquire() noexcept {
@@ -583,6 +434,8 @@ protected:
     const char* kind() const noexcept override { return "BoundedSemaphore"; }
 
 private:
+    [[noreturn]] static void throw_released_too_many();
+
     int bound_value_;
 };
 
@@ -599,94 +452,33 @@ public:
     enum class State { filling, draining, resetting, broken };
 
     /// std::invalid_argument (Python's ValueError) when parties < 1.
-    explicit Barrier(int parties) : parties_(parties) {
-        if (parties < 1) throw std::invalid_argument("parties must be >= 1");
-    }
+    explicit Barrier(int parties);
     Barrier(const Barrier&) = delete;
     Barrier& operator=(const Barrier&) = delete;
 
     /// Waits until `parties` tasks are waiting; returns this task's index (0..parties-1).
     /// BrokenBarrierError if the barrier is broken, or reset/aborted while waiting.
-    [[nodiscard]] Coro<int> wait() {
-        co_await cond_.acquire();
-        std::exception_ptr err;
-        int index = 0;
-        try {
-            co_await block();  // block while the barrier drains or resets
-        } catch (...) {
-            err = std::current_exception();
-        }
-        if (!err) {
-            index = count_++;
-            try {
-                if (index + 1 == parties_)
-                    release_all();  // we release the barrier
-                else
-                    co_await wait_released();
-            } catch (...) {
-                err = std::current_exception();
-            }
-            --count_;
-            exit_barrier();  // wake up any tasks waiting for the barrier to drain
-        }
-        cond_.release();
-        if (err) std::rethrow_exception(err);
-        co_return index;
-    }
+    [[nodiscard]] Coro<int> wait();
 
     /// Back to the initial (filling) state; tasks waiting get BrokenBarrierError.
-    void reset() {
-        if (count_ > 0) {
-            if (state_ != State::resetting) state_ = State::resetting;
-        } else {
-            state_ = State::filling;
-        }
-        notify_all_internal();
-    }
+    void reset();
     /// Puts the barrier in the broken state: current and future wait() calls raise
     /// BrokenBarrierError.
-    void abort() {
-        state_ = State::broken;
-        notify_all_internal();
-    }
+    void abort();
 
     int parties() const noexcept { return parties_; }
     /// Tasks waiting in the filling state.
     int n_waiting() const noexcept { return state_ == State::filling ? count_ : 0; }
     bool broken() const noexcept { return state_ == State::broken; }
     State state() const noexcept { return state_; }
-    std::string repr() const {
-        static const char* const names[] = {"filling", "draining", "resetting", "broken"};
-        std::string s = "<asyncio::Barrier [";
-        s += names[static_cast<int>(state_)];
-        if (!broken()) s += ", waiters:" + std::to_string(n_waiting()) + "/" + std::to_string(parties_);
-        return s + "]>";
-    }
+    std::string repr() const;
 
 private:
-    Coro<> block() {
-        co_await cond_.wait_for([this] { return state_ != State::draining && state_ != State::resetting; });
-        if (state_ == State::broken) throw BrokenBarrierError();
-    }
-    void release_all() {
-        state_ = State::draining;  // later tasks block until draining ends
-        cond_.notify_all();
-    }
-    Coro<> wait_released() {
-        co_await cond_.wait_for([this] { return state_ != State::filling; });
-        if (state_ == State::broken || state_ == State::resetting) throw BrokenBarrierError();
-    }
-    void exit_barrier() {
-        // The last task out of the barrier signals the tasks waiting for it to drain.
-        if (count_ == 0) {
-            if (state_ == State::resetting || state_ == State::draining) state_ = State::filling;
-            cond_.notify_all();
-        }
-    }
-    void notify_all_internal() {
-        cond_.waiters_.check_loop(get_running_loop_or_null(), "asyncio::Barrier");
-        cond_.notify_internal(cond_.waiters_.size());
-    }
+    Coro<> block();
+    void release_all();
+    Coro<> wait_released();
+    void exit_barrier();
+    void notify_all_internal();
 
     Condition cond_;  // notifies all tasks when the state changes
     int parties_;
