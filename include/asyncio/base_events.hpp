@@ -12,7 +12,6 @@
 #pragma once
 
 #include <asyncio/coroutines.hpp>
-#include <asyncio/detail/net_options.hpp>
 #include <asyncio/events.hpp>
 #include <asyncio/protocols.hpp>
 #include <asyncio/sockets.hpp>
