@@ -27,6 +27,7 @@ using namespace asyncio;
 using asyncio_test::code_of;
 using asyncio_test::HandlerCapture;
 using asyncio_test::settle;
+using asyncio_test::Boom;
 
 namespace {
 
@@ -208,10 +209,6 @@ std::string pattern(std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('A' + (i * 5 + i / 997) % 26);
     return s;
 }
-
-struct Boom : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 }  // namespace
 

@@ -42,6 +42,7 @@ using asyncio_test::code_of;
 using asyncio_test::HandlerCapture;
 using asyncio_test::LogCapture;
 using asyncio_test::settle;
+using asyncio_test::Boom;
 
 namespace {
 
@@ -244,10 +245,6 @@ std::string pattern(std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
     return s;
 }
-
-struct Boom : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 }  // namespace
 

@@ -50,6 +50,7 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace asyncio;
 using asyncio_test::run_virtual;
+using asyncio_test::Boom;
 
 namespace {
 
@@ -2042,10 +2043,6 @@ TEST(Barrier, AbortWhenHalfDrainingHalfBlocking) {
         CO_ASSERT(barrier.n_waiting() == 0);
     }());
 }
-
-struct Boom : std::runtime_error {
-    Boom() : std::runtime_error("boom") {}
-};
 
 // CPython test_abort_barrier_when_exception.
 TEST(Barrier, AbortWhenException) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 using namespace asyncio;
+using asyncio_test::value_after;
 
 namespace {
 
@@ -137,11 +138,6 @@ double now() { return get_running_loop().time(); }
 
 // ---- children -------------------------------------------------------------------------------
 Coro<> nap(double d) { co_await sleep(d); }
-
-Coro<int> value_after(double d, int v) {
-    co_await sleep(d);
-    co_return v;
-}
 
 template <class E = ZeroDivisionError>
 Coro<> fail_after(double d) {

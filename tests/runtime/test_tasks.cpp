@@ -21,20 +21,14 @@
 using namespace asyncio;
 using namespace std::chrono_literals;
 using asyncio_test::run_virtual;
+using asyncio_test::Boom;
+using asyncio_test::value_after;
 
 namespace {
-
-struct Boom : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 // ---- small coroutines ----------------------------------------------------------------------
 Coro<> noop() { co_return; }
 Coro<int> immediate(int v) { co_return v; }
-Coro<int> value_after(double delay, int v) {
-    co_await sleep(delay);
-    co_return v;
-}
 Coro<> sleep_for(double delay) { co_await sleep(delay); }
 Coro<int> fail_now(std::string msg) {
     if (!msg.empty()) throw Boom(msg);

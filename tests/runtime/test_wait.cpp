@@ -26,21 +26,12 @@ using asyncio_test::settle;
 using asyncio_test::error_of;
 using asyncio_test::holds;
 using asyncio_test::cancel_message;
-
+using asyncio_test::Boom;
+using asyncio_test::value_after;
 
 namespace {
 
-
-struct Boom : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-
 Coro<> nap(double delay) { co_await sleep(delay); }
-Coro<int> value_after(double delay, int v) {
-    co_await sleep(delay);
-    co_return v;
-}
 Coro<std::string> str_after(double delay, std::string s) {
     co_await sleep(delay);
     co_return s;

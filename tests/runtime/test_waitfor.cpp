@@ -19,16 +19,12 @@ using namespace asyncio;
 using asyncio_test::Outcome;
 using asyncio_test::outcome_of;
 using asyncio_test::run_virtual;
+using asyncio_test::value_after;
 using namespace std::chrono_literals;
 
 namespace {
 
 double now() { return get_running_loop().time(); }
-
-Coro<int> value_after(double delay, int v) {
-    co_await sleep(delay);
-    co_return v;
-}
 
 Coro<std::string> done_immediately() { co_return "done"; }
 

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -78,6 +79,18 @@ std::vector<F> list_of(Fs... fs) {
 
 /// The running loop's time.
 inline double now() { return asyncio::get_running_loop().time(); }
+
+/// The exception tests throw on purpose: Boom("msg") says msg, Boom() says "boom".
+struct Boom : std::runtime_error {
+    using std::runtime_error::runtime_error;
+    Boom() : std::runtime_error("boom") {}
+};
+
+/// A coroutine that returns `v` after sleeping `delay` seconds.
+inline asyncio::Coro<int> value_after(double delay, int v) {
+    co_await asyncio::sleep(delay);
+    co_return v;
+}
 
 /// Lets every ready callback and task step run (Python's test _run_loop, bounded).
 inline asyncio::Coro<> settle(int iterations = 6) {
