@@ -23,6 +23,7 @@
 #include <vector>
 
 using namespace asyncio;
+using asyncio_test::now;
 using asyncio_test::value_after;
 
 namespace {
@@ -133,8 +134,6 @@ Coro<std::exception_ptr> capture(A aw) {
     }
     co_return error;
 }
-
-double now() { return get_running_loop().time(); }
 
 // ---- children -------------------------------------------------------------------------------
 Coro<> nap(double d) { co_await sleep(d); }

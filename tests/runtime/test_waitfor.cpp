@@ -19,12 +19,11 @@ using namespace asyncio;
 using asyncio_test::Outcome;
 using asyncio_test::outcome_of;
 using asyncio_test::run_virtual;
+using asyncio_test::now;
 using asyncio_test::value_after;
 using namespace std::chrono_literals;
 
 namespace {
-
-double now() { return get_running_loop().time(); }
 
 Coro<std::string> done_immediately() { co_return "done"; }
 
