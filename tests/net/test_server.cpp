@@ -71,8 +71,6 @@ bool is_socket_file(const std::string& path) {
     return ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
-std::string what_of(const std::exception_ptr& e) { return e ? message_of(e) : std::string("<no exception>"); }
-
 int port_of(const Server& s) { return s.sockets().at(0).getsockname().port(); }
 
 /// CPython's MyBaseProto: checks the callback order and records what happened.
@@ -256,7 +254,7 @@ TEST(Server, CloseStopsAcceptingConnections) {
         Socket second(AF_INET, SOCK_STREAM);
         const SockAddr addr("127.0.0.1", port);
         auto e = co_await wait_for(error_of(loop.sock_connect(second, addr)), kTimeout);
-        EXPECT_EQ(code_of(e), std::errc::connection_refused) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::connection_refused) << message_of(e);
         co_await wait_for(srv.wait_closed(), kTimeout);
     };
     run(main());
@@ -664,15 +662,15 @@ TEST(ServeForever, CancelledClosesTheServerAndReraisesCancelledError) {
         const SockAddr addr = srv.sockets().at(0).getsockname();
         Task<std::string> client = create_task(hello_client(srv, addr));
         auto e = co_await wait_for(error_of(m->task), kTimeout);
-        EXPECT_TRUE(holds<CancelledError>(e)) << what_of(e);
+        EXPECT_TRUE(holds<CancelledError>(e)) << message_of(e);
         EXPECT_TRUE(m->task.cancelled());
         std::string reply = co_await wait_for(client, kTimeout);
         EXPECT_EQ(reply, "1");
         EXPECT_TRUE(srv.sockets().empty());
         EXPECT_FALSE(srv.is_serving());
         auto e2 = co_await error_of(srv.serve_forever());
-        EXPECT_TRUE(holds<RuntimeError>(e2)) << what_of(e2);
-        EXPECT_NE(what_of(e2).find("is closed"), std::string::npos) << what_of(e2);
+        EXPECT_TRUE(holds<RuntimeError>(e2)) << message_of(e2);
+        EXPECT_NE(message_of(e2).find("is closed"), std::string::npos) << message_of(e2);
         m->task = Task<void>();
     };
     run(main());
@@ -708,8 +706,8 @@ TEST(ServeForever, CalledTwiceRaisesRuntimeError) {
         Task<void> first = create_task(serve_forever_of(srv));
         co_await sleep(0);
         auto e = co_await error_of(srv.serve_forever());
-        EXPECT_TRUE(holds<RuntimeError>(e)) << what_of(e);
-        EXPECT_NE(what_of(e).find("already being awaited"), std::string::npos) << what_of(e);
+        EXPECT_TRUE(holds<RuntimeError>(e)) << message_of(e);
+        EXPECT_NE(message_of(e).find("already being awaited"), std::string::npos) << message_of(e);
         EXPECT_FALSE(first.done());
         EXPECT_TRUE(srv.is_serving());
         first.cancel();
@@ -725,8 +723,8 @@ TEST(ServeForever, OnAClosedServerRaisesRuntimeError) {
         Server srv = co_await get_running_loop().create_server(factory, "127.0.0.1", 0);
         srv.close();
         auto e = co_await error_of(srv.serve_forever());
-        EXPECT_TRUE(holds<RuntimeError>(e)) << what_of(e);
-        EXPECT_NE(what_of(e).find("is closed"), std::string::npos) << what_of(e);
+        EXPECT_TRUE(holds<RuntimeError>(e)) << message_of(e);
+        EXPECT_NE(message_of(e).find("is closed"), std::string::npos) << message_of(e);
     };
     run(main());
 }
@@ -740,7 +738,7 @@ TEST(ServeForever, ServerCloseEndsItWithCancelledError) {
         co_await sleep(0);
         srv.close();
         auto e = co_await wait_for(error_of(serving), kTimeout);
-        EXPECT_TRUE(holds<CancelledError>(e)) << what_of(e);
+        EXPECT_TRUE(holds<CancelledError>(e)) << message_of(e);
         EXPECT_TRUE(serving.cancelled());
     };
     run(main());
@@ -761,7 +759,7 @@ TEST(ServeForever, CancelWaitsUntilTheConnectionsAreClosed) {
         EXPECT_TRUE(srv.sockets().empty());  // closed at once
         wr.close();  // the handler reads EOF and closes its side
         auto e = co_await wait_for(error_of(serving), kTimeout);
-        EXPECT_TRUE(holds<CancelledError>(e)) << what_of(e);
+        EXPECT_TRUE(holds<CancelledError>(e)) << message_of(e);
     };
     run(main());
 }
@@ -776,9 +774,9 @@ TEST(ServeForever, AfterACancelTheServerStaysClosed) {
         serving.cancel();
         co_await wait_for(error_of(serving), kTimeout);
         auto e = co_await error_of(srv.serve_forever());
-        EXPECT_TRUE(holds<RuntimeError>(e)) << what_of(e);
+        EXPECT_TRUE(holds<RuntimeError>(e)) << message_of(e);
         auto e2 = co_await error_of(wait_for(srv.wait_closed(), kTimeout));
-        EXPECT_FALSE(e2) << what_of(e2);
+        EXPECT_FALSE(e2) << message_of(e2);
     };
     run(main());
 }
@@ -801,7 +799,7 @@ TEST(StartServing, FalseCreatesTheSocketButDoesNotListen) {
         Socket client(AF_INET, SOCK_STREAM);
         const SockAddr addr("127.0.0.1", port_of(srv));
         auto e = co_await wait_for(error_of(loop.sock_connect(client, addr)), kTimeout);
-        EXPECT_EQ(code_of(e), std::errc::connection_refused) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::connection_refused) << message_of(e);
         srv.close();
         co_await srv.wait_closed();
     };
@@ -930,7 +928,7 @@ TEST(CreateServer, WithoutReusePortASecondServerOnThePortFails) {
         opts.reuse_port = true;
         Server a = co_await loop.create_server(factory, "127.0.0.1", 0, opts);
         auto e = co_await error_of(loop.create_server(factory, "127.0.0.1", port_of(a)));
-        EXPECT_EQ(code_of(e), std::errc::address_in_use) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::address_in_use) << message_of(e);
         a.close();
         co_await a.wait_closed();
     };
@@ -950,7 +948,7 @@ TEST(CreateServer, AddressInUseRaisesEaddrinuseNamingTheAddress) {
         EXPECT_EQ(&code_of(e).category(), &std::generic_category());
         const std::string expected =
             "error while attempting to bind on address 127.0.0.1:" + std::to_string(port) + ": address already in use";
-        EXPECT_EQ(what_of(e).rfind(expected, 0), 0u) << what_of(e);
+        EXPECT_EQ(message_of(e).rfind(expected, 0), 0u) << message_of(e);
         EXPECT_TRUE(first.is_serving());
         first.close();
         co_await first.wait_closed();
@@ -966,7 +964,7 @@ TEST(CreateServer, AddressHeldByAPlainListeningSocketRaisesEaddrinuse) {
         const int port = holder.getsockname().port();
         auto factory = [] { return std::make_shared<MyProto>(); };
         auto e = co_await error_of(get_running_loop().create_server(factory, "127.0.0.1", port));
-        EXPECT_EQ(code_of(e), std::errc::address_in_use) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::address_in_use) << message_of(e);
     };
     run(main());
 }
@@ -976,8 +974,8 @@ TEST(CreateServer, NonLocalAddressRaisesEaddrnotavail) {
     auto main = []() -> Coro<void> {
         auto factory = [] { return std::make_shared<MyProto>(); };
         auto e = co_await error_of(get_running_loop().create_server(factory, "192.0.2.1", 0));
-        EXPECT_EQ(code_of(e), std::errc::address_not_available) << what_of(e);
-        EXPECT_EQ(what_of(e).rfind("error while attempting to bind on address 192.0.2.1:0", 0), 0u) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::address_not_available) << message_of(e);
+        EXPECT_EQ(message_of(e).rfind("error while attempting to bind on address 192.0.2.1:0", 0), 0u) << message_of(e);
     };
     run(main());
 }
@@ -1400,7 +1398,7 @@ TEST(CreateConnection, ToAClosedPortRaisesConnectionRefused) {
         auto e = co_await wait_for(error_of(get_running_loop().create_connection(factory, "127.0.0.1", port)), kTimeout);
         CO_ASSERT(holds<std::system_error>(e));
         EXPECT_EQ(code_of(e), std::errc::connection_refused);
-        EXPECT_NE(what_of(e).find("127.0.0.1:" + std::to_string(port)), std::string::npos) << what_of(e);
+        EXPECT_NE(message_of(e).find("127.0.0.1:" + std::to_string(port)), std::string::npos) << message_of(e);
     };
     run(main());
 }
@@ -1425,7 +1423,7 @@ TEST(CreateConnection, UnresolvableHostRaisesAGaiError) {
         opts.flags = AI_NUMERICHOST;  // no DNS query: fails at once
         auto e = co_await error_of(get_running_loop().create_connection(factory, "localhost", 80, opts));
         CO_ASSERT(holds<std::system_error>(e));
-        EXPECT_EQ(&code_of(e).category(), &gai_category()) << what_of(e);
+        EXPECT_EQ(&code_of(e).category(), &gai_category()) << message_of(e);
     };
     run(main());
 }
@@ -1437,7 +1435,7 @@ TEST(CreateConnection, FamilyThatTheHostDoesNotHaveRaisesAGaiError) {
         opts.family = AF_INET6;
         auto e = co_await error_of(get_running_loop().create_connection(factory, "127.0.0.1", 80, opts));
         CO_ASSERT(holds<std::system_error>(e));
-        EXPECT_EQ(&code_of(e).category(), &gai_category()) << what_of(e);
+        EXPECT_EQ(&code_of(e).category(), &gai_category()) << message_of(e);
     };
     run(main());
 }
@@ -1448,8 +1446,8 @@ TEST(CreateConnection, ServerHostnameWithoutSslRaisesInvalidArgument) {
         ConnectionOptions opts;
         opts.server_hostname = "example.com";
         auto e = co_await error_of(get_running_loop().create_connection(factory, "127.0.0.1", 80, opts));
-        EXPECT_TRUE(holds<std::invalid_argument>(e)) << what_of(e);
-        EXPECT_NE(what_of(e).find("server_hostname is only meaningful with ssl"), std::string::npos) << what_of(e);
+        EXPECT_TRUE(holds<std::invalid_argument>(e)) << message_of(e);
+        EXPECT_NE(message_of(e).find("server_hostname is only meaningful with ssl"), std::string::npos) << message_of(e);
     };
     run(main());
 }
@@ -1507,9 +1505,9 @@ TEST(CreateConnection, LocalAddrInUseRaisesEaddrinuseNamingTheAddress) {
         opts.local_host = "127.0.0.1";
         opts.local_port = port_of(srv);
         auto e = co_await wait_for(error_of(loop.create_connection(factory, "127.0.0.1", port_of(srv), opts)), kTimeout);
-        EXPECT_EQ(code_of(e), std::errc::address_in_use) << what_of(e);
-        EXPECT_NE(what_of(e).find(server_addr.to_string()), std::string::npos) << what_of(e);
-        EXPECT_NE(what_of(e).find("error while attempting to bind on address"), std::string::npos) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::address_in_use) << message_of(e);
+        EXPECT_NE(message_of(e).find(server_addr.to_string()), std::string::npos) << message_of(e);
+        EXPECT_NE(message_of(e).find("error while attempting to bind on address"), std::string::npos) << message_of(e);
         srv.close();
         co_await wait_for(srv.wait_closed(), kTimeout);
     };
@@ -1527,7 +1525,7 @@ TEST(CreateConnection, LocalAddrOfAnotherFamilyRaises) {
         opts.local_port = 0;
         auto e = co_await wait_for(error_of(loop.create_connection(factory, "127.0.0.1", port_of(srv), opts)), kTimeout);
         CO_ASSERT(holds<std::system_error>(e));
-        EXPECT_NE(what_of(e).find("no matching local address"), std::string::npos) << what_of(e);
+        EXPECT_NE(message_of(e).find("no matching local address"), std::string::npos) << message_of(e);
         srv.close();
         co_await wait_for(srv.wait_closed(), kTimeout);
     };
@@ -1558,7 +1556,7 @@ TEST(CreateConnection, HappyEyeballsToAClosedPortRaisesConnectionRefused) {
         opts.happy_eyeballs_delay = 0.25;
         auto e = co_await wait_for(error_of(get_running_loop().create_connection(factory, "127.0.0.1", unused_port(), opts)),
                                    kTimeout);
-        EXPECT_EQ(code_of(e), std::errc::connection_refused) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::connection_refused) << message_of(e);
     };
     run(main());
 }
@@ -1599,7 +1597,7 @@ TEST(CreateConnection, SeveralAddressesAllRefusedRaiseOneCombinedError) {
         auto factory = [] { return std::make_shared<MyProto>(); };
         auto e = co_await wait_for(error_of(get_running_loop().create_connection(factory, "localhost", port)), kTimeout);
         CO_ASSERT(holds<std::system_error>(e));
-        EXPECT_EQ(what_of(e).rfind("Multiple exceptions: ", 0), 0u) << what_of(e);
+        EXPECT_EQ(message_of(e).rfind("Multiple exceptions: ", 0), 0u) << message_of(e);
         ConnectionOptions all;
         all.all_errors = true;
         auto g = co_await wait_for(error_of(get_running_loop().create_connection(factory, "localhost", port, all)), kTimeout);
@@ -1707,7 +1705,7 @@ TEST(CreateUnixConnection, ToAMissingPathRaisesEnoent) {
         TempDir dir;
         auto factory = [] { return std::make_shared<MyProto>(); };
         auto e = co_await error_of(get_running_loop().create_unix_connection(factory, dir.file("none.sock")));
-        EXPECT_EQ(code_of(e), std::errc::no_such_file_or_directory) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::no_such_file_or_directory) << message_of(e);
     };
     run(main());
 }
@@ -1758,7 +1756,7 @@ TEST(ConnectAcceptedSocket, AClosedSocketRaisesInvalidArgument) {
     auto main = []() -> Coro<void> {
         auto factory = [] { return std::make_shared<MyProto>(); };
         auto e = co_await error_of(get_running_loop().connect_accepted_socket(factory, Socket()));
-        EXPECT_TRUE(holds<std::invalid_argument>(e)) << what_of(e);
+        EXPECT_TRUE(holds<std::invalid_argument>(e)) << message_of(e);
     };
     run(main());
 }
@@ -1768,8 +1766,8 @@ TEST(ConnectAcceptedSocket, ADatagramSocketRaisesInvalidArgument) {
         auto factory = [] { return std::make_shared<MyProto>(); };
         Socket udp(AF_INET, SOCK_DGRAM);
         auto e = co_await error_of(get_running_loop().connect_accepted_socket(factory, std::move(udp)));
-        EXPECT_TRUE(holds<std::invalid_argument>(e)) << what_of(e);
-        EXPECT_NE(what_of(e).find("A Stream Socket was expected"), std::string::npos) << what_of(e);
+        EXPECT_TRUE(holds<std::invalid_argument>(e)) << message_of(e);
+        EXPECT_NE(message_of(e).find("A Stream Socket was expected"), std::string::npos) << message_of(e);
     };
     run(main());
 }
@@ -1907,8 +1905,8 @@ TEST(UnixServer, ARegularFileAtThePathRaisesEaddrinuseAndIsKept) {
         { std::ofstream(path) << "data"; }
         auto factory = [] { return std::make_shared<MyProto>(); };
         auto e = co_await error_of(get_running_loop().create_unix_server(factory, path));
-        EXPECT_EQ(code_of(e), std::errc::address_in_use) << what_of(e);
-        EXPECT_NE(what_of(e).find(path), std::string::npos) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::address_in_use) << message_of(e);
+        EXPECT_NE(message_of(e).find(path), std::string::npos) << message_of(e);
         EXPECT_TRUE(exists(path));
         EXPECT_FALSE(is_socket_file(path));
     };
@@ -1920,7 +1918,7 @@ TEST(UnixServer, MissingDirectoryRaisesEnoent) {
         TempDir dir;
         auto factory = [] { return std::make_shared<MyProto>(); };
         auto e = co_await error_of(get_running_loop().create_unix_server(factory, dir.file("no/such/dir.sock")));
-        EXPECT_EQ(code_of(e), std::errc::no_such_file_or_directory) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::no_such_file_or_directory) << message_of(e);
     };
     run(main());
 }
@@ -1946,14 +1944,14 @@ TEST(UnixServer, StartServingThenServeForeverUntilCancelled) {
         m->task = create_task(body(srv));
         Task<std::string> client = create_task(hello_client(srv, SockAddr::unix_path(path)));
         auto e = co_await wait_for(error_of(m->task), kTimeout);
-        EXPECT_TRUE(holds<CancelledError>(e)) << what_of(e);
+        EXPECT_TRUE(holds<CancelledError>(e)) << message_of(e);
         std::string reply = co_await wait_for(client, kTimeout);
         EXPECT_EQ(reply, "1");
         EXPECT_TRUE(srv.sockets().empty());
         EXPECT_FALSE(srv.is_serving());
         EXPECT_FALSE(exists(path));
         auto e2 = co_await error_of(srv.serve_forever());
-        EXPECT_NE(what_of(e2).find("is closed"), std::string::npos) << what_of(e2);
+        EXPECT_NE(message_of(e2).find("is closed"), std::string::npos) << message_of(e2);
         m->task = Task<void>();
     };
     run(main());

@@ -68,8 +68,6 @@ Coro<std::pair<Socket, Socket>> tcp_pair() {
     co_return std::pair<Socket, Socket>(std::move(client), std::move(accepted.first));
 }
 
-std::string what_of(const std::exception_ptr& e) { return e ? message_of(e) : std::string("<no exception>"); }
-
 /// "0123456789" repeated to n bytes (CPython's huge-content pattern).
 std::string pattern(std::size_t n) {
     std::string s(n, '\0');
@@ -249,7 +247,7 @@ TEST(SockRecv, ConnectionResetByPeerRaisesEconnreset) {
         ::setsockopt(server.fileno(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         server.close();
         auto e = co_await wait_for(error_of(rx), kTimeout);
-        EXPECT_EQ(code_of(e), std::errc::connection_reset) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::connection_reset) << message_of(e);
     };
     run(main());
 }
@@ -260,7 +258,7 @@ TEST(SockRecv, OnAClosedSocketRaisesEbadf) {
         auto pair = socketpair();
         pair.second.close();
         auto e = co_await error_of(loop.sock_recv(pair.second, 10));
-        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << message_of(e);
     };
     run(main());
 }
@@ -339,7 +337,7 @@ TEST(SockRecvInto, OnAClosedSocketRaisesEbadf) {
         Socket closed;
         char buf[4];
         auto e = co_await error_of(get_running_loop().sock_recv_into(closed, std::span<char>(buf, 4)));
-        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << message_of(e);
     };
     run(main());
 }
@@ -513,7 +511,7 @@ TEST(SockSendall, ToAClosedPeerRaisesBrokenPipe) {
         auto pair = socketpair();
         pair.second.close();
         auto e = co_await error_of(loop.sock_sendall(pair.first, "nobody listens"));
-        EXPECT_EQ(code_of(e), std::errc::broken_pipe) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::broken_pipe) << message_of(e);
     };
     run(main());
 }
@@ -529,7 +527,7 @@ TEST(SockSendall, PeerClosingWhileBlockedRaisesAnError) {
         pair.second.close();
         auto e = co_await wait_for(error_of(tx), kTimeout);
         auto code = code_of(e);
-        EXPECT_TRUE(code == std::errc::broken_pipe || code == std::errc::connection_reset) << what_of(e);
+        EXPECT_TRUE(code == std::errc::broken_pipe || code == std::errc::connection_reset) << message_of(e);
     };
     run(main());
 }
@@ -538,7 +536,7 @@ TEST(SockSendall, OnAClosedSocketRaisesEbadf) {
     auto main = []() -> Coro<void> {
         Socket closed;
         auto e = co_await error_of(get_running_loop().sock_sendall(closed, "x"));
-        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << message_of(e);
     };
     run(main());
 }
@@ -570,7 +568,7 @@ TEST(SockConnect, ToAClosedPortRaisesConnectionRefused) {
         CO_ASSERT(holds<std::system_error>(e));
         EXPECT_EQ(code_of(e), std::errc::connection_refused);
         EXPECT_EQ(&code_of(e).category(), &std::generic_category());
-        EXPECT_NE(what_of(e).find(addr.to_string()), std::string::npos) << what_of(e);
+        EXPECT_NE(message_of(e).find(addr.to_string()), std::string::npos) << message_of(e);
     };
     run(main());
 }
@@ -626,7 +624,7 @@ TEST(SockConnect, ToAMissingUnixPathRaisesEnoent) {
         const SockAddr addr = SockAddr::unix_path(dir.file("nobody.sock"));
         Socket client(AF_UNIX, SOCK_STREAM);
         auto e = co_await error_of(loop.sock_connect(client, addr));
-        EXPECT_EQ(code_of(e), std::errc::no_such_file_or_directory) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::no_such_file_or_directory) << message_of(e);
     };
     run(main());
 }
@@ -668,7 +666,7 @@ TEST(SockConnect, ConnectingAgainAfterACancelledPendingConnectCompletes) {
         // Make room in the accept queue: the kernel's SYN retry then completes the connect.
         auto first = co_await wait_for(loop.sock_accept(listener), kTimeout);
         auto e = co_await wait_for(error_of(loop.sock_connect(sock, addr)), kTimeout);
-        EXPECT_FALSE(e) << what_of(e);
+        EXPECT_FALSE(e) << message_of(e);
         auto second = co_await wait_for(loop.sock_accept(listener), kTimeout);
         EXPECT_EQ(second.second, sock.getsockname());
     };
@@ -696,7 +694,7 @@ TEST(SockConnect, RetryAfterACancelledRefusedConnectSucceeds) {
             if (!last) connected = true;
             else if (code_of(last) != std::errc::connection_refused) break;
         }
-        EXPECT_TRUE(connected) << what_of(last);
+        EXPECT_TRUE(connected) << message_of(last);
     };
     run(main());
 }
@@ -706,7 +704,7 @@ TEST(SockConnect, OnAClosedSocketRaisesEbadf) {
         Socket closed;
         const SockAddr addr("127.0.0.1", 9);
         auto e = co_await error_of(get_running_loop().sock_connect(closed, addr));
-        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << message_of(e);
     };
     run(main());
 }
@@ -765,7 +763,7 @@ TEST(SockAccept, WaitForTimesOutAPendingAccept) {
         EventLoop& loop = get_running_loop();
         Socket listener = tcp_listener();
         auto e = co_await error_of(wait_for(loop.sock_accept(listener), 0.05));
-        EXPECT_TRUE(holds<TimeoutError>(e)) << what_of(e);
+        EXPECT_TRUE(holds<TimeoutError>(e)) << message_of(e);
         // The listener still works.
         const SockAddr addr = listener.getsockname();
         Socket client(AF_INET, SOCK_STREAM);
@@ -788,7 +786,7 @@ TEST(SockAccept, TimedOutAcceptThenClosedListenerRefusesConnections) {
         listener.close();
         Socket client(AF_INET, SOCK_STREAM);
         auto e2 = co_await wait_for(error_of(loop.sock_connect(client, addr)), kTimeout);
-        EXPECT_EQ(code_of(e2), std::errc::connection_refused) << what_of(e2);
+        EXPECT_EQ(code_of(e2), std::errc::connection_refused) << message_of(e2);
     };
     run(main());
 }
@@ -810,7 +808,7 @@ TEST(SockConnect, NewSocketReusingTheFdOfAFinishedConnectConnects) {
         Socket second(AF_INET, SOCK_STREAM);
         EXPECT_EQ(second.fileno(), old_fd);
         auto e = co_await wait_for(error_of(wait_for(loop.sock_connect(second, addr), 2.0)), kTimeout);
-        EXPECT_FALSE(e) << what_of(e);
+        EXPECT_FALSE(e) << message_of(e);
     };
     run(main());
 }
@@ -836,7 +834,7 @@ TEST(SockRecv, NewSocketReusingTheFdOfACancelledRecvWorks) {
         co_await sleep(0);
         co_await loop.sock_sendall(writer, "fresh");
         auto e = co_await wait_for(error_of(rx2), kTimeout);
-        EXPECT_FALSE(e) << what_of(e);
+        EXPECT_FALSE(e) << message_of(e);
         if (!e) {
             EXPECT_EQ(rx2.result(), "fresh");
         }
@@ -870,7 +868,7 @@ TEST(SockAccept, OnANonListeningSocketRaisesEinval) {
         Socket sock(AF_INET, SOCK_STREAM);
         sock.bind(SockAddr("127.0.0.1", 0));
         auto e = co_await error_of(get_running_loop().sock_accept(sock));
-        EXPECT_EQ(code_of(e), std::errc::invalid_argument) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::invalid_argument) << message_of(e);
     };
     run(main());
 }
@@ -879,7 +877,7 @@ TEST(SockAccept, OnAClosedSocketRaisesEbadf) {
     auto main = []() -> Coro<void> {
         Socket closed;
         auto e = co_await error_of(get_running_loop().sock_accept(closed));
-        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << message_of(e);
     };
     run(main());
 }
@@ -896,26 +894,26 @@ TEST(SockOps, DebugModeRejectsABlockingSocket) {
         Socket client(AF_INET, SOCK_STREAM);
         client.setblocking(true);
         auto e1 = co_await error_of(loop.sock_connect(client, addr));
-        EXPECT_TRUE(holds<std::invalid_argument>(e1)) << what_of(e1);
+        EXPECT_TRUE(holds<std::invalid_argument>(e1)) << message_of(e1);
         if (!client.is_open() || e1) {
             client.setblocking(false);
             co_await loop.sock_connect(client, addr);
         }
         listener.setblocking(true);
         auto e2 = co_await error_of(loop.sock_accept(listener));
-        EXPECT_TRUE(holds<std::invalid_argument>(e2)) << what_of(e2);
+        EXPECT_TRUE(holds<std::invalid_argument>(e2)) << message_of(e2);
 
         auto pair = socketpair();
         raw_send(pair.first.fileno(), "data");
         pair.first.setblocking(true);
         pair.second.setblocking(true);
         auto e3 = co_await error_of(loop.sock_sendall(pair.first, "x"));
-        EXPECT_TRUE(holds<std::invalid_argument>(e3)) << what_of(e3);
+        EXPECT_TRUE(holds<std::invalid_argument>(e3)) << message_of(e3);
         auto e4 = co_await error_of(loop.sock_recv(pair.second, 1));
-        EXPECT_TRUE(holds<std::invalid_argument>(e4)) << what_of(e4);
+        EXPECT_TRUE(holds<std::invalid_argument>(e4)) << message_of(e4);
         char b[1];
         auto e5 = co_await error_of(loop.sock_recv_into(pair.second, std::span<char>(b, 1)));
-        EXPECT_TRUE(holds<std::invalid_argument>(e5)) << what_of(e5);
+        EXPECT_TRUE(holds<std::invalid_argument>(e5)) << message_of(e5);
     };
     run(main(), RunOptions{.debug = true});
 }
@@ -1109,10 +1107,10 @@ TEST(SockRecvfrom, OnAClosedSocketRaisesEbadf) {
         EventLoop& loop = get_running_loop();
         Socket closed;
         auto e = co_await error_of(loop.sock_recvfrom(closed, 10));
-        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << message_of(e);
         const SockAddr to("127.0.0.1", 9);
         auto e2 = co_await error_of(loop.sock_sendto(closed, "x", to));
-        EXPECT_EQ(code_of(e2), std::errc::bad_file_descriptor) << what_of(e2);
+        EXPECT_EQ(code_of(e2), std::errc::bad_file_descriptor) << message_of(e2);
     };
     run(main());
 }
@@ -1193,8 +1191,8 @@ TEST(SockRecvfromInto, NbytesGreaterThanTheBufferRaisesInvalidArgumentAndReceive
         co_await loop.sock_sendto(a, "kept", b.getsockname());
         std::string buf(8, '.');
         auto e = co_await error_of(loop.sock_recvfrom_into(b, span_of(buf), 9));
-        EXPECT_TRUE(holds<std::invalid_argument>(e)) << what_of(e);
-        EXPECT_EQ(what_of(e), "nbytes is greater than the length of the buffer");
+        EXPECT_TRUE(holds<std::invalid_argument>(e)) << message_of(e);
+        EXPECT_EQ(message_of(e), "nbytes is greater than the length of the buffer");
         EXPECT_EQ(buf, "........");
         auto [n, from] = co_await wait_for(loop.sock_recvfrom_into(b, span_of(buf)), kTimeout);
         EXPECT_EQ(buf.substr(0, n), "kept");
@@ -1268,7 +1266,7 @@ TEST(SockRecvfromInto, OnAConnectedSocketToAClosedPortRaisesConnectionRefused) {
         co_await loop.sock_sendto(s, "ping", dead);
         std::string buf(16, '\0');
         auto e = co_await error_of(wait_for(loop.sock_recvfrom_into(s, span_of(buf)), kTimeout));
-        EXPECT_EQ(code_of(e), std::errc::connection_refused) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::connection_refused) << message_of(e);
     };
     run(main());
 }
@@ -1315,7 +1313,7 @@ TEST(SockRecvfromInto, OnAClosedSocketRaisesEbadf) {
         Socket closed;
         char buf[4];
         auto e = co_await error_of(get_running_loop().sock_recvfrom_into(closed, std::span<char>(buf, 4)));
-        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << message_of(e);
     };
     run(main());
 }
@@ -1332,13 +1330,13 @@ TEST(SockOps, DebugModeRejectsABlockingDatagramSocket) {
         b.setblocking(true);
         std::string buf(8, '\0');
         auto e1 = co_await error_of(loop.sock_recvfrom_into(b, span_of(buf)));
-        EXPECT_TRUE(holds<std::invalid_argument>(e1)) << what_of(e1);
-        EXPECT_NE(what_of(e1).find("non-blocking"), std::string::npos) << what_of(e1);
+        EXPECT_TRUE(holds<std::invalid_argument>(e1)) << message_of(e1);
+        EXPECT_NE(message_of(e1).find("non-blocking"), std::string::npos) << message_of(e1);
         auto e2 = co_await error_of(loop.sock_recvfrom(b, 8));
-        EXPECT_TRUE(holds<std::invalid_argument>(e2)) << what_of(e2);
+        EXPECT_TRUE(holds<std::invalid_argument>(e2)) << message_of(e2);
         a.setblocking(true);
         auto e3 = co_await error_of(loop.sock_sendto(a, "three", b.getsockname()));
-        EXPECT_TRUE(holds<std::invalid_argument>(e3)) << what_of(e3);
+        EXPECT_TRUE(holds<std::invalid_argument>(e3)) << message_of(e3);
         b.setblocking(false);
         auto [n, from] = co_await wait_for(loop.sock_recvfrom_into(b, span_of(buf)), kTimeout);
         EXPECT_EQ(buf.substr(0, n), "one");  // still there: the refused calls received nothing
@@ -1621,7 +1619,7 @@ TEST(AddReader, RegularFileRaisesAtOnce) {
         co_await settle();
         loop.remove_reader(fd);
         ::close(fd);
-        EXPECT_EQ(code_of(e), std::errc::operation_not_permitted) << what_of(e);
+        EXPECT_EQ(code_of(e), std::errc::operation_not_permitted) << message_of(e);
         EXPECT_TRUE(handler.contexts.empty());
     };
     run(main());
@@ -1840,7 +1838,7 @@ TEST(GetAddrInfo, FailingNameRaisesAGaiError) {
     EXPECT_EQ(&code.category(), &gai_category());
     EXPECT_EQ(code.value(), EAI_NONAME);
     EXPECT_EQ(code.message(), ::gai_strerror(EAI_NONAME));
-    EXPECT_NE(what_of(e).find("localhost"), std::string::npos) << what_of(e);
+    EXPECT_NE(message_of(e).find("localhost"), std::string::npos) << message_of(e);
 }
 
 TEST(GetAddrInfo, UnknownServiceRaisesAGaiError) {
@@ -1911,8 +1909,8 @@ TEST(GetNameInfo, AddressWithoutFamilyRaisesAGaiError) {
     };
     auto e = run(main());
     ASSERT_TRUE(holds<std::system_error>(e));
-    EXPECT_EQ(&code_of(e).category(), &gai_category()) << what_of(e);
-    EXPECT_EQ(code_of(e).value(), EAI_FAMILY) << what_of(e);
+    EXPECT_EQ(&code_of(e).category(), &gai_category()) << message_of(e);
+    EXPECT_EQ(code_of(e).value(), EAI_FAMILY) << message_of(e);
 }
 
 // =============================================================================================

@@ -23,6 +23,7 @@
 #include <vector>
 
 using namespace asyncio;
+using asyncio_test::message_of;
 using asyncio_test::now;
 using asyncio_test::value_after;
 
@@ -109,18 +110,6 @@ Types n_of(int n, const std::string& type) {
     Types t;
     for (int i = 0; i < n; ++i) t.insert(type);
     return t;
-}
-
-std::string what_of(const std::exception_ptr& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-        return x.what();
-    } catch (const CancelledError& c) {
-        return c.message();
-    } catch (...) {
-    }
-    return "<unknown>";
 }
 
 /// Awaits `aw` and returns the exception it ended with (null when it succeeded).
@@ -532,7 +521,7 @@ TEST_P(TaskGroupTest, ExceptionGroupKeepsTheOriginalExceptionsAndMessage) {
         EXPECT_EQ(eg->message(), "unhandled errors in a TaskGroup");
         EXPECT_EQ(eg->exceptions().size(), 2u);
         std::multiset<std::string> whats;
-        for (auto& e : eg->exceptions()) whats.insert(what_of(e));
+        for (auto& e : eg->exceptions()) whats.insert(message_of(e));
         EXPECT_EQ(whats, (std::multiset<std::string>{"first", "second"}));
     }());
 }
@@ -727,7 +716,7 @@ TEST_P(TaskGroupTest, BodyErrorWithoutChildrenIsWrappedInAGroup) {
         if (eg) {
             EXPECT_EQ(eg->exceptions().size(), 1u);
             EXPECT_EQ(type_of(eg->exceptions()[0]), "MyExc");
-            EXPECT_EQ(what_of(eg->exceptions()[0]), "done");
+            EXPECT_EQ(message_of(eg->exceptions()[0]), "done");
         }
         EXPECT_EQ(current_task().cancelling(), 0);
     }());
@@ -830,7 +819,7 @@ TEST_P(TaskGroupTest, ExternalCancelMessageSurvivesTheGroup) {
         r.cancel("test");
         auto error = co_await capture(r);
         EXPECT_EQ(type_of(error), "CancelledError");
-        EXPECT_EQ(what_of(error), "test");
+        EXPECT_EQ(message_of(error), "test");
     }());
 }
 

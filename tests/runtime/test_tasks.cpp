@@ -82,7 +82,8 @@ std::string cancelled_message_from(F&& f) {
     return "<no exception>";
 }
 
-/// The message of the std::exception held by `e` ("" and a failure when none).
+/// The message of the std::exception held by `e` ("" and a failure when none). Stricter than
+/// asyncio_test::message_of, which also accepts a CancelledError: these checks want a std::exception.
 std::string what_of(const std::exception_ptr& e) {
     if (!e) {
         ADD_FAILURE() << "null exception_ptr";

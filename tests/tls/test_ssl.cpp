@@ -22,6 +22,7 @@
 using namespace asyncio;
 using asyncio_test::echo_until_eof;
 using asyncio_test::holds;
+using asyncio_test::message_of;
 using asyncio_test::test_certs;
 
 namespace {
@@ -134,8 +135,6 @@ std::string pattern(std::size_t n, std::size_t seed = 0) {
     for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + seed) % 26);
     return s;
 }
-
-std::string what_of(const std::exception_ptr& e) { return asyncio_test::message_of(e); }
 
 }  // namespace
 
@@ -517,17 +516,17 @@ TEST(SslVerification, UnknownCaFails) {
     // A client context with verification on but without the test CA.
     int server_made = -1;
     std::exception_ptr e = connect_error(server_context(), ssl::Context(ssl::PROTOCOL_TLS_CLIENT), "localhost", &server_made);
-    ASSERT_TRUE(holds<ssl::SSLCertVerificationError>(e)) << what_of(e);
+    ASSERT_TRUE(holds<ssl::SSLCertVerificationError>(e)) << message_of(e);
     EXPECT_TRUE(holds<ssl::SSLError>(e));
     EXPECT_TRUE(holds<std::system_error>(e));  // an OSError, as in Python
     EXPECT_EQ(verify_code_of(e), X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
-    EXPECT_EQ(what_of(e), "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate");
+    EXPECT_EQ(message_of(e), "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate");
     EXPECT_EQ(server_made, 0);
 }
 
 TEST(SslVerification, WrongHostnameFails) {
     std::exception_ptr e = connect_error(server_context(), client_context(), "wrong.example");
-    ASSERT_TRUE(holds<ssl::SSLCertVerificationError>(e)) << what_of(e);
+    ASSERT_TRUE(holds<ssl::SSLCertVerificationError>(e)) << message_of(e);
     EXPECT_EQ(verify_code_of(e), X509_V_ERR_HOSTNAME_MISMATCH);
     try {
         std::rethrow_exception(e);
@@ -542,17 +541,17 @@ TEST(SslVerification, WrongIpAddressFails) {
     // The wrong.example certificate has no IP SAN; the default server_hostname is the IP.
     std::exception_ptr e =
         connect_error(server_context(test_certs().wrong_cert, test_certs().wrong_key), client_context(), "");
-    ASSERT_TRUE(holds<ssl::SSLCertVerificationError>(e)) << what_of(e);
+    ASSERT_TRUE(holds<ssl::SSLCertVerificationError>(e)) << message_of(e);
     EXPECT_EQ(verify_code_of(e), X509_V_ERR_IP_ADDRESS_MISMATCH);
-    EXPECT_NE(what_of(e).find("IP address mismatch, certificate is not valid for '127.0.0.1'."), std::string::npos);
+    EXPECT_NE(message_of(e).find("IP address mismatch, certificate is not valid for '127.0.0.1'."), std::string::npos);
 }
 
 TEST(SslVerification, ExpiredCertificateFails) {
     std::exception_ptr e =
         connect_error(server_context(test_certs().expired_cert, test_certs().expired_key), client_context(), "localhost");
-    ASSERT_TRUE(holds<ssl::SSLCertVerificationError>(e)) << what_of(e);
+    ASSERT_TRUE(holds<ssl::SSLCertVerificationError>(e)) << message_of(e);
     EXPECT_EQ(verify_code_of(e), X509_V_ERR_CERT_HAS_EXPIRED);
-    EXPECT_NE(what_of(e).find("certificate has expired"), std::string::npos);
+    EXPECT_NE(message_of(e).find("certificate has expired"), std::string::npos);
 }
 
 TEST(SslVerification, ServerSideFailureIsReportedOnlyInDebugMode) {
@@ -674,7 +673,7 @@ TEST(Ssl, SniCallbackCanRefuseTheHandshake) {
     // The server fails the handshake and drops the connection (like Python's sslproto, it does
     // not flush the alert first): the client sees the connection reset.
     ASSERT_TRUE(e);
-    EXPECT_TRUE(holds<std::system_error>(e)) << what_of(e);
+    EXPECT_TRUE(holds<std::system_error>(e)) << message_of(e);
     EXPECT_FALSE(connect_error(sctx, cctx, "localhost"));
 }
 
@@ -828,7 +827,7 @@ TEST(SslTimeouts, ClientHandshakeTimeout) {
                       std::string::npos)
                 << x.what();
         } catch (...) {
-            ADD_FAILURE() << what_of(e);
+            ADD_FAILURE() << message_of(e);
         }
         EXPECT_FALSE(silent->data.empty());  // it did get a ClientHello
         co_await wait_for(silent->lost.wait(), kWait);
@@ -852,7 +851,7 @@ TEST(SslTimeouts, InvalidTimeoutsAreRejected) {
             co.ssl_handshake_timeout = bad;
             std::exception_ptr e = co_await asyncio_test::error_of(open_connection("127.0.0.1", port_of(server), co));
             EXPECT_TRUE(holds<std::invalid_argument>(e));
-            EXPECT_NE(what_of(e).find("a positive number"), std::string::npos) << what_of(e);
+            EXPECT_NE(message_of(e).find("a positive number"), std::string::npos) << message_of(e);
             co.ssl_handshake_timeout = 60;
             co.ssl_shutdown_timeout = bad;
             e = co_await asyncio_test::error_of(open_connection("127.0.0.1", port_of(server), co));
@@ -905,7 +904,7 @@ TEST(SslTimeouts, CancelledHandshakeLogsNothing) {
         co.server_hostname = "localhost";
         std::exception_ptr e = co_await asyncio_test::error_of(
             wait_for(open_connection("127.0.0.1", port_of(server), co), 0.2));
-        EXPECT_TRUE(holds<TimeoutError>(e)) << what_of(e);
+        EXPECT_TRUE(holds<TimeoutError>(e)) << message_of(e);
         co_await wait_for(silent->lost.wait(), kWait);  // the client aborted
         server.close();
         co_await wait_for(server.wait_closed(), kWait);
@@ -948,8 +947,8 @@ TEST(SslTimeouts, ShutdownTimeout) {
     };
     run(main());
     ASSERT_EQ(clients.size(), 1u);
-    EXPECT_TRUE(holds<TimeoutError>(clients[0]->lost_exc)) << what_of(clients[0]->lost_exc);
-    EXPECT_EQ(what_of(clients[0]->lost_exc), "SSL shutdown timed out");
+    EXPECT_TRUE(holds<TimeoutError>(clients[0]->lost_exc)) << message_of(clients[0]->lost_exc);
+    EXPECT_EQ(message_of(clients[0]->lost_exc), "SSL shutdown timed out");
     EXPECT_TRUE(handler.contexts.empty());
 }
 
@@ -1191,7 +1190,7 @@ TEST(SslClose, CorruptedRecordRaisesSslError) {
         EXPECT_EQ(co_await wait_for(reader.readline(), kWait), "A\n");
         writer.write("B");
         std::exception_ptr e = co_await asyncio_test::error_of(wait_for(reader.readline(), kWait));
-        EXPECT_TRUE(holds<ssl::SSLError>(e)) << what_of(e);
+        EXPECT_TRUE(holds<ssl::SSLError>(e)) << message_of(e);
         writer.close();
         server.close();
         server.close_clients();
@@ -1388,7 +1387,7 @@ TEST(SslStartTls, WrongArgumentsAndCancellation) {
         auto proto = std::make_shared<Recorder>();
         std::exception_ptr e = co_await asyncio_test::error_of(loop.start_tls(fake, proto, cctx));
         EXPECT_TRUE(holds<std::invalid_argument>(e));
-        EXPECT_NE(what_of(e).find("not supported by start_tls()"), std::string::npos);
+        EXPECT_NE(message_of(e).find("not supported by start_tls()"), std::string::npos);
 
         // A client upgrade that the peer never answers, cancelled by wait_for
         // (test_start_tls_slow_client_cancel): the transport is closed.
@@ -1401,14 +1400,14 @@ TEST(SslStartTls, WrongArgumentsAndCancellation) {
         // check_hostname without a name
         e = co_await asyncio_test::error_of(loop.start_tls(ct, cp, cctx));
         EXPECT_TRUE(holds<std::invalid_argument>(e));
-        EXPECT_EQ(what_of(e), "check_hostname requires server_hostname");
+        EXPECT_EQ(message_of(e), "check_hostname requires server_hostname");
         // a server context used for the client side
         e = co_await asyncio_test::error_of(loop.start_tls(ct, cp, sctx));
         EXPECT_TRUE(holds<ssl::SSLError>(e));
         StartTlsOptions o;
         o.server_hostname = "localhost";
         e = co_await asyncio_test::error_of(wait_for(loop.start_tls(ct, cp, cctx, o), 0.2));
-        EXPECT_TRUE(holds<TimeoutError>(e)) << what_of(e);
+        EXPECT_TRUE(holds<TimeoutError>(e)) << message_of(e);
         EXPECT_TRUE(ct->is_closing());
         co_await wait_for(silent->lost.wait(), kWait);
         server.close();
@@ -1429,7 +1428,7 @@ TEST(SslStartTls, WrongSideContextInCreateConnection) {
     };
     std::exception_ptr e = run(main());
     EXPECT_TRUE(holds<ssl::SSLError>(e));
-    EXPECT_EQ(what_of(e), "Cannot create a client socket with a PROTOCOL_TLS_SERVER context");
+    EXPECT_EQ(message_of(e), "Cannot create a client socket with a PROTOCOL_TLS_SERVER context");
 }
 
 TEST(SslStartTls, TlsInsideTls) {
