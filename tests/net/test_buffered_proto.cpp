@@ -204,11 +204,8 @@ bool fd_readable(int fd) {
     return ::poll(&p, 1, 10000) == 1;
 }
 
-std::string pattern(std::size_t n) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('A' + (i * 5 + i / 997) % 26);
-    return s;
-}
+/// This suite's payload (asyncio_test::pattern, capitals with another step and drift).
+std::string pattern(std::size_t n) { return asyncio_test::pattern(n, {.first = 'A', .step = 5, .drift = 997}); }
 
 }  // namespace
 

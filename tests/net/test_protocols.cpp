@@ -43,6 +43,7 @@ using asyncio_test::HandlerCapture;
 using asyncio_test::LogCapture;
 using asyncio_test::settle;
 using asyncio_test::Boom;
+using asyncio_test::pattern;
 
 namespace {
 
@@ -237,13 +238,6 @@ bool fd_readable(int fd) {
 
 int transport_fd(const std::shared_ptr<Transport>& tr) {
     return tr->get_extra_info<TransportSocket>("socket", {}).fileno();
-}
-
-/// A payload whose every position is distinguishable (so reordering or loss shows).
-std::string pattern(std::size_t n) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
-    return s;
 }
 
 }  // namespace

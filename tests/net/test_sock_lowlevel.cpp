@@ -70,9 +70,7 @@ Coro<std::pair<Socket, Socket>> tcp_pair() {
 
 /// "0123456789" repeated to n bytes (CPython's huge-content pattern).
 std::string pattern(std::size_t n) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('0' + i % 10);
-    return s;
+    return asyncio_test::pattern(n, {.first = '0', .alphabet = 10, .step = 1, .drift = 0});
 }
 
 bool is_nonblocking(int fd) { return (::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }

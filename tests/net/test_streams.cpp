@@ -49,6 +49,7 @@ using asyncio_test::HandlerCapture;
 using asyncio_test::holds;
 using asyncio_test::message_of;
 using asyncio_test::now;
+using asyncio_test::pattern;
 using asyncio_test::run_virtual;
 using asyncio_test::settle;
 
@@ -85,13 +86,6 @@ int errno_of(const std::exception_ptr& e) {
 /// Whatever is buffered in `r`, read out without waiting (Python's bytes(stream._buffer)).
 Coro<std::string> buffered_bytes(StreamReader& r) {
     co_return co_await r.read(static_cast<std::ptrdiff_t>(r.buffered()));
-}
-
-/// n bytes of a recognisable pattern (so reordering or loss shows up in a comparison).
-std::string pattern(std::size_t n) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
-    return s;
 }
 
 /// Yields to the loop until `pred` holds (each turn runs one loop iteration, which also polls

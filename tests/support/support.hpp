@@ -4,6 +4,7 @@
 #include <asyncio.hpp>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
@@ -170,6 +171,27 @@ asyncio::Coro<Outcome> outcome_of(A aw) {
     } catch (...) {
         co_return Outcome::other;
     }
+}
+
+/// The spelling of pattern()'s bytes: byte i is `first + (i * step + i / drift + seed) % alphabet`,
+/// without the `i / drift` term when drift is 0. The defaults are the streams/protocols payload.
+struct PatternSpec {
+    char first = 'a';
+    std::size_t alphabet = 26;
+    std::size_t step = 7;
+    std::size_t drift = 251;
+    std::size_t seed = 0;
+};
+
+/// `n` deterministic bytes in which nearby positions differ, so loss or reordering shows in a
+/// comparison.
+inline std::string pattern(std::size_t n, const PatternSpec& spec = {}) {
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t drift = spec.drift != 0 ? i / spec.drift : 0;
+        s[i] = static_cast<char>(spec.first + (i * spec.step + drift + spec.seed) % spec.alphabet);
+    }
+    return s;
 }
 
 /// True when this machine has IPv6 loopback (::1 can be bound): network tests skip IPv6

@@ -131,9 +131,7 @@ struct RecorderFactory {
 
 /// A pattern that is easy to check at any offset.
 std::string pattern(std::size_t n, std::size_t seed = 0) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + seed) % 26);
-    return s;
+    return asyncio_test::pattern(n, {.drift = 0, .seed = seed});
 }
 
 }  // namespace
