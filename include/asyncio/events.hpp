@@ -607,9 +607,6 @@ public:
     /// (a helper thread joins them; the loop keeps delivering their results meanwhile).
     Coro<void> shutdown_default_executor();
 
-    /// The number of callbacks in the ready queue and of live timers (for tests).
-    std::size_t ready_count() const noexcept { return ready_.size(); }
-    std::size_t timer_count() const noexcept;
 
 private:
     friend struct detail::LoopAccess;
@@ -693,6 +690,9 @@ struct LoopAccess {
     static void check_open(const EventLoop& loop) { loop.check_closed(); }
     /// The checks run_until_complete() makes before anything else (closed, running).
     static void check_can_run_until_complete(const EventLoop& loop);
+    /// The number of callbacks in the ready queue and of live timers (for tests).
+    static std::size_t ready_count(const EventLoop& loop) noexcept { return loop.ready_.size(); }
+    static std::size_t timer_count(const EventLoop& loop) noexcept;
 };
 }  // namespace detail
 

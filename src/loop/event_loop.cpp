@@ -124,7 +124,7 @@ double EventLoop::time() const noexcept {
 
 std::string_view EventLoop::io_backend() const noexcept { return impl_->backend->name(); }
 
-std::size_t EventLoop::timer_count() const noexcept { return impl_->timers.live_count(); }
+std::size_t detail::LoopAccess::timer_count(const EventLoop& loop) noexcept { return loop.impl_->timers.live_count(); }
 
 
 Handle EventLoop::call_soon_impl(detail::HandleState* h) {

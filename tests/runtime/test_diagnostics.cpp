@@ -554,10 +554,6 @@ TEST(EventLoopClosed, CallbackHandlesThatOutlivedTheLoopCanBeCancelled) {
     EXPECT_TRUE(timer.cancelled());
 }
 
-// DISABLED_: library bug - awaiting a pending Future/Task whose loop is closed reports
-// "... attached to a different loop" instead of "Event loop is closed" (API.md: every use of a
-// handle that outlived its loop). Fix: suspend_current_task_on (src/runtime/futures.cpp) should check
-// the target's anchor for closed before the different-loop check.
 TEST(EventLoopClosed, FutureOfAClosedRunAwaitedFromANewRunThrows) {
     ClosedLoopHandles h;
     auto main = [](Future<int> fut) -> Coro<std::string> {
@@ -571,7 +567,6 @@ TEST(EventLoopClosed, FutureOfAClosedRunAwaitedFromANewRunThrows) {
     EXPECT_EQ(asyncio::run(main(*h.fut)), kClosed);
 }
 
-// DISABLED_: same library bug as above.
 TEST(EventLoopClosed, TaskOfAClosedRunAwaitedFromANewRunThrows) {
     ClosedLoopHandles h;
     auto main = [](Task<int> task) -> Coro<std::string> {

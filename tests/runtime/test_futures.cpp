@@ -357,11 +357,11 @@ TEST_F(FutureCallbackTest, CallbacksWaitForTheLoopToRun) {
     Future<std::string> f(loop);
     f.add_done_callback(cb_one);
     f.set_result("x");
-    EXPECT_EQ(loop.ready_count(), 1u);
+    EXPECT_EQ(asyncio_test::ready_count(loop), 1u);
     EXPECT_TRUE(bag.empty());
     run_briefly(loop);
     EXPECT_EQ(bag, (std::vector<int>{1}));
-    EXPECT_EQ(loop.ready_count(), 0u);
+    EXPECT_EQ(asyncio_test::ready_count(loop), 0u);
 }
 
 TEST_F(FutureCallbackTest, CallbacksAreQueuedBehindEarlierCallSoonAndBeforeLaterOnes) {

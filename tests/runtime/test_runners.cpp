@@ -879,11 +879,6 @@ TEST(RunnerSigint, MainTaskThatSwallowsTheInterruptReturnsNormally) {
     EXPECT_EQ(runner.run(main()), -1);
 }
 
-// DISABLED_: library bug - we raise KeyboardInterrupt. Our SIGINT callback runs on a later
-// loop iteration, after the main task already finished cancelled, so it cancels nothing; yet
-// on_cancelled() sees interrupt_count() > 0 and uncancel() == 0 and converts the plain
-// CancelledError. Fix (src/runtime/runners.cpp): count a cancel only when the SIGINT callback really
-// cancelled the main task (a flag set there), and raise KeyboardInterrupt only then.
 TEST(RunnerSigint, InterruptingAnAlreadyCancelledMainTaskRaisesCancelledError) {
     // Python's test_interrupt_cancelled_task: the main task is cancelled by another task and
     // then Ctrl-C arrives; run() raises CancelledError, not KeyboardInterrupt.

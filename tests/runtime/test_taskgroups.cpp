@@ -1624,7 +1624,7 @@ Coro<> second_task(TaskGroup* tg, bool* ran, bool* got_cancel) {
 }  // namespace
 
 // CPython test_cancels_task_if_created_during_creation (gh-128550), run by the two TESTs below
-// (CPython runs it with both factories; ours fails with the eager one, see the DISABLED_ test).
+// (CPython runs it with both factories, as we do).
 namespace {
 Coro<> child_creating_a_failing_sibling_gets_cancelled() {
     bool ran = false, got_cancel = false;

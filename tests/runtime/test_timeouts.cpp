@@ -333,9 +333,6 @@ TEST(Timeout, ZeroDelayExpiresAtOnce) {
     run_virtual(main());
 }
 
-// DISABLED: library bug. A deadline that is already due must be scheduled with call_soon (as
-// Python's Timeout.reschedule does), so that it runs before the task's sleep(0) wake-up; our
-// Timeout uses call_at(loop.time()), which runs one iteration later and loses the race.
 TEST(Timeout, ZeroDelayExpiresOnSleepZero) {
     auto main = []() -> Coro<> {
         double t0 = now();
@@ -345,9 +342,6 @@ TEST(Timeout, ZeroDelayExpiresOnSleepZero) {
     run_virtual(main());
 }
 
-// DISABLED: library bug. A deadline that is already due must be scheduled with call_soon (as
-// Python's Timeout.reschedule does), so that it runs before the task's sleep(0) wake-up; our
-// Timeout uses call_at(loop.time()), which runs one iteration later and loses the race.
 TEST(Timeout, DeadlineInThePastExpiresOnSleepZero) {
     auto main = []() -> Coro<> {
         double t0 = now();
@@ -945,9 +939,6 @@ TEST(Timeout, RescheduleIntoThePastExpiresAtOnce) {
     run_virtual(main());
 }
 
-// DISABLED: library bug. A deadline that is already due must be scheduled with call_soon (as
-// Python's Timeout.reschedule does), so that it runs before the task's sleep(0) wake-up; our
-// Timeout uses call_at(loop.time()), which runs one iteration later and loses the race.
 TEST(Timeout, RescheduleToNowExpiresOnTheNextYield) {
     auto main = []() -> Coro<> {
         double t0 = now();
@@ -1077,8 +1068,6 @@ TEST(Timeout, RescheduleOnAFinishedTimeoutRaises) {
     run_virtual(main());
 }
 
-// DISABLED: library bug. Python says "Cannot change state of expired Timeout" after the block
-// exited on expiry; ours says "expiring".
 TEST(Timeout, RescheduleOnAnExpiredTimeoutRaises) {
     auto main = []() -> Coro<> {
         Timeout cm(now() + 0.5);

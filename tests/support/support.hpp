@@ -78,6 +78,10 @@ std::vector<F> list_of(Fs... fs) {
     return std::vector<F>{F(std::move(fs))...};
 }
 
+/// The number of callbacks in `loop`'s ready queue and of its live timers.
+inline std::size_t ready_count(const asyncio::EventLoop& loop) { return asyncio::detail::LoopAccess::ready_count(loop); }
+inline std::size_t timer_count(const asyncio::EventLoop& loop) { return asyncio::detail::LoopAccess::timer_count(loop); }
+
 /// The running loop's time.
 inline double now() { return asyncio::get_running_loop().time(); }
 
