@@ -4,6 +4,7 @@
 #include <asyncio/ssl.hpp>
 
 #include "net/tls_seam.hpp"
+#include "openssl_handles.hpp"
 #include "ssl_internal.hpp"
 
 #include <algorithm>
@@ -133,16 +134,17 @@ void throw_last_error(const char* fallback) {
 
 // ---- Context ---------------------------------------------------------------------------------
 struct Context::Impl : std::enable_shared_from_this<Context::Impl> {
-    SSL_CTX* ctx = nullptr;
     SSLMethod protocol = PROTOCOL_TLS_CLIENT;
     bool check_hostname = false;
     std::vector<unsigned char> alpn;  // wire format: length-prefixed names
     SNICallback sni;
+    // Last, so that it is freed first, before the members its callbacks read.
+    detail::SslCtxPtr ctx;
 
     Impl() = default;
+    // Not copyable nor movable: the callbacks hold its address.
     Impl(const Impl&) = delete;
     Impl& operator=(const Impl&) = delete;
-    ~Impl() { SSL_CTX_free(ctx); }
 
     static int on_servername(SSL* s, int* alert, void* arg) {
         auto* impl = static_cast<Impl*>(arg);
@@ -227,9 +229,9 @@ Context::Context(SSLMethod protocol) {
     auto impl = std::make_shared<Impl>();
     impl->protocol = protocol;
     ERR_clear_error();
-    impl->ctx = SSL_CTX_new(protocol == PROTOCOL_TLS_SERVER ? TLS_server_method() : TLS_client_method());
+    impl->ctx.reset(SSL_CTX_new(protocol == PROTOCOL_TLS_SERVER ? TLS_server_method() : TLS_client_method()));
     if (!impl->ctx) detail::throw_last_error("failed to allocate SSL context");
-    SSL_CTX* ctx = impl->ctx;
+    SSL_CTX* ctx = impl->ctx.get();
     // Python's SSLContext defaults.
     SSL_CTX_set_options(ctx, (SSL_OP_ALL & ~SSL_OP_DONT_INSERT_EMPTY_FRAGMENTS) | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_SINGLE_DH_USE | SSL_OP_SINGLE_ECDH_USE);
@@ -264,14 +266,14 @@ Context create_default_context(Purpose purpose, const std::string& cafile, const
 }
 
 SSLMethod Context::protocol() const noexcept { return impl_->protocol; }
-SSL_CTX* Context::native_handle() const noexcept { return impl_->ctx; }
+SSL_CTX* Context::native_handle() const noexcept { return impl_->ctx.get(); }
 
 void Context::load_cert_chain(const std::string& certfile, const std::string& keyfile,
                               const std::optional<std::string>& password) {
     if (certfile.empty()) throw std::invalid_argument("certfile should be a valid filesystem path");
     check_readable(certfile);
     if (!keyfile.empty()) check_readable(keyfile);
-    SSL_CTX* ctx = impl_->ctx;
+    SSL_CTX* ctx = impl_->ctx.get();
     PasswordData data{&password};
     SSL_CTX_set_default_passwd_cb(ctx, password_callback);
     SSL_CTX_set_default_passwd_cb_userdata(ctx, &data);
@@ -292,30 +294,28 @@ void Context::load_cert_chain(const std::string& certfile, const std::string& ke
 void Context::load_verify_locations(const std::string& cafile, const std::string& capath, const std::string& cadata) {
     if (cafile.empty() && capath.empty() && cadata.empty())
         throw std::invalid_argument("cafile, capath and cadata cannot be all omitted");
-    SSL_CTX* ctx = impl_->ctx;
+    SSL_CTX* ctx = impl_->ctx.get();
     ERR_clear_error();
     if (!cadata.empty()) {
-        BIO* bio = BIO_new_mem_buf(cadata.data(), static_cast<int>(cadata.size()));
-        if (!bio) detail::throw_last_error("failed to allocate a BIO");
-        X509_STORE* store = SSL_CTX_get_cert_store(ctx);
         int loaded = 0;
-        for (;;) {
-            X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
-            if (!cert) break;
-            if (X509_STORE_add_cert(store, cert) != 1) {
-                unsigned long e = ERR_peek_last_error();
-                if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_CERT_ALREADY_IN_HASH_TABLE) {
-                    ERR_clear_error();
-                } else {
-                    X509_free(cert);
-                    BIO_free(bio);
-                    detail::throw_last_error("cadata: cannot add the certificate");
+        {
+            detail::BioPtr bio(BIO_new_mem_buf(cadata.data(), static_cast<int>(cadata.size())));
+            if (!bio) detail::throw_last_error("failed to allocate a BIO");
+            X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+            for (;;) {
+                detail::X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+                if (!cert) break;
+                // The store takes a reference of its own.
+                if (X509_STORE_add_cert(store, cert.get()) != 1) {
+                    unsigned long e = ERR_peek_last_error();
+                    if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_CERT_ALREADY_IN_HASH_TABLE)
+                        ERR_clear_error();
+                    else
+                        detail::throw_last_error("cadata: cannot add the certificate");
                 }
+                ++loaded;
             }
-            X509_free(cert);
-            ++loaded;
         }
-        BIO_free(bio);
         unsigned long e = ERR_peek_last_error();
         if (loaded == 0) {
             ERR_clear_error();
@@ -341,7 +341,7 @@ void Context::load_default_certs(Purpose) { set_default_verify_paths(); }
 
 void Context::set_default_verify_paths() {
     ERR_clear_error();
-    if (SSL_CTX_set_default_verify_paths(impl_->ctx) != 1) detail::throw_last_error("cannot set the default verify paths");
+    if (SSL_CTX_set_default_verify_paths(impl_->ctx.get()) != 1) detail::throw_last_error("cannot set the default verify paths");
 }
 
 void Context::set_alpn_protocols(const std::vector<std::string>& protocols) {
@@ -354,14 +354,14 @@ void Context::set_alpn_protocols(const std::vector<std::string>& protocols) {
     Impl& impl = impl_of(impl_);
     impl.alpn = std::move(wire);
     // Both roles, as Python: the list a client offers, and a server's selection callback.
-    if (SSL_CTX_set_alpn_protos(impl.ctx, impl.alpn.data(), static_cast<unsigned int>(impl.alpn.size())) != 0)
+    if (SSL_CTX_set_alpn_protos(impl.ctx.get(), impl.alpn.data(), static_cast<unsigned int>(impl.alpn.size())) != 0)
         detail::throw_last_error("cannot set the ALPN protocols");
-    SSL_CTX_set_alpn_select_cb(impl.ctx, &Impl::on_alpn_select, &impl);
+    SSL_CTX_set_alpn_select_cb(impl.ctx.get(), &Impl::on_alpn_select, &impl);
 }
 
 void Context::set_ciphers(const std::string& ciphers) {
     ERR_clear_error();
-    if (SSL_CTX_set_cipher_list(impl_->ctx, ciphers.c_str()) != 1) {
+    if (SSL_CTX_set_cipher_list(impl_->ctx.get(), ciphers.c_str()) != 1) {
         ERR_clear_error();
         throw SSLError(SSL_ERROR_SSL, "No cipher can be selected.");
     }
@@ -375,7 +375,7 @@ void Context::set_check_hostname(bool value) {
 }
 
 VerifyMode Context::verify_mode() const noexcept {
-    int m = SSL_CTX_get_verify_mode(impl_->ctx);
+    int m = SSL_CTX_get_verify_mode(impl_->ctx.get());
     if (!(m & SSL_VERIFY_PEER)) return CERT_NONE;
     return (m & SSL_VERIFY_FAIL_IF_NO_PEER_CERT) ? CERT_REQUIRED : CERT_OPTIONAL;
 }
@@ -390,20 +390,20 @@ void Context::set_verify_mode(VerifyMode mode) {
     }
     if (mode == CERT_NONE && impl_->check_hostname)
         throw std::invalid_argument("Cannot set verify_mode to CERT_NONE when check_hostname is enabled.");
-    SSL_CTX_set_verify(impl_->ctx, flags, nullptr);
+    SSL_CTX_set_verify(impl_->ctx.get(), flags, nullptr);
 }
 
 TLSVersion Context::minimum_version() const noexcept {
-    return version_from_openssl(SSL_CTX_get_min_proto_version(impl_->ctx), TLSVersion::MINIMUM_SUPPORTED);
+    return version_from_openssl(SSL_CTX_get_min_proto_version(impl_->ctx.get()), TLSVersion::MINIMUM_SUPPORTED);
 }
 
 TLSVersion Context::maximum_version() const noexcept {
-    return version_from_openssl(SSL_CTX_get_max_proto_version(impl_->ctx), TLSVersion::MAXIMUM_SUPPORTED);
+    return version_from_openssl(SSL_CTX_get_max_proto_version(impl_->ctx.get()), TLSVersion::MAXIMUM_SUPPORTED);
 }
 
 void Context::set_minimum_version(TLSVersion version) {
     int v = version == TLSVersion::MAXIMUM_SUPPORTED ? TLS1_3_VERSION : version_to_openssl(version);
-    if (SSL_CTX_set_min_proto_version(impl_->ctx, v) != 1) {
+    if (SSL_CTX_set_min_proto_version(impl_->ctx.get(), v) != 1) {
         ERR_clear_error();
         throw std::invalid_argument("Unsupported TLS/SSL version");
     }
@@ -411,28 +411,28 @@ void Context::set_minimum_version(TLSVersion version) {
 
 void Context::set_maximum_version(TLSVersion version) {
     int v = version == TLSVersion::MINIMUM_SUPPORTED ? TLS1_VERSION : version_to_openssl(version);
-    if (SSL_CTX_set_max_proto_version(impl_->ctx, v) != 1) {
+    if (SSL_CTX_set_max_proto_version(impl_->ctx.get(), v) != 1) {
         ERR_clear_error();
         throw std::invalid_argument("Unsupported TLS/SSL version");
     }
 }
 
-std::uint64_t Context::options() const noexcept { return SSL_CTX_get_options(impl_->ctx); }
+std::uint64_t Context::options() const noexcept { return SSL_CTX_get_options(impl_->ctx.get()); }
 
 void Context::set_options(std::uint64_t options) {
-    std::uint64_t current = SSL_CTX_get_options(impl_->ctx);
-    SSL_CTX_clear_options(impl_->ctx, current & ~options);
-    SSL_CTX_set_options(impl_->ctx, options & ~current);
+    std::uint64_t current = SSL_CTX_get_options(impl_->ctx.get());
+    SSL_CTX_clear_options(impl_->ctx.get(), current & ~options);
+    SSL_CTX_set_options(impl_->ctx.get(), options & ~current);
 }
 
 void Context::set_sni_callback(SNICallback callback) {
     Impl& impl = impl_of(impl_);
     impl.sni = std::move(callback);
     if (impl.sni) {
-        SSL_CTX_set_tlsext_servername_callback(impl.ctx, &Impl::on_servername);
-        SSL_CTX_set_tlsext_servername_arg(impl.ctx, &impl);
+        SSL_CTX_set_tlsext_servername_callback(impl.ctx.get(), &Impl::on_servername);
+        SSL_CTX_set_tlsext_servername_arg(impl.ctx.get(), &impl);
     } else {
-        SSL_CTX_set_tlsext_servername_callback(impl.ctx, nullptr);
+        SSL_CTX_set_tlsext_servername_callback(impl.ctx.get(), nullptr);
     }
 }
 
@@ -452,10 +452,10 @@ std::vector<std::pair<std::string, std::string>> name_entries(const X509_NAME* n
         const X509_NAME_ENTRY* entry = X509_NAME_get_entry(name, i);
         char key[128];
         int klen = OBJ_obj2txt(key, sizeof key, X509_NAME_ENTRY_get_object(entry), 0);
-        unsigned char* utf8 = nullptr;
-        int vlen = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(entry));
-        std::string value = vlen > 0 ? std::string(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(vlen)) : std::string();
-        OPENSSL_free(utf8);
+        unsigned char* raw = nullptr;
+        int vlen = ASN1_STRING_to_UTF8(&raw, X509_NAME_ENTRY_get_data(entry));
+        detail::OpensslBytes utf8(raw);
+        std::string value = vlen > 0 ? std::string(reinterpret_cast<char*>(utf8.get()), static_cast<std::size_t>(vlen)) : std::string();
         out.emplace_back(klen > 0 ? std::string(key, static_cast<std::size_t>(std::min<int>(klen, sizeof key - 1))) : "",
                          std::move(value));
     }
@@ -464,12 +464,10 @@ std::vector<std::pair<std::string, std::string>> name_entries(const X509_NAME* n
 }
 
 std::string asn1_time(const ASN1_TIME* t) {
-    BIO* bio = BIO_new(BIO_s_mem());
+    detail::BioPtr bio(BIO_new(BIO_s_mem()));
     if (!bio) return {};
-    ASN1_TIME_print(bio, t);
-    std::string s = bio_text(bio);
-    BIO_free(bio);
-    return s;
+    ASN1_TIME_print(bio.get(), t);
+    return bio_text(bio.get());
 }
 
 std::string ip_text(const ASN1_OCTET_STRING* ip) {
@@ -506,24 +504,20 @@ std::string Certificate::pem() const {
 
 std::optional<Certificate> getpeercert(SSL* s) {
     if (!s) return std::nullopt;
-    X509* x = SSL_get0_peer_certificate(s);
+    X509* x = SSL_get0_peer_certificate(s);  // borrowed
     if (!x) return std::nullopt;
     Certificate c;
     c.subject = name_entries(X509_get_subject_name(x));
     c.issuer = name_entries(X509_get_issuer_name(x));
     c.version = static_cast<int>(X509_get_version(x)) + 1;
-    if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), nullptr)) {
-        if (char* hex = BN_bn2hex(bn)) {
-            c.serial_number = hex;
-            OPENSSL_free(hex);
-        }
-        BN_free(bn);
+    if (detail::BignumPtr bn{ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), nullptr)}) {
+        if (detail::OpensslString hex{BN_bn2hex(bn.get())}) c.serial_number = hex.get();
     }
     c.not_before = asn1_time(X509_get0_notBefore(x));
     c.not_after = asn1_time(X509_get0_notAfter(x));
-    if (auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr))) {
-        for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
-            const GENERAL_NAME* g = sk_GENERAL_NAME_value(names, i);
+    if (detail::GeneralNamesPtr names{static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr))}) {
+        for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
+            const GENERAL_NAME* g = sk_GENERAL_NAME_value(names.get(), i);
             switch (g->type) {
                 case GEN_DNS: c.subject_alt_name.emplace_back("DNS", asn1_string(g->d.dNSName)); break;
                 case GEN_IPADD: c.subject_alt_name.emplace_back("IP Address", ip_text(g->d.iPAddress)); break;
@@ -532,7 +526,6 @@ std::optional<Certificate> getpeercert(SSL* s) {
                 default: break;
             }
         }
-        GENERAL_NAMES_free(names);
     }
     int len = i2d_X509(x, nullptr);
     if (len > 0) {
