@@ -136,47 +136,37 @@ SSLProtocol::SSLProtocol(EventLoop& loop, std::shared_ptr<BaseProtocol> app_prot
     if (!server_hostname_.empty() && server_hostname_[0] == '.')
         throw std::invalid_argument("server_hostname cannot start with a dot");
     ERR_clear_error();
-    ssl_ = SSL_new(context.native_handle());
+    // From here on a throw frees the SSL object (and the BIOs it owns) with the member.
+    ssl_.reset(SSL_new(context.native_handle()));
     if (!ssl_) ssl::detail::throw_last_error("cannot create an SSL object");
-    try {
-        BIO* in = BIO_new(BIO_s_mem());
-        BIO* out = in ? BIO_new(BIO_s_mem()) : nullptr;
-        if (!out) {
-            BIO_free(in);
-            ssl::detail::throw_last_error("cannot create a memory BIO");
+    ssl::detail::BioPtr in(BIO_new(BIO_s_mem()));
+    ssl::detail::BioPtr out(in ? BIO_new(BIO_s_mem()) : nullptr);
+    if (!out) ssl::detail::throw_last_error("cannot create a memory BIO");
+    // An empty BIO means "try again later", not EOF (Python's MemoryBIO).
+    BIO_set_mem_eof_return(in.get(), -1);
+    BIO_set_mem_eof_return(out.get(), -1);
+    SSL_set_bio(ssl_.get(), in.get(), out.get());  // takes over both
+    incoming_ = in.release();
+    outgoing_ = out.release();
+    SSL_set_mode(ssl_.get(), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_AUTO_RETRY);
+    if (server_side)
+        SSL_set_accept_state(ssl_.get());
+    else
+        SSL_set_connect_state(ssl_.get());
+    if (!server_hostname_.empty()) {
+        // Python's _ssl_configure_hostname: SNI only for names, never for IP addresses;
+        // the certificate is checked against the name or the address.
+        ssl::detail::Asn1OctetStringPtr ip(a2i_IPADDRESS(server_hostname_.c_str()));
+        ERR_clear_error();
+        if (!ip && SSL_set_tlsext_host_name(ssl_.get(), server_hostname_.c_str()) != 1)
+            ssl::detail::throw_last_error("cannot set the server name");
+        if (context.check_hostname()) {
+            X509_VERIFY_PARAM* param = SSL_get0_param(ssl_.get());
+            int ok = ip ? X509_VERIFY_PARAM_set1_ip(param, ASN1_STRING_get0_data(ip.get()),
+                                                    static_cast<std::size_t>(ASN1_STRING_length(ip.get())))
+                        : X509_VERIFY_PARAM_set1_host(param, server_hostname_.c_str(), server_hostname_.size());
+            if (ok != 1) ssl::detail::throw_last_error("cannot set the host name to check");
         }
-        // An empty BIO means "try again later", not EOF (Python's MemoryBIO).
-        BIO_set_mem_eof_return(in, -1);
-        BIO_set_mem_eof_return(out, -1);
-        SSL_set_bio(ssl_, in, out);
-        incoming_ = in;
-        outgoing_ = out;
-        SSL_set_mode(ssl_, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_AUTO_RETRY);
-        if (server_side)
-            SSL_set_accept_state(ssl_);
-        else
-            SSL_set_connect_state(ssl_);
-        if (!server_hostname_.empty()) {
-            // Python's _ssl_configure_hostname: SNI only for names, never for IP addresses;
-            // the certificate is checked against the name or the address.
-            ASN1_OCTET_STRING* ip = a2i_IPADDRESS(server_hostname_.c_str());
-            ERR_clear_error();
-            if (!ip && SSL_set_tlsext_host_name(ssl_, server_hostname_.c_str()) != 1)
-                ssl::detail::throw_last_error("cannot set the server name");
-            if (context.check_hostname()) {
-                X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
-                int ok = ip ? X509_VERIFY_PARAM_set1_ip(param, ASN1_STRING_get0_data(ip), static_cast<std::size_t>(ASN1_STRING_length(ip)))
-                            : X509_VERIFY_PARAM_set1_host(param, server_hostname_.c_str(), server_hostname_.size());
-                if (ip) ASN1_OCTET_STRING_free(ip);
-                if (ok != 1) ssl::detail::throw_last_error("cannot set the host name to check");
-            } else if (ip) {
-                ASN1_OCTET_STRING_free(ip);
-            }
-        }
-    } catch (...) {
-        SSL_free(ssl_);
-        ssl_ = nullptr;
-        throw;
     }
     std::tie(incoming_high_water_, incoming_low_water_) =
         add_flowcontrol_defaults(std::nullopt, std::nullopt, flow_control_high_water_ssl_read);
@@ -186,10 +176,7 @@ SSLProtocol::SSLProtocol(EventLoop& loop, std::shared_ptr<BaseProtocol> app_prot
     linked_ = true;
 }
 
-SSLProtocol::~SSLProtocol() {
-    unlink_from_loop();
-    if (ssl_) SSL_free(ssl_);  // frees the BIOs too
-}
+SSLProtocol::~SSLProtocol() { unlink_from_loop(); }  // ssl_ then frees the SSL object and its BIOs
 
 void SSLProtocol::unlink_from_loop() noexcept {
     if (!linked_) return;
@@ -250,7 +237,7 @@ std::any SSLProtocol::get_extra_info(std::string_view name) const {
         if (name == "peercert") return peercert_ ? std::any(*peercert_) : std::any();
         if (name == "cipher") return cipher_ ? std::any(*cipher_) : std::any();
         if (name == "compression") return {};  // Python: None (OpenSSL 3 has no compression)
-        if (name == "ssl_object") return ssl_;
+        if (name == "ssl_object") return ssl_.get();
         if (name == "alpn_protocol") return alpn_protocol_.empty() ? std::any() : std::any(alpn_protocol_);
     }
     if (transport_) return transport_->get_extra_info(name);
@@ -269,7 +256,7 @@ void SSLProtocol::set_state(State new_state) {
 }
 
 std::exception_ptr SSLProtocol::ssl_error(int err) const {
-    return ssl::detail::make_error(err, ssl_, server_hostname_);
+    return ssl::detail::make_error(err, ssl_.get(), server_hostname_);
 }
 
 // ---- the raw transport's protocol ----------------------------------------------------------
@@ -365,7 +352,7 @@ void SSLProtocol::check_handshake_timeout() {
 
 void SSLProtocol::do_handshake() {
     ERR_clear_error();
-    int r = SSL_do_handshake(ssl_);
+    int r = SSL_do_handshake(ssl_.get());
     if (r == 1) {
         // Send our last handshake flight (a TLS 1.3 client's Finished) now. Python leaves it to
         // _do_read(), which skips it when the app paused reading in connection_made() - and
@@ -374,7 +361,7 @@ void SSLProtocol::do_handshake() {
         on_handshake_complete(nullptr);
         return;
     }
-    int err = SSL_get_error(ssl_, r);
+    int err = SSL_get_error(ssl_.get(), r);
     if (is_again(err)) {
         ERR_clear_error();
         process_outgoing();
@@ -389,7 +376,7 @@ void SSLProtocol::on_handshake_complete(std::exception_ptr exc) {
     if (!exc) {
         try {
             set_state(State::WRAPPED);
-            peercert_ = ssl::getpeercert(ssl_);
+            peercert_ = ssl::getpeercert(ssl_.get());
         } catch (...) {
             exc = std::current_exception();
         }
@@ -408,8 +395,8 @@ void SSLProtocol::on_handshake_complete(std::exception_ptr exc) {
         log_message(buf);
     }
     // Extra info that becomes available after the handshake.
-    cipher_ = ssl::cipher(ssl_);
-    alpn_protocol_ = ssl::selected_alpn_protocol(ssl_);
+    cipher_ = ssl::cipher(ssl_.get());
+    alpn_protocol_ = ssl::selected_alpn_protocol(ssl_.get());
     handshake_info_ = true;
     if (app_state_ == AppState::INIT) {
         app_state_ = AppState::CON_MADE;
@@ -456,10 +443,10 @@ void SSLProtocol::do_shutdown() {
         // Python's SSLObject.unwrap(): SSL_shutdown() sends close_notify (0), a second call
         // waits for the peer's (WANT_READ until it arrives, then 1).
         ERR_clear_error();
-        int r = SSL_shutdown(ssl_);
-        if (r == 0) r = SSL_shutdown(ssl_);
+        int r = SSL_shutdown(ssl_.get());
+        if (r == 0) r = SSL_shutdown(ssl_.get());
         if (r < 0) {
-            int err = SSL_get_error(ssl_, r);
+            int err = SSL_get_error(ssl_.get(), r);
             if (is_again(err)) {
                 ERR_clear_error();
                 process_outgoing();
@@ -502,11 +489,11 @@ void SSLProtocol::write_appdata(std::string_view data) {
             while (done < data.size()) {
                 ERR_clear_error();
                 std::size_t n = 0;
-                if (SSL_write_ex(ssl_, data.data() + done, data.size() - done, &n) == 1) {
+                if (SSL_write_ex(ssl_.get(), data.data() + done, data.size() - done, &n) == 1) {
                     done += n;
                     continue;
                 }
-                int err = SSL_get_error(ssl_, 0);
+                int err = SSL_get_error(ssl_.get(), 0);
                 if (!is_again(err)) std::rethrow_exception(ssl_error(err));
                 ERR_clear_error();
                 break;
@@ -536,8 +523,8 @@ void SSLProtocol::do_write() {
         const std::size_t len = front.size() - write_backlog_offset_;
         ERR_clear_error();
         std::size_t n = 0;
-        if (SSL_write_ex(ssl_, front.data() + write_backlog_offset_, len, &n) != 1) {
-            int err = SSL_get_error(ssl_, 0);
+        if (SSL_write_ex(ssl_.get(), front.data() + write_backlog_offset_, len, &n) != 1) {
+            int err = SSL_get_error(ssl_.get(), 0);
             if (!is_again(err)) std::rethrow_exception(ssl_error(err));
             ERR_clear_error();
             break;
@@ -622,11 +609,11 @@ SSLProtocol::Decrypted SSLProtocol::decrypt_into(char* buf, std::size_t size) {
         }
         ERR_clear_error();
         std::size_t n = 0;
-        if (SSL_read_ex(ssl_, buf + d.bytes, size - d.bytes, &n) == 1) {
+        if (SSL_read_ex(ssl_.get(), buf + d.bytes, size - d.bytes, &n) == 1) {
             d.bytes += n;
             continue;
         }
-        int err = SSL_get_error(ssl_, 0);
+        int err = SSL_get_error(ssl_.get(), 0);
         if (err == SSL_ERROR_ZERO_RETURN) {  // close_notify
             ERR_clear_error();
             d.eof = true;

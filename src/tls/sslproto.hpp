@@ -26,13 +26,12 @@
 
 #include "loop/loop_impl.hpp"
 #include "net/tls_seam.hpp"
+#include "openssl_handles.hpp"
 
 #include <deque>
 #include <memory>
 #include <optional>
 #include <string>
-
-typedef struct bio_st BIO;
 
 namespace asyncio::detail {
 
@@ -118,7 +117,7 @@ private:
 
     EventLoop* loop_;
     ssl::Context context_;
-    SSL* ssl_ = nullptr;
+    ssl::detail::SslPtr ssl_;
     BIO* incoming_ = nullptr;  // owned by ssl_
     BIO* outgoing_ = nullptr;  // owned by ssl_
     bool server_side_;
