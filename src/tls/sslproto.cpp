@@ -108,30 +108,29 @@ private:
 
 // ---- SSLProtocol: construction -------------------------------------------------------------
 SSLProtocol::SSLProtocol(EventLoop& loop, std::shared_ptr<BaseProtocol> app_protocol, const ssl::Context& context,
-                         std::optional<Future<void>> waiter, bool server_side, std::string_view server_hostname,
-                         bool call_connection_made, double ssl_handshake_timeout, double ssl_shutdown_timeout)
+                         SSLProtocolOptions options)
     : loop_(&loop),
       context_(context),
-      server_side_(server_side),
-      waiter_(std::move(waiter)),
-      handshake_timeout_(ssl_handshake_timeout),
-      shutdown_timeout_(ssl_shutdown_timeout),
-      app_state_(call_connection_made ? AppState::INIT : AppState::CON_MADE) {
-    if (!(ssl_handshake_timeout > 0))
+      server_side_(options.server_side),
+      waiter_(std::move(options.waiter)),
+      handshake_timeout_(options.ssl_handshake_timeout),
+      shutdown_timeout_(options.ssl_shutdown_timeout),
+      app_state_(options.call_connection_made ? AppState::INIT : AppState::CON_MADE) {
+    if (!(options.ssl_handshake_timeout > 0))
         throw std::invalid_argument("ssl_handshake_timeout should be a positive number, got " +
-                                    seconds_text(ssl_handshake_timeout));
-    if (!(ssl_shutdown_timeout > 0))
+                                    seconds_text(options.ssl_handshake_timeout));
+    if (!(options.ssl_shutdown_timeout > 0))
         throw std::invalid_argument("ssl_shutdown_timeout should be a positive number, got " +
-                                    seconds_text(ssl_shutdown_timeout));
-    if (!server_side) server_hostname_ = std::string(server_hostname);
+                                    seconds_text(options.ssl_shutdown_timeout));
+    if (!server_side_) server_hostname_ = std::move(options.server_hostname);
     set_app_protocol(std::move(app_protocol));
 
     // Python's SSLContext.wrap_bio(incoming, outgoing, server_side, server_hostname).
-    if (server_side && context.protocol() == ssl::PROTOCOL_TLS_CLIENT)
+    if (server_side_ && context.protocol() == ssl::PROTOCOL_TLS_CLIENT)
         throw ssl::SSLError(SSL_ERROR_SSL, "Cannot create a server socket with a PROTOCOL_TLS_CLIENT context");
-    if (!server_side && context.protocol() == ssl::PROTOCOL_TLS_SERVER)
+    if (!server_side_ && context.protocol() == ssl::PROTOCOL_TLS_SERVER)
         throw ssl::SSLError(SSL_ERROR_SSL, "Cannot create a client socket with a PROTOCOL_TLS_SERVER context");
-    if (!server_side && context.check_hostname() && server_hostname_.empty())
+    if (!server_side_ && context.check_hostname() && server_hostname_.empty())
         throw std::invalid_argument("check_hostname requires server_hostname");
     if (!server_hostname_.empty() && server_hostname_[0] == '.')
         throw std::invalid_argument("server_hostname cannot start with a dot");
@@ -149,7 +148,7 @@ SSLProtocol::SSLProtocol(EventLoop& loop, std::shared_ptr<BaseProtocol> app_prot
     incoming_ = in.release();
     outgoing_ = out.release();
     SSL_set_mode(ssl_.get(), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_AUTO_RETRY);
-    if (server_side)
+    if (server_side_)
         SSL_set_accept_state(ssl_.get());
     else
         SSL_set_connect_state(ssl_.get());
@@ -794,10 +793,15 @@ SSLTransports make_ssl_transport(EventLoop& loop, Socket& sock, std::shared_ptr<
                                  const ssl::Context& context, std::optional<Future<void>> waiter, bool server_side,
                                  std::string_view server_hostname, double ssl_handshake_timeout,
                                  double ssl_shutdown_timeout) {
+    SSLProtocolOptions options{.waiter = std::move(waiter),
+                               .server_side = server_side,
+                               .server_hostname = std::string(server_hostname),
+                               .call_connection_made = true,
+                               .ssl_handshake_timeout = ssl_handshake_timeout,
+                               .ssl_shutdown_timeout = ssl_shutdown_timeout};
     std::shared_ptr<SSLProtocol> protocol;
     try {
-        protocol = std::make_shared<SSLProtocol>(loop, std::move(app_protocol), context, std::move(waiter), server_side,
-                                                 server_hostname, true, ssl_handshake_timeout, ssl_shutdown_timeout);
+        protocol = std::make_shared<SSLProtocol>(loop, std::move(app_protocol), context, std::move(options));
     } catch (...) {
         // The caller closes the socket: drop its backend registration first (it may still be
         // in epoll from the connect, and the fd number will be reused).
@@ -821,9 +825,14 @@ Coro<std::shared_ptr<Transport>> EventLoop::start_tls(std::shared_ptr<Transport>
         throw std::invalid_argument("start_tls: the transport is not supported by start_tls()");
     if (!protocol) throw std::invalid_argument("start_tls: the protocol is null");
     Future<void> waiter(*this);
-    auto ssl_protocol = std::make_shared<detail::SSLProtocol>(*this, protocol, context, waiter, opts.server_side,
-                                                              opts.server_hostname, /*call_connection_made=*/false,
-                                                              opts.ssl_handshake_timeout, opts.ssl_shutdown_timeout);
+    // Named, not a temporary in the call: GCC 12 and aggregates in coroutines (docs/compilers.md).
+    detail::SSLProtocolOptions ssl_options{.waiter = waiter,
+                                           .server_side = opts.server_side,
+                                           .server_hostname = std::string(opts.server_hostname),
+                                           .call_connection_made = false,
+                                           .ssl_handshake_timeout = opts.ssl_handshake_timeout,
+                                           .ssl_shutdown_timeout = opts.ssl_shutdown_timeout};
+    auto ssl_protocol = std::make_shared<detail::SSLProtocol>(*this, protocol, context, std::move(ssl_options));
     // Pause first, so that the SSL protocol sees no data before its connection_made.
     transport->pause_reading();
     transport->set_protocol(ssl_protocol);

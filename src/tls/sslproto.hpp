@@ -38,18 +38,34 @@ namespace asyncio::detail {
 class SocketTransport;
 class SSLAppTransport;
 
+/// Python's SSLProtocol arguments after (loop, app_protocol, sslcontext), named as there.
+struct SSLProtocolOptions {
+    /// Completed when the handshake is done (with its error, or the connection's if it is
+    /// lost first); none when nobody waits.
+    std::optional<Future<void>> waiter;
+    bool server_side = false;
+    /// Client side: the SNI name and the name (or address) the certificate is checked
+    /// against; empty for none (Python's None). Ignored on the server side.
+    std::string server_hostname;
+    /// Whether the app protocol's connection_made is called after the handshake (false for
+    /// start_tls, whose protocol already has its connection).
+    bool call_connection_made = true;
+    double ssl_handshake_timeout = 60.0;
+    double ssl_shutdown_timeout = 30.0;
+};
+
 class SSLProtocol final : public Protocol, public LoopResource, public std::enable_shared_from_this<SSLProtocol> {
 public:
     enum class State { UNWRAPPED, DO_HANDSHAKE, WRAPPED, FLUSHING, SHUTDOWN };
     enum class AppState { INIT, CON_MADE, EOF_, CON_LOST };
 
     /// Python's SSLProtocol(loop, app_protocol, sslcontext, waiter, server_side,
-    /// server_hostname, call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout).
+    /// server_hostname, call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout),
+    /// the arguments after sslcontext in `options`.
     /// Creates the SSL object (SSLError for a context of the other side,
     /// std::invalid_argument for non-positive timeouts or check_hostname without a name).
     SSLProtocol(EventLoop& loop, std::shared_ptr<BaseProtocol> app_protocol, const ssl::Context& context,
-                std::optional<Future<void>> waiter, bool server_side, std::string_view server_hostname,
-                bool call_connection_made, double ssl_handshake_timeout, double ssl_shutdown_timeout);
+                SSLProtocolOptions options);
     ~SSLProtocol() override;
     SSLProtocol(const SSLProtocol&) = delete;
     SSLProtocol& operator=(const SSLProtocol&) = delete;
