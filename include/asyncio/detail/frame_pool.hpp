@@ -93,7 +93,8 @@ private:
         slab_next_ += block;
         return p;
     }
-    FreeBlock* heads_[class_count] = {};
+    // Unused when the pool is off (sanitizer builds): every block then comes from malloc.
+    [[maybe_unused]] FreeBlock* heads_[class_count] = {};
     char* slab_next_ = nullptr;
     char* slab_end_ = nullptr;
 };
