@@ -17,6 +17,7 @@
 #pragma once
 
 #include <asyncio/detail/frame_pool.hpp>
+#include <asyncio/detail/intrusive_list.hpp>
 #include <asyncio/events.hpp>
 #include <asyncio/exceptions.hpp>
 
@@ -31,9 +32,7 @@ namespace asyncio {
 
 namespace detail {
 /// What the loop knows of a started generator, so shutdown_asyncgens() can finalize it.
-struct AsyncGenHook {
-    AsyncGenHook* prev = nullptr;
-    AsyncGenHook* next = nullptr;
+struct AsyncGenHook : ListNode {
     void* owner = nullptr;
     /// Finalizes the generator; false (and nothing done) while a task is inside it.
     bool (*finalize)(void* owner) noexcept = nullptr;

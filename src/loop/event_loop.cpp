@@ -367,10 +367,7 @@ void EventLoop::close() {
     // What the layers above keep on the loop (transports, servers, watched fds, the runtime's
     // executor...): released now, without callbacks, so no fd leaks and nothing touches the
     // backend after this.
-    while (detail::LoopResource* r = impl_->resources) {
-        impl_->unlink(r);
-        r->loop_closing();
-    }
+    while (detail::LoopResource* r = impl_->resources.pop_front()) r->loop_closing();
     impl_->fd_watches.clear();
     impl_->backend->forget(impl_->wakeup_fd);
     ::close(impl_->wakeup_fd);

@@ -2,6 +2,7 @@
 // and the I/O layer built on its backend (sockets, transports). Not installed.
 #pragma once
 
+#include <asyncio/detail/intrusive_list.hpp>
 #include <asyncio/events.hpp>
 
 #include "backend/backend.hpp"
@@ -25,9 +26,7 @@ namespace detail {
 /// of it than this. A resource links itself (EventLoop::Impl::link) while it needs the loop
 /// and unlinks itself when done; when the loop closes, after its callbacks, timers and tasks
 /// are dropped, each resource still linked is unlinked and told, newest first.
-struct LoopResource {
-    LoopResource* prev = nullptr;
-    LoopResource* next = nullptr;
+struct LoopResource : ListNode {
     /// The loop is closing: release fds now, run no callbacks.
     virtual void loop_closing() noexcept = 0;
     virtual ~LoopResource() = default;
@@ -60,7 +59,7 @@ struct EventLoop::Impl {
     ExceptionHandler exception_handler;
     std::thread::id owner_thread = std::this_thread::get_id();  // created or last run on
     std::map<int, std::function<void()>> signal_handlers;
-    detail::LoopResource* resources = nullptr;  // open transports, servers... (intrusive list)
+    detail::IntrusiveList<detail::LoopResource> resources;  // open transports, servers..., newest first
     /// The layers' per-loop state, each under a key of its own (see state()).
     std::vector<std::pair<const void*, std::unique_ptr<detail::LoopResource>>> states;
     std::unordered_map<int, std::unique_ptr<detail::FdWatch>> fd_watches;
@@ -78,17 +77,9 @@ struct EventLoop::Impl {
         backend->start(&wakeup_read);
     }
 
-    void link(detail::LoopResource* o) noexcept {
-        o->prev = nullptr;
-        o->next = resources;
-        if (resources) resources->prev = o;
-        resources = o;
-    }
-    void unlink(detail::LoopResource* o) noexcept {
-        if (o->prev) o->prev->next = o->next; else if (resources == o) resources = o->next;
-        if (o->next) o->next->prev = o->prev;
-        o->prev = o->next = nullptr;
-    }
+    void link(detail::LoopResource* o) noexcept { resources.push_front(*o); }
+    /// Does nothing when `o` is not linked (the loop's close() unlinked it already).
+    void unlink(detail::LoopResource* o) noexcept { resources.remove(*o); }
 
     /// A higher layer's per-loop state, found by the address `key` of an object of that
     /// layer; `make()` creates it on first use. The loop owns it: it is linked as a resource

@@ -25,7 +25,7 @@ RuntimeLoopState* RuntimeLoopState::find(EventLoop& loop) noexcept {
 
 void RuntimeLoopState::loop_closing() noexcept {
     parked_futures.clear();  // executor work that never reported back
-    while (AsyncGenHook* hook = asyncgens) unregister_asyncgen(hook);
+    while (AsyncGenHook* hook = asyncgens.front()) unregister_asyncgen(hook);
     if (default_executor) default_executor->shutdown(false);
 }
 
@@ -34,23 +34,13 @@ RuntimeLoopState::~RuntimeLoopState() { default_executor.reset(); }
 // ---- async generators ------------------------------------------------------------------------
 void register_asyncgen(AsyncGenHook* hook, EventLoop* loop) {
     if (!loop || loop->is_closed()) return;
-    AsyncGenHook*& head = RuntimeLoopState::of(*loop).asyncgens;
+    RuntimeLoopState::of(*loop).asyncgens.push_front(*hook);
     hook->loop = loop;
-    hook->prev = nullptr;
-    hook->next = head;
-    if (head) head->prev = hook;
-    head = hook;
 }
 
 void unregister_asyncgen(AsyncGenHook* hook) noexcept {
     if (!hook->loop) return;
-    RuntimeLoopState* state = RuntimeLoopState::find(*hook->loop);
-    if (hook->prev)
-        hook->prev->next = hook->next;
-    else if (state)
-        state->asyncgens = hook->next;
-    if (hook->next) hook->next->prev = hook->prev;
-    hook->prev = hook->next = nullptr;
+    IntrusiveList<AsyncGenHook>::remove(*hook);
     hook->loop = nullptr;
 }
 
@@ -80,7 +70,7 @@ void EventLoop::shutdown_asyncgens() noexcept {
     // generator"): reported and left to its owner.
     detail::RuntimeLoopState* state = detail::RuntimeLoopState::find(*this);
     if (!state) return;
-    while (detail::AsyncGenHook* hook = state->asyncgens) {
+    while (detail::AsyncGenHook* hook = state->asyncgens.front()) {
         if (hook->finalize(hook->owner)) continue;
         detail::unregister_asyncgen(hook);
         call_exception_handler(

@@ -19,7 +19,7 @@ namespace asyncio::detail {
 struct RuntimeLoopState final : LoopResource {
     std::unique_ptr<Executor> default_executor;
     bool executor_shutdown_called = false;
-    AsyncGenHook* asyncgens = nullptr;  // started async generators (intrusive list)
+    IntrusiveList<AsyncGenHook> asyncgens;  // started async generators, newest first
     /// Futures waiting for executor work, under an id: a worker thread carries only the id.
     std::unordered_map<std::uint64_t, RefPtr<FutureStateBase>> parked_futures;
     std::uint64_t next_parked_id = 0;
