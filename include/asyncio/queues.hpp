@@ -28,6 +28,7 @@
 #pragma once
 
 #include <asyncio/coroutines.hpp>
+#include <asyncio/detail/intrusive_list.hpp>
 #include <asyncio/events.hpp>
 #include <asyncio/exceptions.hpp>
 #include <asyncio/futures.hpp>
@@ -51,88 +52,18 @@ namespace asyncio {
 
 namespace detail {
 
-class QueueWaiterList;
-
-/// One waiting put()/get()/join(): its future and its links in a waiter list. Lives in the
-/// waiting coroutine's frame; unlinks itself when destroyed.
-struct QueueWaiter {
+/// One waiting put()/get()/join(): its future and its links in a waiter list (Python's deque
+/// of futures: push_back, pop_front, remove). Lives in the waiting coroutine's frame; unlinks
+/// itself when destroyed.
+struct QueueWaiter : ListNode {
     Future<void> fut;
-    QueueWaiter* prev = nullptr;
-    QueueWaiter* next = nullptr;
-    QueueWaiterList* list = nullptr;  // non-null while linked
 
     explicit QueueWaiter(EventLoop& loop) : fut(loop) {}
     QueueWaiter(const QueueWaiter&) = delete;
     QueueWaiter& operator=(const QueueWaiter&) = delete;
-    inline ~QueueWaiter();
+    ~QueueWaiter() { IntrusiveList<QueueWaiter>::remove(*this); }
 };
-
-/// An intrusive FIFO of waiters (Python's deque of futures): append, popleft, remove.
-class QueueWaiterList {
-public:
-    QueueWaiterList() = default;
-    QueueWaiterList(const QueueWaiterList&) = delete;
-    QueueWaiterList& operator=(const QueueWaiterList&) = delete;
-    ~QueueWaiterList() { clear(); }
-
-    bool empty() const noexcept { return head_ == nullptr; }
-    std::size_t size() const noexcept { return size_; }
-
-    void push_back(QueueWaiter& w) noexcept {
-        w.list = this;
-        w.next = nullptr;
-        w.prev = tail_;
-        if (tail_)
-            tail_->next = &w;
-        else
-            head_ = &w;
-        tail_ = &w;
-        ++size_;
-    }
-    /// Python's deque.popleft(); nullptr when empty.
-    QueueWaiter* pop_front() noexcept {
-        QueueWaiter* w = head_;
-        if (w) unlink(*w);
-        return w;
-    }
-    /// Python's deque.remove(w), without the ValueError: returns whether `w` was here.
-    bool remove(QueueWaiter& w) noexcept {
-        if (w.list != this) return false;
-        unlink(w);
-        return true;
-    }
-    /// Calls fn(waiter) for each waiter, front to back (fn must not unlink).
-    template <class F>
-    void for_each(F&& fn) {
-        for (QueueWaiter* w = head_; w; w = w->next) fn(*w);
-    }
-    /// Forgets every waiter (their nodes no longer point here).
-    void clear() noexcept {
-        while (head_) unlink(*head_);
-    }
-
-private:
-    void unlink(QueueWaiter& w) noexcept {
-        if (w.prev)
-            w.prev->next = w.next;
-        else
-            head_ = w.next;
-        if (w.next)
-            w.next->prev = w.prev;
-        else
-            tail_ = w.prev;
-        w.prev = w.next = nullptr;
-        w.list = nullptr;
-        --size_;
-    }
-    QueueWaiter* head_ = nullptr;
-    QueueWaiter* tail_ = nullptr;
-    std::size_t size_ = 0;
-};
-
-inline QueueWaiter::~QueueWaiter() {
-    if (list) list->remove(*this);
-}
+using QueueWaiterList = IntrusiveList<QueueWaiter>;
 
 /// A growable ring buffer: the FIFO storage of Queue<T>. Allocates nothing until the first
 /// push and never shrinks, so a steady put/get stream allocates nothing at all (a std::deque
