@@ -16,6 +16,8 @@
 //  * A completion callback may start, cancel and forget any operation or fd, including its own.
 #pragma once
 
+#include <asyncio/detail/intrusive_list.hpp>
+
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -29,7 +31,8 @@ namespace asyncio::detail {
 
 struct IoRegistration;
 
-struct IoOperation {
+/// An operation; its ListNode links queue it on its fd's OpQueue while it is in flight.
+struct IoOperation : ListNode {
     enum class Kind : std::uint8_t {
         read,           ///< read(fd, buffer, length)
         write,          ///< write(fd, buffer, length)
@@ -60,8 +63,7 @@ struct IoOperation {
     void (*complete)(IoOperation*) = nullptr;
     void* user = nullptr;  ///< free for the owner (the object to call back)
 
-    // backend bookkeeping
-    IoOperation* next = nullptr;
+    // backend bookkeeping (and the ListNode links)
     bool in_flight = false;
 
     bool read_side() const noexcept {
@@ -70,37 +72,8 @@ struct IoOperation {
     }
 };
 
-/// FIFO of queued operations (intrusive).
-struct OpQueue {
-    IoOperation* head = nullptr;
-    IoOperation* tail = nullptr;
-    bool empty() const noexcept { return head == nullptr; }
-    void push(IoOperation* op) noexcept {
-        op->next = nullptr;
-        if (tail) tail->next = op; else head = op;
-        tail = op;
-    }
-    IoOperation* pop() noexcept {
-        IoOperation* op = head;
-        if (op) {
-            head = op->next;
-            if (!head) tail = nullptr;
-            op->next = nullptr;
-        }
-        return op;
-    }
-    bool remove(IoOperation* op) noexcept {
-        IoOperation* prev = nullptr;
-        for (IoOperation* it = head; it; prev = it, it = it->next) {
-            if (it != op) continue;
-            if (prev) prev->next = it->next; else head = it->next;
-            if (tail == it) tail = prev;
-            it->next = nullptr;
-            return true;
-        }
-        return false;
-    }
-};
+/// FIFO of queued operations, one per fd and direction.
+using OpQueue = IntrusiveList<IoOperation>;
 
 /// A backend's per-fd record: the queued operations of each direction. Owned by the backend
 /// and kept for the fd number's whole life (slots are reused, never freed while the backend

@@ -189,12 +189,12 @@ public:
         ++in_flight_;
         const int s = side_of(op);
         OpQueue& q = queue(reg, s);
-        q.push(op);
+        q.push_back(*op);
         UringRegistration::Side& side = reg->side[s];
         if (side.submitted) return;
         // A transport re-arming its receive from the callback: the armed multishot receive
         // delivers its next bytes straight to it (assigning is not reporting).
-        if (side.multishot && op->kind == IoOperation::Kind::recv_provided && q.head == op && !reg->stash)
+        if (side.multishot && op->kind == IoOperation::Kind::recv_provided && q.front() == op && !reg->stash)
             side.submitted = op;
         else
             mark_dirty(reg);
@@ -205,7 +205,7 @@ public:
         auto* reg = static_cast<UringRegistration*>(op->reg);
         const int s = side_of(op);
         if (reg->side[s].submitted == op) abandon(reg, s, /*keep_input=*/true);
-        if (!queue(reg, s).remove(op)) return false;
+        if (!OpQueue::remove(*op)) return false;
         op->in_flight = false;
         --in_flight_;
         if (!queue(reg, s).empty())
@@ -222,7 +222,7 @@ public:
         if (!reg) return;
         for (int s : {read_side, write_side}) {
             if (reg->side[s].submitted || reg->side[s].multishot) abandon(reg, s, /*keep_input=*/false);
-            while (IoOperation* op = queue(reg, s).pop()) {
+            while (IoOperation* op = queue(reg, s).pop_front()) {
                 op->in_flight = false;
                 --in_flight_;
             }
@@ -285,7 +285,7 @@ private:
             reg->next_dirty = nullptr;
             for (int s : {read_side, write_side}) {
                 UringRegistration::Side& side = reg->side[s];
-                IoOperation* op = queue(reg, s).head;
+                IoOperation* op = queue(reg, s).front();
                 if (!op || side.submitted) continue;
                 if (side.multishot && op->kind != IoOperation::Kind::recv_provided)
                     abandon(reg, s, /*keep_input=*/true);  // another kind of read is next
@@ -421,7 +421,7 @@ private:
     void complete(UringRegistration* reg, int s, IoOperation* op) {
         reg->side[s].submitted = nullptr;
         reg->side[s].polling = false;
-        queue(reg, s).pop();
+        op->unlink();  // the head of its queue
         op->in_flight = false;
         --in_flight_;
         if (!queue(reg, s).empty()) mark_dirty(reg);
