@@ -7,8 +7,8 @@
 #include <asyncio/futures.hpp>
 
 #include "flow_control.hpp"
+#include "fd_transport.hpp"
 #include "sock_argument.hpp"
-#include "socket_transport.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -35,7 +35,7 @@ std::optional<SockAddr> peername_of(const Socket& sock) {
 }
 
 class SocketDatagramTransport final : public DatagramTransport,
-                                      public LoopResource,
+                                      public FdTransport,
                                       public std::enable_shared_from_this<SocketDatagramTransport> {
 public:
     /// `address`: the default destination (Python's remote_addr), or none. `connected`: the
@@ -44,18 +44,11 @@ public:
     /// only names where sendto() without an address goes, and datagrams from anyone arrive.
     SocketDatagramTransport(EventLoop& loop, Socket sock, std::shared_ptr<BaseProtocol> protocol,
                             std::optional<SockAddr> address, bool connected)
-        : loop_(&loop), backend_(&IoAccess::backend(loop)), sock_(std::move(sock)), peer_(std::move(address)),
-          connected_(connected) {
+        : FdTransport(loop, std::move(sock)), peer_(std::move(address)), connected_(connected) {
         set_protocol(std::move(protocol));
         // Python's transport keeps its extra info for life: cache it while the socket is open.
-        try {
-            sockname_ = sock_.getsockname();
-        } catch (const std::system_error&) {
-        }
         if (connected_) peername_ = peer_ ? peer_ : peername_of(sock_);
-        IoRegistration* reg = backend_->registration(sock_.fileno());
         read_op_.kind = IoOperation::Kind::recvfrom;
-        read_op_.reg = reg;
         read_op_.user = this;
         read_op_.addr = from_.data();
         read_op_.complete = [](IoOperation* op) {
@@ -64,25 +57,25 @@ public:
             self->read_ready(op);
         };
         write_op_.kind = IoOperation::Kind::poll_writable;
-        write_op_.reg = reg;
         write_op_.user = this;
         write_op_.complete = [](IoOperation* op) {
             auto* self = static_cast<SocketDatagramTransport*>(op->user);
             auto keep = self->self_;
             self->sendto_ready();
         };
-        IoAccess::impl(loop).link(this);
+        link();
     }
     ~SocketDatagramTransport() override { release_fd(); }
 
     void start(std::function<void()> on_made) {
-        self_ = shared_from_this();
-        loop_->call_soon([self = self_] {
-            if (!self->protocol_) return;
+        std::shared_ptr<SocketDatagramTransport> self = shared_from_this();
+        self_ = self;
+        loop_->call_soon([self] {
+            if (!self->datagram_protocol_) return;
             self->started_ = true;
-            self->protocol_->connection_made(self);
+            self->datagram_protocol_->connection_made(self);
         });
-        loop_->call_soon([self = self_] {
+        loop_->call_soon([self] {
             if (!self->closing_) self->arm_reading();
         });
         if (on_made) loop_->call_soon(std::move(on_made));
@@ -99,19 +92,14 @@ public:
         }
     }
     bool is_closing() const noexcept override { return closing_; }
-    std::any get_extra_info(std::string_view name) const override {
-        if (name == "peername") return peername_ ? std::any(*peername_) : std::any();
-        if (name == "sockname") return sockname_ ? std::any(*sockname_) : std::any();
-        if (name == "socket" && !released_) return TransportSocket(sock_.fileno());
-        return {};
-    }
+    std::any get_extra_info(std::string_view name) const override { return extra_info(name); }
     void set_protocol(std::shared_ptr<BaseProtocol> protocol) override {
         auto* p = dynamic_cast<DatagramProtocol*>(protocol.get());
         if (!p) throw std::invalid_argument("a datagram transport needs a DatagramProtocol");
-        protocol_holder_ = std::move(protocol);
-        protocol_ = p;
+        protocol_ = std::move(protocol);
+        datagram_protocol_ = p;
     }
-    std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_holder_; }
+    std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_; }
 
     // DatagramTransport
     void sendto(std::string_view data, const std::optional<SockAddr>& addr) override {
@@ -145,12 +133,12 @@ public:
         }
         buffer_.push_back({std::string(data), dest});
         buffer_size_ += data.size() + datagram_header_size;
-        flow_.maybe_pause(*loop_, protocol_, buffer_size_);
+        flow_.maybe_pause(*loop_, datagram_protocol_, buffer_size_);
     }
     void abort() override { force_close(nullptr); }
     void set_write_buffer_limits(std::optional<std::size_t> high, std::optional<std::size_t> low) override {
         flow_.set_limits(high, low);
-        flow_.maybe_pause(*loop_, protocol_, buffer_size_);
+        flow_.maybe_pause(*loop_, datagram_protocol_, buffer_size_);
     }
     std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override { return flow_.limits(); }
     std::size_t get_write_buffer_size() const noexcept override { return buffer_size_; }
@@ -175,9 +163,6 @@ private:
         read_op_.addrlen = SockAddr::capacity();
         backend_->start(&read_op_);
     }
-    void stop_reading() noexcept {
-        if (read_op_.in_flight) backend_->cancel(&read_op_);
-    }
 
     /// Unlike a stream transport's, a datagram protocol's exceptions are not fatal: in
     /// Python they escape _read_ready/_sendto_ready into the loop, which logs "Exception in
@@ -189,7 +174,7 @@ private:
                 error_received(static_cast<int>(-op->result));
             } else {
                 from_.set_size(op->addrlen);
-                protocol_->datagram_received(std::string_view(op->data, static_cast<std::size_t>(op->result)), from_);
+                datagram_protocol_->datagram_received(std::string_view(op->data, static_cast<std::size_t>(op->result)), from_);
             }
         } catch (const KeyboardInterrupt&) {
             throw;
@@ -206,7 +191,7 @@ private:
 
     /// An OSError of a send or receive goes to the protocol (may throw: see read_ready).
     void error_received(int err) {
-        protocol_->error_received(std::make_exception_ptr(std::system_error(err, std::generic_category(), "datagram")));
+        datagram_protocol_->error_received(std::make_exception_ptr(std::system_error(err, std::generic_category(), "datagram")));
     }
 
     void sendto_ready() {
@@ -235,89 +220,24 @@ private:
                 return;
             }
         }
-        flow_.maybe_resume(*loop_, protocol_, buffer_size_);
+        flow_.maybe_resume(*loop_, datagram_protocol_, buffer_size_);
         if (buffer_.empty() && closing_) call_connection_lost(nullptr);
     }
 
-    void force_close(std::exception_ptr exc) {
-        if (conn_lost_) return;
+    // FdTransport
+    void drop_unsent() override {
         buffer_.clear();
         buffer_size_ = 0;
-        if (write_op_.in_flight) backend_->cancel(&write_op_);
-        if (!closing_) {
-            closing_ = true;
-            stop_reading();
-        }
-        ++conn_lost_;
-        schedule_connection_lost(std::move(exc));
     }
+    void forget_protocol() noexcept override { datagram_protocol_ = nullptr; }
 
-    void schedule_connection_lost(std::exception_ptr exc) {
-        if (released_ || loop_->is_closed()) return;
-        loop_->call_soon([self = self_, exc = std::move(exc)] { self->call_connection_lost(exc); });
-    }
-
-    void call_connection_lost(std::exception_ptr exc) noexcept {
-        if (released_) return;
-        auto keep = std::move(self_);
-        auto holder = std::move(protocol_holder_);
-        DatagramProtocol* p = std::exchange(protocol_, nullptr);
-        if (started_ && p) {
-            try {
-                p->connection_lost(exc);
-            } catch (...) {
-                loop_->call_exception_handler({"Exception in callback connection_lost", std::current_exception(), {}, {}});
-            }
-        }
-        release_fd();
-    }
-
-    void release_fd() noexcept {
-        if (released_) return;
-        released_ = true;
-        closing_ = true;
-        stop_reading();
-        if (write_op_.in_flight) backend_->cancel(&write_op_);
-        backend_->forget(sock_.fileno());
-        IoAccess::impl(*loop_).unlink(this);
-        sock_.close();
-    }
-
-    void loop_closing() noexcept override {
-        auto keep = std::move(self_);
-        conn_lost_ = std::max(conn_lost_, 1);
-        if (!released_) {
-            released_ = true;
-            closing_ = true;
-            stop_reading();
-            if (write_op_.in_flight) backend_->cancel(&write_op_);
-            backend_->forget(sock_.fileno());
-            sock_.close();
-        }
-        protocol_holder_.reset();
-        protocol_ = nullptr;
-    }
-
-    EventLoop* loop_;
-    Backend* backend_;
-    Socket sock_;
     std::optional<SockAddr> peer_;      // the default destination (remote_addr)
     bool connected_ = false;             // connect()ed to peer_
-    std::optional<SockAddr> sockname_;  // extra info, cached for the transport's life
-    std::optional<SockAddr> peername_;
-    std::shared_ptr<BaseProtocol> protocol_holder_;
-    DatagramProtocol* protocol_ = nullptr;
-    std::shared_ptr<SocketDatagramTransport> self_;
-    IoOperation read_op_;
-    IoOperation write_op_;
+    DatagramProtocol* datagram_protocol_ = nullptr;  // protocol_ as what it is
     SockAddr from_;
     std::deque<Pending> buffer_;
     std::size_t buffer_size_ = 0;
     WriteFlowControl flow_;
-    int conn_lost_ = 0;
-    bool closing_ = false;
-    bool started_ = false;
-    bool released_ = false;
 };
 
 Coro<std::vector<AddrInfo>> resolve_dgram(EventLoop& loop, std::string_view host, int port, int family, int proto,

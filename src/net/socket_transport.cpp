@@ -32,13 +32,10 @@ bool is_connection_error(std::exception_ptr exc) noexcept {
 }
 
 SocketTransport::SocketTransport(EventLoop& loop, Socket sock, std::shared_ptr<BaseProtocol> protocol)
-    : loop_(&loop), backend_(&IoAccess::backend(loop)), sock_(std::move(sock)), queued_io_(backend_->prefers_queued_io()) {
+    : FdTransport(loop, std::move(sock)), queued_io_(backend_->prefers_queued_io()) {
     set_protocol(std::move(protocol));
-    IoRegistration* reg = backend_->registration(sock_.fileno());
-    read_op_.reg = reg;
     read_op_.user = this;
     read_op_.complete = on_read;
-    write_op_.reg = reg;
     write_op_.user = this;
     write_op_.kind = IoOperation::Kind::send;
     write_op_.complete = on_write;
@@ -50,14 +47,10 @@ SocketTransport::SocketTransport(EventLoop& loop, Socket sock, std::shared_ptr<B
         ::setsockopt(sock_.fileno(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     try {
-        sockname_ = sock_.getsockname();
-    } catch (const std::system_error&) {
-    }
-    try {
         peername_ = sock_.getpeername();
     } catch (const std::system_error&) {
     }
-    IoAccess::impl(loop).link(this);
+    link();
 }
 
 SocketTransport::~SocketTransport() { release_fd(); }
@@ -83,9 +76,10 @@ void SocketTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) {
 }
 
 void SocketTransport::start(std::function<void()> on_made) {
-    self_ = shared_from_this();
+    std::shared_ptr<SocketTransport> self = shared_from_this();
+    self_ = self;
     // Python's three call_soon()s: connection_made, start reading, then wake the creator.
-    loop_->call_soon([self = self_] {
+    loop_->call_soon([self] {
         if (!self->protocol_) return;  // closed with the loop meanwhile
         self->started_ = true;
         if (self->plain_)
@@ -93,26 +87,15 @@ void SocketTransport::start(std::function<void()> on_made) {
         else
             self->buffered_->connection_made(self);
     });
-    loop_->call_soon([self = self_] {
-        if (self->is_reading() && !self->fd_released_) self->arm_reading();
+    loop_->call_soon([self] {
+        if (self->is_reading() && !self->released_) self->arm_reading();
     });
     if (on_made) loop_->call_soon(std::move(on_made));
 }
 
-std::any SocketTransport::get_extra_info(std::string_view name) const {
-    if (name == "peername") return peername_ ? std::any(*peername_) : std::any();
-    if (name == "sockname") return sockname_ ? std::any(*sockname_) : std::any();
-    if (name == "socket" && !fd_released_) return TransportSocket(sock_.fileno());
-    return {};
-}
-
 // ---- reading -------------------------------------------------------------------------------
 void SocketTransport::arm_reading() {
-    if (!read_op_.in_flight && !fd_released_) backend_->start(&read_op_);
-}
-
-void SocketTransport::stop_reading() noexcept {
-    if (read_op_.in_flight) backend_->cancel(&read_op_);
+    if (!read_op_.in_flight && !released_) backend_->start(&read_op_);
 }
 
 void SocketTransport::pause_reading() {
@@ -130,7 +113,7 @@ void SocketTransport::resume_reading() {
 void SocketTransport::on_read(IoOperation* op) {
     auto* self = static_cast<SocketTransport*>(op->user);
     // The callback may close the transport and drop every other reference.
-    std::shared_ptr<SocketTransport> keep = self->self_;
+    std::shared_ptr<FdTransport> keep = self->self_;
     if (op->kind == IoOperation::Kind::poll_readable)
         self->buffered_read_ready();
     else
@@ -281,7 +264,7 @@ void SocketTransport::write(std::string_view data) {
 /// (keeping both capacities) when the send is done.
 void SocketTransport::sync_write_op() noexcept {
     if (queued_io_) {
-        if (write_op_.in_flight || fd_released_) return;
+        if (write_op_.in_flight || released_) return;
         if (soff_ == sending_.size()) {
             sending_.clear();
             soff_ = 0;
@@ -298,12 +281,12 @@ void SocketTransport::sync_write_op() noexcept {
     }
     write_op_.buffer = wbuf_.data() + woff_;
     write_op_.length = wbuf_.size() - woff_;
-    if (!write_op_.in_flight && write_op_.length > 0 && !fd_released_) backend_->start(&write_op_);
+    if (!write_op_.in_flight && write_op_.length > 0 && !released_) backend_->start(&write_op_);
 }
 
 void SocketTransport::on_write(IoOperation* op) {
     auto* self = static_cast<SocketTransport*>(op->user);
-    std::shared_ptr<SocketTransport> keep = self->self_;
+    std::shared_ptr<FdTransport> keep = self->self_;
     self->write_ready(op);
 }
 
@@ -411,75 +394,29 @@ void SocketTransport::clear_write_buffer() noexcept {
     soff_ = 0;
 }
 
-void SocketTransport::force_close(std::exception_ptr exc) {
-    if (conn_lost_) return;
+// ---- FdTransport's hooks ---------------------------------------------------------------------
+void SocketTransport::drop_unsent() {
     clear_write_buffer();
     if (empty_waiter_) {
         if (!empty_waiter_->done()) empty_waiter_->set_exception(std::make_exception_ptr(
             std::system_error(ECONNRESET, std::generic_category(), "Connection lost")));
         empty_waiter_.reset();
     }
-    if (write_op_.in_flight) backend_->cancel(&write_op_);
-    if (!closing_) {
-        closing_ = true;
-        stop_reading();
-    }
-    ++conn_lost_;
-    schedule_connection_lost(std::move(exc));
 }
 
-void SocketTransport::schedule_connection_lost(std::exception_ptr exc) {
-    if (fd_released_ || loop_->is_closed()) return;
-    loop_->call_soon([self = self_, exc = std::move(exc)] { self->call_connection_lost(exc); });
-}
-
-void SocketTransport::call_connection_lost(std::exception_ptr exc) noexcept {
-    if (fd_released_) return;
-    std::shared_ptr<SocketTransport> keep = std::move(self_);  // released when this returns
-    std::shared_ptr<BaseProtocol> protocol = std::move(protocol_);
-    if (started_ && protocol) {
-        try {
-            protocol->connection_lost(exc);
-        } catch (...) {
-            loop_->call_exception_handler({"Exception in callback connection_lost", std::current_exception(), {}, {}});
-        }
-    }
+void SocketTransport::forget_protocol() noexcept {
     plain_ = nullptr;
     buffered_ = nullptr;
-    release_fd();
+}
+
+void SocketTransport::connection_lost_done() noexcept {
     if (server_) {
         std::shared_ptr<ServerState> server = std::move(server_);
         server_detach(*server, this);
     }
 }
 
-void SocketTransport::release_fd() noexcept {
-    if (fd_released_) return;
-    fd_released_ = true;
-    closing_ = true;
-    // Still linked to an open loop here: a closing loop calls loop_closing() instead.
-    if (read_op_.in_flight) backend_->cancel(&read_op_);
-    if (write_op_.in_flight) backend_->cancel(&write_op_);
-    backend_->forget(sock_.fileno());
-    IoAccess::impl(*loop_).unlink(this);
-    sock_.close();
-}
-
-void SocketTransport::loop_closing() noexcept {
-    // The loop already unlinked us; close the fd without callbacks.
-    std::shared_ptr<SocketTransport> keep = std::move(self_);
-    conn_lost_ = std::max(conn_lost_, 1);  // later writes are dropped, as on a lost connection
-    if (!fd_released_) {
-        fd_released_ = true;
-        closing_ = true;
-        if (read_op_.in_flight) backend_->cancel(&read_op_);
-        if (write_op_.in_flight) backend_->cancel(&write_op_);
-        backend_->forget(sock_.fileno());
-        sock_.close();
-    }
-    protocol_.reset();
-    plain_ = nullptr;
-    buffered_ = nullptr;
+void SocketTransport::loop_closed() noexcept {
     server_.reset();
     empty_waiter_.reset();
 }

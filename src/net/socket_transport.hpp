@@ -18,9 +18,8 @@
 #include <asyncio/protocols.hpp>
 #include <asyncio/transports.hpp>
 
-#include "backend/backend.hpp"
+#include "fd_transport.hpp"
 #include "flow_control.hpp"
-#include "loop/loop_impl.hpp"
 
 #include <functional>
 #include <memory>
@@ -28,7 +27,7 @@
 
 namespace asyncio::detail {
 
-class SocketTransport final : public Transport, public LoopResource, public std::enable_shared_from_this<SocketTransport> {
+class SocketTransport final : public Transport, public FdTransport, public std::enable_shared_from_this<SocketTransport> {
 public:
     /// Takes the connected, non-blocking socket. Call start() next.
     SocketTransport(EventLoop& loop, Socket sock, std::shared_ptr<BaseProtocol> protocol);
@@ -43,7 +42,7 @@ public:
     // BaseTransport
     void close() override;
     bool is_closing() const noexcept override { return closing_; }
-    std::any get_extra_info(std::string_view name) const override;
+    std::any get_extra_info(std::string_view name) const override { return extra_info(name); }
     void set_protocol(std::shared_ptr<BaseProtocol> protocol) override;
     std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_; }
     // Transport
@@ -69,9 +68,7 @@ public:
     void end_sendfile() noexcept;
 
 private:
-    void loop_closing() noexcept override;
     void arm_reading();
-    void stop_reading() noexcept;
     static void on_read(IoOperation* op);
     static void on_write(IoOperation* op);
     void read_ready(IoOperation* op);
@@ -88,38 +85,26 @@ private:
     void eof_received();
     void write_ready(IoOperation* op);
     void sync_write_op() noexcept;
-    void force_close(std::exception_ptr exc);
-    void schedule_connection_lost(std::exception_ptr exc);
-    void call_connection_lost(std::exception_ptr exc) noexcept;
     void maybe_pause_protocol();
     void maybe_resume_protocol();
-    void release_fd() noexcept;
     void set_protocol_kind();
+    // FdTransport
+    void drop_unsent() override;
+    void forget_protocol() noexcept override;
+    void connection_lost_done() noexcept override;
+    void loop_closed() noexcept override;
 
-    EventLoop* loop_;
-    Backend* backend_;
-    Socket sock_;
-    std::shared_ptr<BaseProtocol> protocol_;
     Protocol* plain_ = nullptr;        // protocol_ as a Protocol (null for BufferedProtocol)
     BufferedProtocol* buffered_ = nullptr;
-    std::shared_ptr<SocketTransport> self_;  // the loop's reference while open
     std::shared_ptr<ServerState> server_;
-    std::optional<SockAddr> sockname_;  // cached at creation: still readable after close,
-    std::optional<SockAddr> peername_;  // as Python's extra dict
-    IoOperation read_op_;
-    IoOperation write_op_;
     bool queued_io_;          // backend_->prefers_queued_io(): receive by operation, send from sending_
     std::string wbuf_;        // bytes the kernel has not taken yet, from woff_
     std::size_t woff_ = 0;
     std::string sending_;     // queued I/O: the bytes the in-flight send covers, from soff_
     std::size_t soff_ = 0;
     WriteFlowControl flow_;   // high/low water marks, pause_writing()/resume_writing()
-    int conn_lost_ = 0;
-    bool closing_ = false;
     bool paused_ = false;          // pause_reading()
     bool eof_ = false;             // write_eof() called
-    bool started_ = false;
-    bool fd_released_ = false;
     bool sendfile_in_progress_ = false;
     std::optional<Future<void>> empty_waiter_;
 };

@@ -1,0 +1,75 @@
+// src/net/fd_transport.hpp - what the stream and datagram transports over a socket share
+// (Python's _SelectorTransport): the socket with its read and write operations, the loop's
+// reference and the protocol, the cached addresses, the closing/conn_lost bookkeeping, and
+// the teardown - force_close(), connection_lost through call_soon, releasing the fd (cancel
+// the operations, backend forget, unlink from the loop, close) and the loop's close hook.
+#pragma once
+
+#include <asyncio/base_events.hpp>
+#include <asyncio/protocols.hpp>
+
+#include "backend/backend.hpp"
+#include "loop/loop_impl.hpp"
+
+#include <any>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+namespace asyncio::detail {
+
+class FdTransport : public LoopResource {
+protected:
+    /// Takes the non-blocking socket: registers it with the backend for both operations
+    /// (their kind, callback and `user` are the derived class's) and caches its address.
+    FdTransport(EventLoop& loop, Socket sock);
+    ~FdTransport() override = default;
+
+    /// Joins the loop's close hook: the last step of the derived constructor.
+    void link() noexcept;
+    /// Python's extra info: "peername", "sockname" (cached), "socket" (while the fd is open).
+    std::any extra_info(std::string_view name) const;
+    void stop_reading() noexcept;
+
+    /// Python's _force_close: unsent data is dropped, reading stops, connection_lost(exc)
+    /// follows through call_soon. Once only.
+    void force_close(std::exception_ptr exc);
+    void schedule_connection_lost(std::exception_ptr exc);
+    /// Python's _call_connection_lost: the protocol's connection_lost (if connection_made
+    /// ran), then the fd is released and the loop's reference dropped.
+    void call_connection_lost(std::exception_ptr exc) noexcept;
+    /// Cancels both operations, forgets the fd in the backend, leaves the loop's close hook
+    /// and closes the socket. Once only; the transport counts as closing from then on.
+    void release_fd() noexcept;
+
+    // What differs between the transports.
+    /// force_close(): drop what is still unsent.
+    virtual void drop_unsent() = 0;
+    /// The protocol is gone (protocol_ already moved out): clear the derived class's views.
+    virtual void forget_protocol() noexcept = 0;
+    /// The end of call_connection_lost(), after the fd was released.
+    virtual void connection_lost_done() noexcept {}
+    /// The end of loop_closing(): drop what else the transport holds.
+    virtual void loop_closed() noexcept {}
+
+    EventLoop* loop_;
+    Backend* backend_;
+    Socket sock_;
+    std::shared_ptr<FdTransport> self_;         // the loop's reference while open
+    std::shared_ptr<BaseProtocol> protocol_;
+    std::optional<SockAddr> sockname_;  // cached at creation: still readable after close,
+    std::optional<SockAddr> peername_;  // as Python's extra dict
+    IoOperation read_op_;
+    IoOperation write_op_;
+    int conn_lost_ = 0;
+    bool closing_ = false;
+    bool started_ = false;   // connection_made ran
+    bool released_ = false;  // release_fd() or loop_closing() ran: the socket is closed
+
+private:
+    /// The loop closes (and unlinked us already): the fd is released without callbacks.
+    void loop_closing() noexcept final;
+};
+
+}  // namespace asyncio::detail
