@@ -1,9 +1,8 @@
-// asyncio/detail/intrusive_list.hpp - the one intrusive doubly linked list (loop resources,
-// async generators, queue waiters, the backend's operation queues). An element derives from
-// ListNode; IntrusiveList<T> is circular through a sentinel, so push, pop and unlink are O(1)
-// and branch-free, and a node unlinks itself without knowing its list (null links: unlinked).
-// The list owns nothing, allocates nothing, can be neither copied nor moved, and leaves its
-// elements alone when destroyed (clear() first if they outlive it).
+// asyncio/detail/intrusive_list.hpp - the one intrusive doubly linked list (loop resources, async
+// generators, queue waiters, backend operation queues). An element derives from ListNode; the
+// list is circular through a sentinel: push, pop and unlink are O(1) and branch-free, and a node
+// unlinks itself without its list (next == nullptr: unlinked). It owns and allocates nothing, is
+// not copyable or movable, and leaves its elements alone when destroyed (clear() first).
 #pragma once
 
 #include <cstddef>
