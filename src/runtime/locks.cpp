@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 
 namespace asyncio {
 
@@ -93,11 +95,19 @@ void Lock::wake_up_first() {
     if (!fut.done()) fut.set_result();
 }
 
-std::string Lock::repr() const {
-    std::string s = "<asyncio::Lock [";
-    s += locked_ ? "locked" : "unlocked";
-    if (!waiters_.empty()) s += ", waiters:" + std::to_string(waiters_.size());
+namespace {
+/// Python's primitives' __repr__: "<asyncio::Name [state, waiters:N]>" (no waiters part when
+/// nobody waits).
+std::string primitive_repr(std::string_view name, std::string_view state, std::size_t waiters) {
+    std::string s = "<asyncio::";
+    s.append(name).append(" [").append(state);
+    if (waiters) s += ", waiters:" + std::to_string(waiters);
     return s + "]>";
+}
+}  // namespace
+
+std::string Lock::repr() const {
+    return primitive_repr("Lock", locked_ ? "locked" : "unlocked", waiters_.empty() ? 0 : waiters_.size());
 }
 
 // ---- Event ---------------------------------------------------------------------------------
@@ -117,10 +127,7 @@ void Event::set() {
 }
 
 std::string Event::repr() const {
-    std::string s = "<asyncio::Event [";
-    s += value_ ? "set" : "unset";
-    if (!waiters_.empty()) s += ", waiters:" + std::to_string(waiters_.size());
-    return s + "]>";
+    return primitive_repr("Event", value_ ? "set" : "unset", waiters_.empty() ? 0 : waiters_.size());
 }
 
 // ---- Condition -----------------------------------------------------------------------------
@@ -181,10 +188,7 @@ void Condition::notify_all() {
 }
 
 std::string Condition::repr() const {
-    std::string s = "<asyncio::Condition [";
-    s += locked() ? "locked" : "unlocked";
-    if (!waiters_.empty()) s += ", waiters:" + std::to_string(waiters_.size());
-    return s + "]>";
+    return primitive_repr("Condition", locked() ? "locked" : "unlocked", waiters_.empty() ? 0 : waiters_.size());
 }
 
 void Condition::notify_internal(std::size_t n) {
@@ -228,10 +232,8 @@ void Semaphore::release_slow() {
 }
 
 std::string Semaphore::repr() const {
-    std::string s = "<asyncio::" + std::string(kind()) + " [";
-    s += locked() ? std::string("locked") : "unlocked, value:" + std::to_string(value_);
-    if (!waiters_.empty()) s += ", waiters:" + std::to_string(waiters_.size());
-    return s + "]>";
+    const std::string state = locked() ? std::string("locked") : "unlocked, value:" + std::to_string(value_);
+    return primitive_repr(kind(), state, waiters_.empty() ? 0 : waiters_.size());
 }
 
 bool Semaphore::wake_up_next() {
