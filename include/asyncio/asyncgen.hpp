@@ -18,7 +18,7 @@
 
 #include <asyncio/detail/frame_pool.hpp>
 #include <asyncio/detail/intrusive_list.hpp>
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/exceptions.hpp>
 
 #include <coroutine>

@@ -12,7 +12,7 @@
 #pragma once
 
 #include <asyncio/coroutines.hpp>
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/protocols.hpp>
 #include <asyncio/sockets.hpp>
 #include <asyncio/transports.hpp>

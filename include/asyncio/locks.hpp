@@ -15,7 +15,8 @@
 // Uncontended paths allocate nothing: acquire() of a free Lock/Semaphore and wait() of a set
 // Event complete in await_ready, without a coroutine frame or a future.
 //
-// Those fast paths (and the waiter queue's small helpers) are inline here; waiting, waking,
+// Those fast paths are inline here (the waiter queue is detail/waiters.hpp, shared with the
+// queues); waiting, waking,
 // the error paths and repr() are in src/runtime/locks.cpp.
 //
 // Loops: a primitive is not tied to one loop forever. Its waiters belong to the loop that was
@@ -26,13 +27,13 @@
 #pragma once
 
 #include <asyncio/coroutines.hpp>
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
+#include <asyncio/detail/waiters.hpp>
 #include <asyncio/exceptions.hpp>
 #include <asyncio/futures.hpp>
 
 #include <coroutine>
 #include <cstddef>
-#include <deque>
 #include <exception>
 #include <mutex>  // std::adopt_lock_t
 #include <optional>
@@ -45,53 +46,19 @@ namespace asyncio {
 
 namespace detail {
 
-/// The FIFO of waiter futures of one primitive (Python's `collections.deque` of futures,
-/// created lazily as Python's `_waiters = None` is: constructing a primitive allocates nothing).
-class WaiterQueue {
-public:
-    using Queue = std::deque<Future<void>>;
-
-    WaiterQueue() noexcept = default;
-    WaiterQueue(const WaiterQueue&) = delete;
-    WaiterQueue& operator=(const WaiterQueue&) = delete;
-
-    bool empty() const noexcept { return !q_ || q_->empty(); }
-    std::size_t size() const noexcept { return q_ ? q_->size() : 0; }
-    void push_back(const Future<void>& f) {
-        if (!q_) q_.emplace();
-        q_->push_back(f);
-    }
-    /// Python's `_waiters.remove(fut)` (a no-op when it is not there any more).
-    void remove(const Future<void>& f) noexcept;
-    Queue::iterator begin() noexcept { return q_ ? q_->begin() : Queue::iterator(); }
-    Queue::iterator end() noexcept { return q_ ? q_->end() : Queue::iterator(); }
-    Queue::const_iterator begin() const noexcept { return q_ ? q_->cbegin() : Queue::const_iterator(); }
-    Queue::const_iterator end() const noexcept { return q_ ? q_->cend() : Queue::const_iterator(); }
-
-    /// The waiters of a loop that has been closed (or destroyed) will never run again: their
-    /// tasks are gone. Forget them, so that the primitive can serve another loop. O(1): every
-    /// waiter belongs to the same loop.
-    void drop_if_loop_closed() noexcept {
-        if (empty()) return;
-        LoopAnchor* a = q_->front().state_ptr()->anchor();
-        if (a->loop == nullptr || a->closed.load(std::memory_order_relaxed)) [[unlikely]] clear();
-    }
-
-private:
-    /// Forgets every waiter (out of line: drop_if_loop_closed() stays small).
-    void clear() noexcept;
-
-    std::optional<Queue> q_;
-};
-
 /// One wait on a fresh waiter future, for the awaiters below: creates the future on the
 /// running loop, queues it, suspends the task on it; on resumption reports how the wait ended.
 class FutureWait {
 public:
+    FutureWait() noexcept = default;
+    /// An awaiter is moved only before it suspends (ScopedAcquireAwaiter takes a fresh one),
+    /// when there is nothing to move yet: a queued waiter stays where it was linked.
+    FutureWait(FutureWait&&) noexcept {}
+    FutureWait& operator=(FutureWait&&) = delete;
     /// Queues a new waiter in `q` and suspends the current task on it.
-    void suspend(WaiterQueue& q, std::coroutine_handle<> h, const char* what);
+    void suspend(WaiterList& q, std::coroutine_handle<> h, const char* what);
     /// Whether suspend() ran (false: the fast path completed in await_ready).
-    bool suspended() const noexcept { return fut_.has_value(); }
+    bool suspended() const noexcept { return waiter_.has_value(); }
     /// Finishes the `await fut`: null when woken normally, else what it raised
     /// (CancelledError when the task was cancelled, also after it had been woken).
     std::exception_ptr resume() noexcept {
@@ -102,11 +69,13 @@ public:
         }
         return nullptr;
     }
-    const Future<void>& future() const noexcept { return *fut_; }
+    const Future<void>& future() const noexcept { return waiter_->fut; }
+    /// Leaves the queue (Python's `_waiters.remove(fut)` after the `await`).
+    void leave() noexcept { waiter_->leave(); }
 
 private:
     using Inner = decltype(std::declval<const Future<void>&>().operator co_await());
-    std::optional<Future<void>> fut_;
+    std::optional<Waiter> waiter_;
     std::optional<Inner> inner_;
 };
 
@@ -227,8 +196,8 @@ private:
     bool try_acquire_fast() noexcept {
         if (locked_) return false;
         waiters_.drop_if_loop_closed();
-        for (const auto& w : waiters_)
-            if (!w.cancelled()) return false;
+        for (const detail::Waiter& w : waiters_)
+            if (!w.fut.cancelled()) return false;
         locked_ = true;
         return true;
     }
@@ -237,7 +206,7 @@ private:
     /// Python's `_wake_up_first`: wake the head of the queue unless it is already woken.
     void wake_up_first();
 
-    detail::WaiterQueue waiters_;
+    detail::WaiterList waiters_;
     bool locked_ = false;
 };
 
@@ -278,7 +247,7 @@ public:
     std::string repr() const;
 
 private:
-    detail::WaiterQueue waiters_;
+    detail::WaiterList waiters_;
     bool value_ = false;
 };
 
@@ -337,7 +306,7 @@ private:
 
     Lock own_lock_;
     Lock* lock_;
-    detail::WaiterQueue waiters_;
+    detail::WaiterList waiters_;
 };
 
 // ---- Semaphore -----------------------------------------------------------------------------
@@ -379,8 +348,8 @@ public:
     bool locked() const noexcept {
         waiters_.drop_if_loop_closed();
         if (value_ == 0) return true;
-        for (const auto& w : waiters_)
-            if (!w.cancelled()) return true;
+        for (const detail::Waiter& w : waiters_)
+            if (!w.fut.cancelled()) return true;
         return false;
     }
     [[nodiscard]] AcquireAwaiter acquire() noexcept { return AcquireAwaiter(*this); }
@@ -413,7 +382,7 @@ private:
     /// value for it. False when there was nobody to wake.
     bool wake_up_next();
 
-    mutable detail::WaiterQueue waiters_;
+    mutable detail::WaiterList waiters_;
 };
 
 /// Python's asyncio.BoundedSemaphore: release() above the initial value raises

@@ -14,9 +14,10 @@
 //   is empty; `immediate` drains the queue (counting each removed item as done) and every
 //   blocked getter/putter is woken to re-check.
 //
-// Waiter nodes live in the frames of the waiting put()/get()/join() coroutines (an intrusive
-// list: O(1) removal, no allocation for the list itself); a frame destroyed without resuming
-// (its loop was closed) unlinks its node.
+// Waiters (detail/waiters.hpp, the primitives' waiter queue too) live in the frames of the
+// waiting put()/get()/join() coroutines: O(1) removal, no allocation for the list itself; a
+// frame destroyed without resuming (its loop was closed) unlinks its waiter. The items are
+// kept in a ring buffer (detail/ring_buffer.hpp).
 //
 // Loop binding (Python's mixins._LoopBoundMixin): a queue binds to the running loop when it
 // first has to wait, and may be re-bound to another loop once it has no waiters, so a queue
@@ -28,8 +29,9 @@
 #pragma once
 
 #include <asyncio/coroutines.hpp>
-#include <asyncio/detail/intrusive_list.hpp>
-#include <asyncio/events.hpp>
+#include <asyncio/detail/ring_buffer.hpp>
+#include <asyncio/detail/waiters.hpp>
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/exceptions.hpp>
 #include <asyncio/futures.hpp>
 
@@ -38,7 +40,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <new>
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
@@ -51,93 +52,6 @@
 namespace asyncio {
 
 namespace detail {
-
-/// One waiting put()/get()/join(): its future and its links in a waiter list (Python's deque
-/// of futures: push_back, pop_front, remove). Lives in the waiting coroutine's frame; unlinks
-/// itself when destroyed.
-struct QueueWaiter : ListNode {
-    Future<void> fut;
-
-    explicit QueueWaiter(EventLoop& loop) : fut(loop) {}
-    QueueWaiter(const QueueWaiter&) = delete;
-    QueueWaiter& operator=(const QueueWaiter&) = delete;
-    ~QueueWaiter() { IntrusiveList<QueueWaiter>::remove(*this); }
-};
-using QueueWaiterList = IntrusiveList<QueueWaiter>;
-
-/// A growable ring buffer: the FIFO storage of Queue<T>. Allocates nothing until the first
-/// push and never shrinks, so a steady put/get stream allocates nothing at all (a std::deque
-/// frees and allocates a block every few hundred items). Works with move-only T.
-template <class T>
-class RingBuffer {
-public:
-    RingBuffer() = default;
-    RingBuffer(const RingBuffer&) = delete;
-    RingBuffer& operator=(const RingBuffer&) = delete;
-    ~RingBuffer() {
-        clear();
-        if (data_) std::allocator<T>().deallocate(data_, cap_);
-    }
-
-    bool empty() const noexcept { return size_ == 0; }
-    std::size_t size() const noexcept { return size_; }
-
-    template <class U>
-    void push_back(U&& v) {
-        if (size_ == cap_) grow();
-        ::new (static_cast<void*>(data_ + ((head_ + size_) & (cap_ - 1)))) T(std::forward<U>(v));
-        ++size_;
-    }
-    /// Removes and returns the front item (precondition: not empty).
-    T pop_front() {
-        T& slot = data_[head_];
-        T v(std::move(slot));
-        slot.~T();
-        head_ = (head_ + 1) & (cap_ - 1);
-        --size_;
-        return v;
-    }
-    /// The i-th item from the front (for repr()).
-    const T& operator[](std::size_t i) const noexcept { return data_[(head_ + i) & (cap_ - 1)]; }
-    void clear() noexcept {
-        while (size_) {
-            data_[head_].~T();
-            head_ = (head_ + 1) & (cap_ - 1);
-            --size_;
-        }
-        head_ = 0;
-    }
-
-private:
-    void grow() {
-        std::size_t ncap = cap_ ? cap_ * 2 : 8;
-        T* nd = std::allocator<T>().allocate(ncap);
-        std::size_t moved = 0;
-        try {
-            for (; moved < size_; ++moved) {
-                ::new (static_cast<void*>(nd + moved)) T(std::move_if_noexcept((*this)[moved]));
-            }
-        } catch (...) {
-            for (std::size_t i = 0; i < moved; ++i) nd[i].~T();
-            std::allocator<T>().deallocate(nd, ncap);
-            throw;
-        }
-        std::size_t n = size_;
-        clear();
-        if (data_) std::allocator<T>().deallocate(data_, cap_);
-        data_ = nd;
-        cap_ = ncap;
-        head_ = 0;
-        size_ = n;
-    }
-    // operator[] for the move in grow() must yield a non-const T&.
-    T& operator[](std::size_t i) noexcept { return data_[(head_ + i) & (cap_ - 1)]; }
-
-    T* data_ = nullptr;
-    std::size_t cap_ = 0;  // 0 or a power of two
-    std::size_t head_ = 0;
-    std::size_t size_ = 0;
-};
 
 template <class T>
 concept QueueStreamable = requires(std::ostream& os, const T& v) { os << v; };
@@ -160,13 +74,9 @@ public:
     explicit Queue(std::ptrdiff_t maxsize = 0) noexcept : maxsize_(maxsize) {}
     Queue(const Queue&) = delete;
     Queue& operator=(const Queue&) = delete;
-    virtual ~Queue() {
-        // Waiting coroutines outliving their queue is a bug of the program; at least make
-        // their frames' destruction not touch freed lists.
-        getters_.clear();
-        putters_.clear();
-        join_waiters_.clear();
-    }
+    // Waiting coroutines outliving their queue is a bug of the program; at least their
+    // frames' destruction does not touch freed lists (a WaiterList unlinks what it holds).
+    virtual ~Queue() = default;
 
     /// Number of items in the queue.
     std::size_t qsize() const noexcept { return do_size(); }
@@ -239,7 +149,7 @@ private:
     Coro<> put_waiting(T item) {
         while (full()) {
             if (is_shutdown_) throw QueueShutDown();
-            detail::QueueWaiter putter(bind_loop());
+            detail::Waiter putter(bind_loop());
             putters_.push_back(putter);
             try {
                 co_await putter.fut;
@@ -247,7 +157,7 @@ private:
                 putter.fut.cancel();  // just in case the putter is not done yet
                 // Clean putters_ from the cancelled putter (it may already have been popped
                 // by get_nowait() or shutdown()).
-                putters_.remove(putter);
+                putter.leave();
                 if (!full() && !putter.fut.cancelled()) {
                     // We were woken up by get_nowait() but can't take the call: wake up the
                     // next in line (the putter was set, then the await cancelled).
@@ -273,7 +183,7 @@ private:
     Coro<T> get_waiting() {
         while (empty()) {
             if (is_shutdown_) throw QueueShutDown();
-            detail::QueueWaiter getter(bind_loop());
+            detail::Waiter getter(bind_loop());
             getters_.push_back(getter);
             try {
                 co_await getter.fut;
@@ -281,7 +191,7 @@ private:
                 getter.fut.cancel();  // just in case the getter is not done yet
                 // Clean getters_ from the cancelled getter (it may already have been popped
                 // by put_nowait() or shutdown()).
-                getters_.remove(getter);
+                getter.leave();
                 if (!empty() && !getter.fut.cancelled()) {
                     // We were woken up by put_nowait() but can't take the call: wake up the
                     // next in line (the getter was set, then the await cancelled).
@@ -319,7 +229,7 @@ public:
         if (unfinished_tasks_ > 0) {
             // Python's `await self._finished.wait()` (locks.Event.wait), inlined.
             if (finished_) co_return;
-            detail::QueueWaiter waiter(bind_loop());
+            detail::Waiter waiter(bind_loop());
             join_waiters_.push_back(waiter);
             co_await waiter.fut;  // the node unlinks itself on the way out ("finally: remove")
         }
@@ -340,9 +250,9 @@ public:
             if (unfinished_tasks_ == 0) set_finished();
         }
         // All getters need to re-check queue-empty to raise QueueShutDown.
-        while (detail::QueueWaiter* getter = getters_.pop_front())
+        while (detail::Waiter* getter = getters_.pop_front())
             if (!getter->fut.done()) getter->fut.set_result();
-        while (detail::QueueWaiter* putter = putters_.pop_front())
+        while (detail::Waiter* putter = putters_.pop_front())
             if (!putter->fut.done()) putter->fut.set_result();
     }
 
@@ -407,8 +317,8 @@ private:
     }
 
     /// Wakes up the next waiter (if any) that isn't cancelled.
-    static void wakeup_next(detail::QueueWaiterList& waiters) {
-        while (detail::QueueWaiter* waiter = waiters.pop_front()) {
+    static void wakeup_next(detail::WaiterList& waiters) {
+        while (detail::Waiter* waiter = waiters.pop_front()) {
             if (!waiter->fut.done()) {
                 waiter->fut.set_result();
                 break;
@@ -420,7 +330,7 @@ private:
     void set_finished() {
         if (finished_) return;
         finished_ = true;
-        join_waiters_.for_each([](detail::QueueWaiter& w) {
+        join_waiters_.for_each([](detail::Waiter& w) {
             if (!w.fut.done()) w.fut.set_result();
         });
     }
@@ -445,9 +355,9 @@ private:
     }
 
     detail::RingBuffer<T> fifo_;
-    detail::QueueWaiterList getters_;
-    detail::QueueWaiterList putters_;
-    detail::QueueWaiterList join_waiters_;  // the waiters of the `_finished` event
+    detail::WaiterList getters_;
+    detail::WaiterList putters_;
+    detail::WaiterList join_waiters_;  // the waiters of the `_finished` event
     EventLoop* loop_ = nullptr;
     std::ptrdiff_t maxsize_;
     std::int64_t unfinished_tasks_ = 0;

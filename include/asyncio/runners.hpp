@@ -8,7 +8,7 @@
 
 #include <asyncio/contextvars.hpp>
 #include <asyncio/coroutines.hpp>
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/tasks.hpp>
 
 #include <memory>

@@ -10,7 +10,7 @@
 #pragma once
 
 #include <asyncio/coroutines.hpp>
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/executors.hpp>
 #include <asyncio/futures.hpp>
 #include <asyncio/tasks.hpp>

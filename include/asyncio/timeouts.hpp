@@ -10,8 +10,8 @@
 
 #include <asyncio/coroutines.hpp>
 #include <asyncio/detail/awaitable.hpp>
-#include <asyncio/events.hpp>
-#include <asyncio/tasks.hpp>
+#include <asyncio/detail/event_loop.hpp>
+#include <asyncio/detail/task_state.hpp>
 
 #include <optional>
 
@@ -43,7 +43,7 @@ private:
     void on_timeout();
     std::optional<double> when_;
     State state_ = State::created;
-    AnyTask task_;
+    detail::RefPtr<detail::TaskBase> task_;  // the task the timeout cancels (set by enter())
     int cancelling_ = 0;
     Handle handle_;
 };
@@ -126,4 +126,3 @@ auto timeout_at(std::optional<double> when, F body) -> decltype(body(std::declva
 
 }  // namespace asyncio
 
-#include <asyncio/detail/wait.hpp>

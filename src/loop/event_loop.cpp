@@ -2,7 +2,7 @@
 // close, the exception handler. One iteration (run_once) follows CPython's BaseEventLoop:
 // poll the backend (not blocking when something is ready), move due timers to the ready
 // queue, then run exactly the callbacks that were ready when the iteration began.
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 
 #include "loop_impl.hpp"
 #include "signals.hpp"

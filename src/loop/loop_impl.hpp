@@ -3,7 +3,7 @@
 #pragma once
 
 #include <asyncio/detail/intrusive_list.hpp>
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 
 #include "backend/backend.hpp"
 #include "timer_queue.hpp"

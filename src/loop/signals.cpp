@@ -2,7 +2,7 @@
 // add_signal_handler/remove_signal_handler.
 #include "signals.hpp"
 
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 
 #include <cerrno>
 #include <csignal>

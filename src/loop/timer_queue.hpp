@@ -5,7 +5,7 @@
 // (amortised O(1) per cancellation), as CPython's base_events does.
 #pragma once
 
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 
 #include <algorithm>
 #include <cstdint>

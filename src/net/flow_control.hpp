@@ -7,7 +7,7 @@
 // says); the helper remembers whether the protocol is paused, so each call is delivered once.
 #pragma once
 
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/exceptions.hpp>
 #include <asyncio/protocols.hpp>
 

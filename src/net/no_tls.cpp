@@ -1,7 +1,7 @@
 // src/net/no_tls.cpp - the TLS seam (tls_seam.hpp) in a build without TLS
 // (ASYNCIO_WITH_TLS=OFF): every use of ssl= or start_tls fails with a message that says why.
 // Built only then; otherwise src/tls/ defines these.
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/exceptions.hpp>
 #include <asyncio/ssl.hpp>
 

@@ -6,7 +6,7 @@
 // without TLS (ASYNCIO_WITH_TLS=OFF), src/net/no_tls.cpp defines them to refuse.
 #pragma once
 
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/futures.hpp>
 #include <asyncio/protocols.hpp>
 #include <asyncio/sockets.hpp>

@@ -2,7 +2,7 @@
 // running task's, else the thread's own.
 #include <asyncio/contextvars.hpp>
 #include <asyncio/detail/task_state.hpp>
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 
 namespace asyncio::detail {
 constinit thread_local bool tl_context_used = false;

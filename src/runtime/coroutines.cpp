@@ -1,6 +1,6 @@
 // src/runtime/coroutines.cpp - the debug-mode report of a coroutine destroyed without being awaited.
 #include <asyncio/coroutines.hpp>
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 
 #include <cstdio>
 

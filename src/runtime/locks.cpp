@@ -3,7 +3,6 @@
 // include/asyncio/locks.hpp has the classes, their fast paths and the notes on semantics.
 #include <asyncio/locks.hpp>
 
-#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -23,15 +22,15 @@ namespace {
 
 /// Throws RuntimeError when `running` (may be null: then nothing is checked) is not the
 /// loop of the pending waiters. `what` names the primitive in the message.
-void check_loop(WaiterQueue& q, EventLoop* running, const char* what) {
+void check_loop(WaiterList& q, EventLoop* running, const char* what) {
     q.drop_if_loop_closed();
     if (running == nullptr || q.empty()) return;
-    if (q.begin()->state_ptr()->anchor() != LoopAccess::anchor(*running)) [[unlikely]]
+    if (q.front()->fut.state_ptr()->anchor() != LoopAccess::anchor(*running)) [[unlikely]]
         throw_other_loop(what);
 }
 
 /// The running loop, checked against the pending waiters (Python's `_get_loop()`).
-EventLoop& loop_for_new_waiter(WaiterQueue& q, const char* what) {
+EventLoop& loop_for_new_waiter(WaiterList& q, const char* what) {
     EventLoop& loop = get_running_loop();
     check_loop(q, &loop, what);
     return loop;
@@ -39,26 +38,16 @@ EventLoop& loop_for_new_waiter(WaiterQueue& q, const char* what) {
 
 }  // namespace
 
-// Out of line and cold, so that the inline callers of drop_if_loop_closed() stay small.
-[[gnu::cold, gnu::noinline]] void WaiterQueue::clear() noexcept { q_->clear(); }
-
-void WaiterQueue::remove(const Future<void>& f) noexcept {
-    if (!q_) return;
-    auto it = std::find(q_->begin(), q_->end(), f);
-    if (it != q_->end()) q_->erase(it);
-}
-
-void FutureWait::suspend(WaiterQueue& q, std::coroutine_handle<> h, const char* what) {
+void FutureWait::suspend(WaiterList& q, std::coroutine_handle<> h, const char* what) {
     EventLoop& loop = loop_for_new_waiter(q, what);
-    fut_.emplace(loop);
-    q.push_back(*fut_);
+    waiter_.emplace(loop);
+    q.push_back(*waiter_);
     try {
-        inner_.emplace(fut_->operator co_await());
+        inner_.emplace(waiter_->fut.operator co_await());
         inner_->await_suspend(h);
     } catch (...) {
         inner_.reset();
-        q.remove(*fut_);
-        fut_.reset();
+        waiter_.reset();  // leaves the queue
         throw;
     }
 }
@@ -69,7 +58,7 @@ void FutureWait::suspend(WaiterQueue& q, std::coroutine_handle<> h, const char* 
 
 void Lock::AcquireAwaiter::resume_after_wait() {
     std::exception_ptr err = wait_.resume();
-    lock_->waiters_.remove(wait_.future());
+    wait_.leave();
     if (err) {
         // Keep the invariant: if the lock is not claimed (or about to be claimed by
         // us, who now give up) and tasks wait, the first one must run.
@@ -89,7 +78,7 @@ void Lock::release_slow() {
 void Lock::wake_up_first() {
     waiters_.drop_if_loop_closed();
     if (waiters_.empty()) return;
-    Future<void>& fut = *waiters_.begin();
+    Future<void>& fut = waiters_.front()->fut;
     // done() means that the waiter is already set to wake up (or cancelled: its task will
     // pass the wake-up on when it runs).
     if (!fut.done()) fut.set_result();
@@ -114,7 +103,7 @@ std::string Lock::repr() const {
 
 void Event::WaitAwaiter::resume_after_wait() {
     std::exception_ptr err = wait_.resume();
-    ev_->waiters_.remove(wait_.future());
+    wait_.leave();
     if (err) std::rethrow_exception(err);
 }
 
@@ -122,8 +111,8 @@ void Event::set() {
     if (value_) return;
     detail::check_loop(waiters_, get_running_loop_or_null(), "asyncio::Event");
     value_ = true;
-    for (auto& fut : waiters_)
-        if (!fut.done()) fut.set_result();
+    for (detail::Waiter& w : waiters_)
+        if (!w.fut.done()) w.fut.set_result();
 }
 
 std::string Event::repr() const {
@@ -135,17 +124,17 @@ std::string Event::repr() const {
 Coro<> Condition::wait() {
     if (!locked()) throw RuntimeError("cannot wait on un-acquired lock");
     EventLoop& loop = detail::loop_for_new_waiter(waiters_, "asyncio::Condition");
-    Future<void> fut(loop);
+    detail::Waiter waiter(loop);
     release();
 
     std::exception_ptr err;  // what the wait ends with (Python's exception in flight)
-    waiters_.push_back(fut);
+    waiters_.push_back(waiter);
     try {
-        co_await fut;
+        co_await waiter.fut;
     } catch (...) {
         err = std::current_exception();
     }
-    waiters_.remove(fut);
+    waiter.leave();
 
     // Must re-acquire the lock even if the wait was cancelled. Only CancelledError is
     // retried: other errors must not make us spin.
@@ -194,11 +183,11 @@ std::string Condition::repr() const {
 void Condition::notify_internal(std::size_t n) {
     waiters_.drop_if_loop_closed();
     std::size_t idx = 0;
-    for (auto& fut : waiters_) {
+    for (detail::Waiter& w : waiters_) {
         if (idx >= n) break;
-        if (!fut.done()) {
+        if (!w.fut.done()) {
             ++idx;
-            fut.set_result();
+            w.fut.set_result();
         }
     }
 }
@@ -208,7 +197,7 @@ void Condition::notify_internal(std::size_t n) {
 void Semaphore::AcquireAwaiter::resume_after_wait() {
     std::exception_ptr err = wait_.resume();
     const Future<void>& fut = wait_.future();
-    sem_->waiters_.remove(fut);
+    wait_.leave();
     // Our future was set by _wake_up_next() (which took a unit of the value for us),
     // but we are not going to acquire: give the unit back.
     if (err && fut.done() && !fut.cancelled()) ++sem_->value_;
@@ -238,10 +227,10 @@ std::string Semaphore::repr() const {
 
 bool Semaphore::wake_up_next() {
     waiters_.drop_if_loop_closed();
-    for (auto& fut : waiters_) {
-        if (!fut.done()) {
+    for (detail::Waiter& w : waiters_) {
+        if (!w.fut.done()) {
             --value_;
-            fut.set_result();
+            w.fut.set_result();
             return true;
         }
     }

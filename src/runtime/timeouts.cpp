@@ -1,6 +1,8 @@
 // src/runtime/timeouts.cpp - Timeout, a port of CPython 3.12's asyncio/timeouts.py.
 #include <asyncio/timeouts.hpp>
 
+#include <asyncio/tasks.hpp>
+
 namespace asyncio {
 
 Timeout::~Timeout() {
@@ -27,17 +29,18 @@ void Timeout::reschedule(std::optional<double> when) {
 }
 
 void Timeout::on_timeout() {
-    task_.cancel();
+    task_->cancel(std::string());
     state_ = State::expiring;
     handle_ = Handle();
 }
 
 void Timeout::enter() {
     if (state_ != State::created) throw RuntimeError("Timeout has already been entered");
-    task_ = current_task();
-    if (!task_) throw RuntimeError("Timeout should be used inside a task");
+    AnyTask task = current_task();
+    if (!task) throw RuntimeError("Timeout should be used inside a task");
+    task_ = detail::RefPtr<detail::TaskBase>(static_cast<detail::TaskBase*>(task.state_ptr()));
     state_ = State::entered;
-    cancelling_ = task_.cancelling();
+    cancelling_ = task_->cancelling();
     reschedule(when_);
 }
 
@@ -48,7 +51,7 @@ void Timeout::exit(std::exception_ptr exc) {
     }
     if (state_ == State::expiring) {
         state_ = State::expired;
-        if (task_.uncancel() <= cancelling_ && exc && is_cancelled_error(exc)) {
+        if (task_->uncancel() <= cancelling_ && exc && is_cancelled_error(exc)) {
             // No new cancel requests since we entered: this cancellation is ours.
             throw TimeoutError();
         }

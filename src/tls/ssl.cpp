@@ -1,6 +1,6 @@
 // src/tls/ssl.cpp - asyncio::ssl: Context (Python's SSLContext), the SSLError family and the
 // certificate/cipher accessors, on OpenSSL 3 (Python's Modules/_ssl.c, the parts asyncio uses).
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/ssl.hpp>
 
 #include "net/tls_seam.hpp"

@@ -18,7 +18,7 @@
 // connection_lost, or when the loop closes with the connection still open.
 #pragma once
 
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/futures.hpp>
 #include <asyncio/protocols.hpp>
 #include <asyncio/ssl.hpp>

@@ -1,4 +1,6 @@
-// asyncio/detail/gather.hpp - asyncio::gather (part of asyncio/tasks.hpp).
+// asyncio/detail/gather.hpp - the machinery behind asyncio::gather (tasks.hpp): the outer
+// future (GatherState, Python's _GatheringFuture), the children it listens to and the
+// awaitable handle gather() returns.
 //
 // Python's rules: coroutines become tasks at once; the outer future completes with the first
 // child exception (the other children go on running) or, when all are done, with every
@@ -7,45 +9,21 @@
 // returned in place of values (asyncio::Result<T>).
 #pragma once
 
-#include <asyncio/detail/awaitable.hpp>
+#include <asyncio/detail/event_loop.hpp>
+#include <asyncio/detail/task_state.hpp>
 #include <asyncio/futures.hpp>
-#include <asyncio/tasks.hpp>
 
+#include <memory>
+#include <string>
 #include <tuple>
 #include <variant>
 #include <vector>
 
 namespace asyncio {
 
-/// The tag selecting gather's return_exceptions=True.
-struct ReturnExceptions {};
-inline constexpr ReturnExceptions return_exceptions{};
-
-/// A value or the exception that took its place (gather with return_exceptions).
+class AnyTask;  // tasks.hpp
 template <class T>
-class Result {
-public:
-    using value_type = detail::stored_t<T>;
-    explicit Result(value_type v) : v_(std::in_place_index<0>, std::move(v)) {}
-    explicit Result(std::exception_ptr e) : v_(std::in_place_index<1>, std::move(e)) {}
-    bool has_value() const noexcept { return v_.index() == 0; }
-    explicit operator bool() const noexcept { return has_value(); }
-    /// The value; rethrows the error when there is none.
-    value_type& value() & {
-        if (!has_value()) std::rethrow_exception(std::get<1>(v_));
-        return std::get<0>(v_);
-    }
-    const value_type& value() const& {
-        if (!has_value()) std::rethrow_exception(std::get<1>(v_));
-        return std::get<0>(v_);
-    }
-    value_type&& value() && { return std::move(value()); }
-    /// The exception (null when there is a value).
-    std::exception_ptr error() const noexcept { return has_value() ? nullptr : std::get<1>(v_); }
-
-private:
-    std::variant<value_type, std::exception_ptr> v_;
-};
+class Result;  // tasks.hpp
 
 namespace detail {
 
@@ -90,74 +68,12 @@ struct GatherChild {
     ValueHolder<T>* values;
 };
 
-template <class T>
-GatherChild<T> gather_child(Coro<T>&& coro) {
-    Task<T> t = create_task(std::move(coro));
-    auto* st = static_cast<TaskState<T>*>(t.state_ptr());
-    return {RefPtr<FutureStateBase>(st), st};
-}
-template <class T>
-GatherChild<T> gather_child(const Task<T>& task) {
-    auto* st = static_cast<TaskState<T>*>(task.state_ptr());
-    if (!st) throw InvalidStateError("gather(): empty Task handle");
-    return {RefPtr<FutureStateBase>(st), st};
-}
-template <class T>
-GatherChild<T> gather_child(const Future<T>& fut) {
-    auto* st = static_cast<FutureState<T>*>(fut.state_ptr());
-    if (!st) throw InvalidStateError("gather(): empty Future handle");
-    return {RefPtr<FutureStateBase>(st), st};
-}
-
-inline GatherChild<void> gather_child(const AnyTask& task) {
-    if (!task.state_ptr()) throw InvalidStateError("gather(): empty Task handle");
-    return {RefPtr<FutureStateBase>(task.state_ptr()), nullptr};
-}
-
-}  // namespace detail
-
-/// create_task() of any awaitable that is not a coroutine (a queue's get(), a sleep, a
-/// gather...): it is wrapped in a coroutine first (Python's ensure_future).
-template <class A>
-    requires(detail::Awaitable<A> && !is_coro_v<std::remove_cvref_t<A>> &&
-             !std::is_base_of_v<AnyFuture, std::remove_cvref_t<A>>)
-Task<detail::await_result_t<A>> create_task(A aw) {
-    return create_task(detail::as_coro(std::move(aw)));
-}
-template <class A>
-    requires(detail::Awaitable<A> && !is_coro_v<std::remove_cvref_t<A>> &&
-             !std::is_base_of_v<AnyFuture, std::remove_cvref_t<A>>)
-Task<detail::await_result_t<A>> create_task(A aw, TaskOptions options) {
-    return create_task(detail::as_coro(std::move(aw)), options);
-}
-
-template <class A>
-auto EventLoop::create_task(A aw, std::string_view name) {
-    static_assert(detail::Awaitable<A>, "create_task() needs a coroutine or an awaitable");
-    return create_task(detail::as_coro(std::move(aw)), name);
-}
-
-namespace detail {
-
 template <class R, class Children>
 class Gathering;
 template <class A>
 inline constexpr bool is_gathering_v = false;
 template <class R, class C>
 inline constexpr bool is_gathering_v<Gathering<R, C>> = true;
-
-template <class A>
-    requires(!is_coro_v<std::remove_cvref_t<A>> && !std::is_base_of_v<AnyFuture, std::remove_cvref_t<A>>)
-GatherChild<await_result_t<A>> gather_child(A&& aw) {
-    using T = await_result_t<A>;
-    // A nested gather starts awaiting at once (eagerly), so that cancelling this gather
-    // reaches the inner one's children even before the wrapper task's first step, as
-    // Python's gather-of-a-gather does.
-    constexpr bool eager = is_gathering_v<std::remove_cvref_t<A>>;
-    Task<T> t = create_task(as_coro(std::forward<A>(aw)), TaskOptions{{}, eager});
-    auto* st = static_cast<TaskState<T>*>(t.state_ptr());
-    return {RefPtr<FutureStateBase>(st), st};
-}
 
 template <class T>
 stored_t<T> take_child_value(const GatherChild<T>& c) {
@@ -260,58 +176,5 @@ std::vector<RefPtr<FutureStateBase>> states_of(const std::tuple<Cs...>& children
 }
 
 }  // namespace detail
-
-/// gather(a(), b(), ...) -> std::tuple<A, B, ...> (void -> std::monostate).
-template <detail::GatherArg... As>
-auto gather(As&&... aws) {
-    using R = std::tuple<detail::stored_t<detail::await_result_t<As>>...>;
-    std::tuple<detail::GatherChild<detail::await_result_t<As>>...> children{
-        detail::gather_child(std::forward<As>(aws))...};
-    auto states = detail::states_of(children);
-    return detail::make_gathering<R>(std::move(children), std::move(states), false);
-}
-
-/// gather(return_exceptions, a(), b(), ...) -> std::tuple<Result<A>, Result<B>, ...>.
-template <detail::GatherArg... As>
-auto gather(ReturnExceptions, As&&... aws) {
-    using R = std::tuple<Result<detail::await_result_t<As>>...>;
-    std::tuple<detail::GatherChild<detail::await_result_t<As>>...> children{
-        detail::gather_child(std::forward<As>(aws))...};
-    auto states = detail::states_of(children);
-    return detail::make_gathering<R>(std::move(children), std::move(states), true);
-}
-
-namespace detail {
-/// Whether a vector gather's children are futures (FutureState) rather than tasks.
-template <class A>
-inline constexpr bool is_plain_future_v = std::is_base_of_v<AnyFuture, A> && !std::is_base_of_v<AnyTask, A>;
-
-template <class A>
-std::vector<RefPtr<FutureStateBase>> gather_vector(std::vector<A> aws) {
-    std::vector<RefPtr<FutureStateBase>> states;
-    states.reserve(aws.size());
-    for (auto& a : aws) states.push_back(gather_child(std::move(a)).state);
-    return states;  // `aws` is freed here, before the gather starts (peak memory)
-}
-}  // namespace detail
-
-/// gather(std::vector<Coro<T>> / std::vector<Task<T>> / std::vector<Future<T>>)
-///     -> std::vector<T> (void -> std::monostate).
-template <class A>
-    requires detail::GatherArg<A>
-auto gather(std::vector<A> aws) {
-    using T = detail::await_result_t<A>;
-    return detail::make_gathering<std::vector<detail::stored_t<T>>>(
-        detail::VectorChildren<T>{detail::is_plain_future_v<A>}, detail::gather_vector(std::move(aws)), false);
-}
-
-/// gather(return_exceptions, vector) -> std::vector<Result<T>>.
-template <class A>
-    requires detail::GatherArg<A>
-auto gather(ReturnExceptions, std::vector<A> aws) {
-    using T = detail::await_result_t<A>;
-    return detail::make_gathering<std::vector<Result<T>>>(
-        detail::VectorChildren<T>{detail::is_plain_future_v<A>}, detail::gather_vector(std::move(aws)), true);
-}
 
 }  // namespace asyncio

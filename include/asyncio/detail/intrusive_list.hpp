@@ -66,6 +66,25 @@ public:
         for (const ListNode* p = head_.next; p != &head_; p = p->next) ++n;
         return n;
     }
+    /// Front-to-back iteration (range-for); the loop body must not unlink elements (use
+    /// for_each() for that).
+    class iterator {
+    public:
+        explicit iterator(ListNode* p) noexcept : p_(p) {}
+        T& operator*() const noexcept { return *static_cast<T*>(p_); }
+        T* operator->() const noexcept { return static_cast<T*>(p_); }
+        iterator& operator++() noexcept {
+            p_ = p_->next;
+            return *this;
+        }
+        bool operator==(const iterator& o) const noexcept { return p_ == o.p_; }
+
+    private:
+        ListNode* p_;
+    };
+    iterator begin() const noexcept { return iterator(head_.next); }
+    iterator end() const noexcept { return iterator(const_cast<ListNode*>(&head_)); }
+
     /// Calls fn(T&) for each element, front to back; fn may unlink the element it is given
     /// (not others).
     template <class F>

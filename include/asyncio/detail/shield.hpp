@@ -1,11 +1,14 @@
-// asyncio/detail/shield.hpp - asyncio::shield (part of asyncio/tasks.hpp).
+// asyncio/detail/shield.hpp - the link behind asyncio::shield (tasks.hpp).
 //
 // shield(aw) returns an outer future that mirrors the inner task; cancelling the outer future
 // (or the task awaiting it) does not cancel the inner one, which runs on (Python's shield).
 #pragma once
 
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/futures.hpp>
-#include <asyncio/tasks.hpp>
+
+#include <exception>
+#include <string>
 
 namespace asyncio {
 
@@ -75,24 +78,5 @@ Future<T> shield_state(RefPtr<InnerState> inner) {
 }
 
 }  // namespace detail
-
-/// Protects `aw` from cancellation: returns a Future<T> mirroring it. A coroutine is wrapped
-/// in a task first.
-template <class T>
-Future<T> shield(Coro<T> coro) {
-    Task<T> inner = create_task(std::move(coro));
-    return detail::shield_state<T>(detail::RefPtr<detail::TaskState<T>>(
-        static_cast<detail::TaskState<T>*>(inner.state_ptr())));
-}
-template <class T>
-Future<T> shield(const Task<T>& task) {
-    return detail::shield_state<T>(
-        detail::RefPtr<detail::TaskState<T>>(static_cast<detail::TaskState<T>*>(task.state_ptr())));
-}
-template <class T>
-Future<T> shield(const Future<T>& fut) {
-    return detail::shield_state<T>(
-        detail::RefPtr<detail::FutureState<T>>(static_cast<detail::FutureState<T>*>(fut.state_ptr())));
-}
 
 }  // namespace asyncio

@@ -3,7 +3,7 @@
 #pragma once
 
 #include <asyncio/coroutines.hpp>
-#include <asyncio/events.hpp>
+#include <asyncio/detail/event_loop.hpp>
 #include <asyncio/futures.hpp>
 
 #include <coroutine>
