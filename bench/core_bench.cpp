@@ -39,9 +39,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) {
-    return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // A "VmHWM:" (peak) or "VmRSS:" (current) line of /proc/self/status, in MiB; 0 if absent.
 double proc_status_mb(const char* key) {
@@ -69,8 +67,8 @@ double peak_rss_mb() {
 }
 
 void emit(const char* bench, double value, const char* unit) {
-    std::printf("{\"impl\": \"asyncio-cpp\", \"bench\": \"%s\", \"value\": %.10g, \"unit\": \"%s\"}\n",
-                bench, value, unit);
+    std::printf("{\"impl\": \"asyncio-cpp\", \"bench\": \"%s\", \"value\": %.10g, \"unit\": \"%s\"}\n", bench, value,
+                unit);
     std::fflush(stdout);
 }
 
@@ -137,8 +135,10 @@ struct ChainState {
 struct Chain {
     ChainState* s;
     void operator()() const {
-        if (++s->count < s->n) (void)s->loop->call_soon(*this);
-        else s->done.set_result();
+        if (++s->count < s->n)
+            (void)s->loop->call_soon(*this);
+        else
+            s->done.set_result();
     }
 };
 
@@ -271,15 +271,24 @@ int main(int argc, char** argv) {
             if (i + 1 >= argc) usage(argv[0]);
             return argv[++i];
         };
-        if (a == "--n") n = std::atoll(value().c_str());
-        else if (a == "--sleep-n") sleep_n = std::atoll(value().c_str());
-        else if (a == "--queue-n") queue_n = std::atoll(value().c_str());
-        else if (a == "--lock-tasks") lock_tasks = std::atoll(value().c_str());
-        else if (a == "--lock-iters") lock_iters = std::atoll(value().c_str());
-        else if (a == "--thread-n") thread_n = std::atoll(value().c_str());
-        else if (a == "--thread-batch") thread_batch = std::atoll(value().c_str());
-        else if (a == "--bench") bench = value();
-        else usage(argv[0]);
+        if (a == "--n")
+            n = std::atoll(value().c_str());
+        else if (a == "--sleep-n")
+            sleep_n = std::atoll(value().c_str());
+        else if (a == "--queue-n")
+            queue_n = std::atoll(value().c_str());
+        else if (a == "--lock-tasks")
+            lock_tasks = std::atoll(value().c_str());
+        else if (a == "--lock-iters")
+            lock_iters = std::atoll(value().c_str());
+        else if (a == "--thread-n")
+            thread_n = std::atoll(value().c_str());
+        else if (a == "--thread-batch")
+            thread_batch = std::atoll(value().c_str());
+        else if (a == "--bench")
+            bench = value();
+        else
+            usage(argv[0]);
     }
     if (n <= 0 || queue_n <= 0 || lock_tasks <= 0 || lock_iters <= 0 || thread_n <= 0 || thread_batch <= 0)
         usage(argv[0]);
@@ -303,8 +312,7 @@ int main(int argc, char** argv) {
             emit("call_soon_chain", asyncio::run(bench_call_soon_chain(n)), "callbacks/s");
             emit("call_soon_batch", asyncio::run(bench_call_soon_batch(n)), "callbacks/s");
         }
-        if (wanted("queue_pingpong"))
-            emit("queue_pingpong", asyncio::run(bench_queue_pingpong(queue_n)), "ns/msg");
+        if (wanted("queue_pingpong")) emit("queue_pingpong", asyncio::run(bench_queue_pingpong(queue_n)), "ns/msg");
         if (wanted("lock_contention"))
             emit("lock_contention", asyncio::run(bench_lock_contention(lock_tasks, lock_iters)), "ns/acquire");
         if (wanted("to_thread")) {

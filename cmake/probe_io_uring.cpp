@@ -9,7 +9,7 @@ int main(void) {
     struct io_uring_params p = {0};
     p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_CLAMP;
     if (io_uring_queue_init_params(8, &ring, &p) < 0) return 1;
-    struct io_uring_buf_ring *br;
+    struct io_uring_buf_ring* br;
     if (posix_memalign(reinterpret_cast<void**>(&br), 4096, 4096)) return 1;
     io_uring_buf_ring_init(br);
     struct io_uring_buf_reg reg = {0};

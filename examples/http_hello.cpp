@@ -67,7 +67,6 @@ int main(int argc, char** argv) {
     }
     // One loop per thread, all listening on the same port (SO_REUSEPORT).
     std::vector<std::thread> threads;
-    for (int i = 0; i < loops; ++i)
-        threads.emplace_back([port] { asyncio::run(serve(port, true)); });
+    for (int i = 0; i < loops; ++i) threads.emplace_back([port] { asyncio::run(serve(port, true)); });
     for (auto& t : threads) t.join();
 }

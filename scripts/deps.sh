@@ -2,7 +2,7 @@
 # Installs the Debian packages the build needs, only those missing (idempotent).
 # Usage: scripts/deps.sh [extra-package ...]
 set -euo pipefail
-packages=(g++ cmake ninja-build libgtest-dev libgmock-dev libbenchmark-dev clang-16 libclang-rt-16-dev libssl-dev liburing-dev "$@")
+packages=(g++ cmake ninja-build libgtest-dev libgmock-dev libbenchmark-dev clang-16 libclang-rt-16-dev libssl-dev liburing-dev clang-format-16 "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

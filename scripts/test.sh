@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite twice - GCC release (-O2, warnings as errors) and
 # Clang 16 Debug with AddressSanitizer + UndefinedBehaviorSanitizer - then the tests that
-# cross threads once more under ThreadSanitizer.
+# cross threads once more under ThreadSanitizer. First, the tree must follow .clang-format.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+echo "== format"
+scripts/check_format.sh
 for preset in release dev; do
   echo "== $preset: configure and build"
   cmake --preset "$preset" -DASYNCIO_BUILD_TESTS=ON >/dev/null

@@ -46,8 +46,7 @@ asio::awaitable<void> session(tcp::socket sock) {
 asio::awaitable<void> listener(tcp::acceptor& acceptor) {
     for (;;) {
         boost::system::error_code ec;
-        tcp::socket sock = co_await acceptor.async_accept(
-            asio::redirect_error(asio::use_awaitable, ec));
+        tcp::socket sock = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
             if (ec != asio::error::connection_aborted)
                 std::fprintf(stderr, "asio_server: accept: %s\n", ec.message().c_str());

@@ -99,9 +99,7 @@ struct Options {
     std::exit(2);
 }
 
-double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 double self_cpu_s() {
     rusage ru{};
@@ -125,8 +123,7 @@ double proc_cpu_s(long pid) {
     if (!p) return -1.0;
     unsigned long utime = 0, stime = 0;
     // after ")": state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15)
-    if (std::sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
-        return -1.0;
+    if (std::sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) return -1.0;
     return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
@@ -135,8 +132,8 @@ double machine_busy_s() {
     FILE* f = std::fopen("/proc/stat", "r");
     if (!f) return -1.0;
     unsigned long long v[10] = {};
-    int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                        &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
+    int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                        &v[5], &v[6], &v[7], &v[8], &v[9]);
     std::fclose(f);
     if (n < 8) return -1.0;
     // user nice system idle iowait irq softirq steal (guest time is already in user)
@@ -191,8 +188,7 @@ public:
         // length used below stays inside it.
         chunk_ = streaming_ ? std::max<std::size_t>(1, kStreamChunk / o.size) * o.size : o.size;
         pattern_.resize(o.size + std::max(kRecvBuf, chunk_));
-        for (std::size_t i = 0; i < pattern_.size(); ++i)
-            pattern_[i] = static_cast<char>((i % o.size) % 251);
+        for (std::size_t i = 0; i < pattern_.size(); ++i) pattern_[i] = static_cast<char>((i % o.size) % 251);
         rbuf_.resize(kRecvBuf);
         epfd_ = epoll_create1(EPOLL_CLOEXEC);
         if (epfd_ < 0) fail("epoll_create1: %s", std::strerror(errno));
@@ -241,12 +237,12 @@ public:
                 std::uint64_t reqs = requests_ - req0;
                 std::uint64_t bytes = bytes_ - bytes0;
                 if (streaming_) reqs = bytes / o_.size;  // whole messages echoed in the window
-                std::printf("mode=%s size=%zu conns=%zu seconds=%.3f requests=%llu bytes=%llu "
-                            "requests_per_s=%.1f mib_per_s=%.2f client_cpu=%.3f server_cpu=%.3f machine_cpu=%.3f\n",
-                            o_.mode.c_str(), o_.size, conns_.size(), secs,
-                            static_cast<unsigned long long>(reqs), static_cast<unsigned long long>(bytes),
-                            static_cast<double>(reqs) / secs,
-                            static_cast<double>(bytes) / secs / (1024.0 * 1024.0), cpu, scpu, mcpu);
+                std::printf(
+                    "mode=%s size=%zu conns=%zu seconds=%.3f requests=%llu bytes=%llu "
+                    "requests_per_s=%.1f mib_per_s=%.2f client_cpu=%.3f server_cpu=%.3f machine_cpu=%.3f\n",
+                    o_.mode.c_str(), o_.size, conns_.size(), secs, static_cast<unsigned long long>(reqs),
+                    static_cast<unsigned long long>(bytes), static_cast<double>(reqs) / secs,
+                    static_cast<double>(bytes) / secs / (1024.0 * 1024.0), cpu, scpu, mcpu);
                 std::fflush(stdout);
                 return 0;
             }
@@ -398,20 +394,30 @@ int main(int argc, char** argv) {
             if (i + 1 >= argc) usage();
             return argv[++i];
         };
-        if (a == "--host") o.host = val();
-        else if (a == "--port") o.port = std::atoi(val());
-        else if (a == "--mode") o.mode = val();
-        else if (a == "--size") o.size = static_cast<std::size_t>(std::atol(val()));
-        else if (a == "--conns") o.conns = std::atoi(val());
-        else if (a == "--duration") o.duration = to_double(val());
-        else if (a == "--warmup") o.warmup = to_double(val());
-        else if (a == "--timeout") o.timeout = to_double(val());
-        else if (a == "--server-pid") o.server_pid = std::atol(val());
-        else if (a == "--verify") o.verify = true;
-        else usage();
+        if (a == "--host")
+            o.host = val();
+        else if (a == "--port")
+            o.port = std::atoi(val());
+        else if (a == "--mode")
+            o.mode = val();
+        else if (a == "--size")
+            o.size = static_cast<std::size_t>(std::atol(val()));
+        else if (a == "--conns")
+            o.conns = std::atoi(val());
+        else if (a == "--duration")
+            o.duration = to_double(val());
+        else if (a == "--warmup")
+            o.warmup = to_double(val());
+        else if (a == "--timeout")
+            o.timeout = to_double(val());
+        else if (a == "--server-pid")
+            o.server_pid = std::atol(val());
+        else if (a == "--verify")
+            o.verify = true;
+        else
+            usage();
     }
-    if (o.port <= 0 || o.port > 65535 || o.size == 0 || o.duration <= 0 || o.warmup < 0 || o.timeout <= 0)
-        usage();
+    if (o.port <= 0 || o.port > 65535 || o.size == 0 || o.duration <= 0 || o.warmup < 0 || o.timeout <= 0) usage();
     if (o.mode != "pingpong" && o.mode != "streaming" && o.mode != "idle") usage();
     if (o.conns < 0) o.conns = o.mode == "pingpong" ? 100 : o.mode == "streaming" ? 10 : 10000;
     if (o.conns == 0) usage();

@@ -66,9 +66,7 @@ namespace {
 
 int g_hint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE;  // --hint
 
-double seconds_since(Clock::time_point t0) {
-    return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // A "VmHWM:" (peak) or "VmRSS:" (current) line of /proc/self/status, in MiB; 0 if absent.
 double proc_status_mb(const char* key) {
@@ -96,8 +94,7 @@ double peak_rss_mb() {
 }
 
 void emit(const char* bench, double value, const char* unit) {
-    std::printf("{\"impl\": \"asio\", \"bench\": \"%s\", \"value\": %.10g, \"unit\": \"%s\"}\n",
-                bench, value, unit);
+    std::printf("{\"impl\": \"asio\", \"bench\": \"%s\", \"value\": %.10g, \"unit\": \"%s\"}\n", bench, value, unit);
     std::fflush(stdout);
 }
 
@@ -302,8 +299,7 @@ double bench_to_thread_throughput(long long n) {
     auto t0 = Clock::now();
     double sec = 0;
     for (long long i = 0; i < n; ++i) {
-        asio::co_spawn(pool, trivial_fn(i),
-                       asio::bind_executor(ctx, [&](std::exception_ptr e, long long v) {
+        asio::co_spawn(pool, trivial_fn(i), asio::bind_executor(ctx, [&](std::exception_ptr e, long long v) {
                            rethrow_if(e);
                            total += v;
                            if (--remaining == 0) sec = seconds_since(t0);
@@ -336,27 +332,41 @@ int main(int argc, char** argv) {
             if (i + 1 >= argc) usage(argv[0]);
             return argv[++i];
         };
-        if (a == "--n") n = std::atoll(value().c_str());
-        else if (a == "--sleep-n") sleep_n = std::atoll(value().c_str());
-        else if (a == "--queue-n") queue_n = std::atoll(value().c_str());
-        else if (a == "--lock-tasks") lock_tasks = std::atoll(value().c_str());
-        else if (a == "--lock-iters") lock_iters = std::atoll(value().c_str());
-        else if (a == "--thread-n") thread_n = std::atoll(value().c_str());
-        else if (a == "--thread-batch") thread_batch = std::atoll(value().c_str());
-        else if (a == "--bench") bench = value();
+        if (a == "--n")
+            n = std::atoll(value().c_str());
+        else if (a == "--sleep-n")
+            sleep_n = std::atoll(value().c_str());
+        else if (a == "--queue-n")
+            queue_n = std::atoll(value().c_str());
+        else if (a == "--lock-tasks")
+            lock_tasks = std::atoll(value().c_str());
+        else if (a == "--lock-iters")
+            lock_iters = std::atoll(value().c_str());
+        else if (a == "--thread-n")
+            thread_n = std::atoll(value().c_str());
+        else if (a == "--thread-batch")
+            thread_batch = std::atoll(value().c_str());
+        else if (a == "--bench")
+            bench = value();
         else if (a == "--hint") {
             std::string h = value();
-            if (h == "unsafe") g_hint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE;
-            else if (h == "one") g_hint = 1;
-            else if (h == "default") g_hint = BOOST_ASIO_CONCURRENCY_HINT_DEFAULT;
-            else usage(argv[0]);
-        }
-        else usage(argv[0]);
+            if (h == "unsafe")
+                g_hint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE;
+            else if (h == "one")
+                g_hint = 1;
+            else if (h == "default")
+                g_hint = BOOST_ASIO_CONCURRENCY_HINT_DEFAULT;
+            else
+                usage(argv[0]);
+        } else
+            usage(argv[0]);
     }
     if (n <= 0 || queue_n <= 0 || lock_tasks <= 0 || lock_iters <= 0 || thread_n <= 0 || thread_batch <= 0)
         usage(argv[0]);
     if (sleep_n <= 0) sleep_n = n;
-    auto wanted = [&](const char* g) { return ("," + bench + ",").find(std::string(",") + g + ",") != std::string::npos; };
+    auto wanted = [&](const char* g) {
+        return ("," + bench + ",").find(std::string(",") + g + ",") != std::string::npos;
+    };
 
     try {
         // sleep_1m first: its peak-RSS figure is the process-wide high-water mark.

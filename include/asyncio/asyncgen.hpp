@@ -57,9 +57,9 @@ public:
     struct promise_type : detail::PoolAllocated {
         std::optional<T> current;
         [[no_unique_address]] SentSlot sent;  // asend()'s value for the current co_yield
-        std::coroutine_handle<> consumer;  // the coroutine awaiting next()/athrow()
-        std::exception_ptr exception;      // raised by the body
-        std::exception_ptr thrown_in;      // athrow(): raised at the co_yield
+        std::coroutine_handle<> consumer;     // the coroutine awaiting next()/athrow()
+        std::exception_ptr exception;         // raised by the body
+        std::exception_ptr thrown_in;         // athrow(): raised at the co_yield
 
         AsyncGenerator get_return_object() {
             return AsyncGenerator(std::coroutine_handle<promise_type>::from_promise(*this));
@@ -132,7 +132,8 @@ public:
         requires(std::is_same_v<S, Send> && !std::is_void_v<S>)
     auto asend(std::type_identity_t<S> value) {
         if (!h_ || h_.done()) throw RuntimeError("asend() on a finished async generator");
-        if (!started_) throw RuntimeError("can't send non-None value to a just-started async generator; call next() first");
+        if (!started_)
+            throw RuntimeError("can't send non-None value to a just-started async generator; call next() first");
         if (running_) throw RuntimeError("asend(): asynchronous generator is already running");
         h_.promise().sent.emplace(std::move(value));
         return Step{this, nullptr};

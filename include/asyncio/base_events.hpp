@@ -34,7 +34,8 @@ using ProtocolFactory = std::function<std::shared_ptr<BaseProtocol>()>;
 template <class F>
 ProtocolFactory erase_factory(F factory) {
     using P = typename factory_result_t<F>::element_type;
-    static_assert(std::is_base_of_v<BaseProtocol, P>, "a protocol factory must return std::shared_ptr<P> for a protocol class P");
+    static_assert(std::is_base_of_v<BaseProtocol, P>,
+                  "a protocol factory must return std::shared_ptr<P> for a protocol class P");
     return [f = std::move(factory)]() mutable -> std::shared_ptr<BaseProtocol> { return f(); };
 }
 
@@ -85,12 +86,12 @@ private:
 // coroutine is awaited), so that the call takes its own reference to a TLS context at once.
 namespace detail {
 struct ConnectionAccess {
-    static Coro<MadeConnection> create_connection(EventLoop& loop, ProtocolFactory factory,
-                                                              std::string host, int port, ConnectionOptions opts);
-    static Coro<MadeConnection> create_unix_connection(EventLoop& loop, ProtocolFactory factory,
-                                                                   std::string path, ConnectionOptions opts);
-    static Coro<MadeConnection> connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
-                                                                    Socket sock, ConnectionOptions opts);
+    static Coro<MadeConnection> create_connection(EventLoop& loop, ProtocolFactory factory, std::string host, int port,
+                                                  ConnectionOptions opts);
+    static Coro<MadeConnection> create_unix_connection(EventLoop& loop, ProtocolFactory factory, std::string path,
+                                                       ConnectionOptions opts);
+    static Coro<MadeConnection> connect_accepted_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                                        ConnectionOptions opts);
     /// create_connection / create_unix_connection with sock= (the latter requires AF_UNIX).
     static Coro<MadeConnection> connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
                                                ConnectionOptions opts);
@@ -103,8 +104,7 @@ struct ConnectionAccess {
                                       int port, ServerOptions opts);
     static Coro<Server> create_unix_server(EventLoop& loop, ProtocolFactory factory, std::string path,
                                            ServerOptions opts);
-    static Coro<MadeEndpoint> create_datagram_endpoint(EventLoop& loop, ProtocolFactory factory,
-                                                                             DatagramOptions opts);
+    static Coro<MadeEndpoint> create_datagram_endpoint(EventLoop& loop, ProtocolFactory factory, DatagramOptions opts);
     /// create_datagram_endpoint with sock=.
     static Coro<MadeEndpoint> datagram_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
                                               DatagramOptions opts);
@@ -114,44 +114,43 @@ struct ConnectionAccess {
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, factory_result_t<F>>> typed_connection(Coro<MadeConnection> made) {
     MadeConnection m = co_await std::move(made);
-    co_return std::pair<std::shared_ptr<Transport>, factory_result_t<F>>(std::move(m.first),
-                                                                         protocol_of<F>(m.second));
+    co_return std::pair<std::shared_ptr<Transport>, factory_result_t<F>>(std::move(m.first), protocol_of<F>(m.second));
 }
 }  // namespace detail
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_connection(
     F factory, std::string host, int port, ConnectionOptions opts) {
-    return detail::typed_connection<F>(
-        detail::ConnectionAccess::create_connection(*this, detail::erase_factory(std::move(factory)), std::move(host), port, opts));
+    return detail::typed_connection<F>(detail::ConnectionAccess::create_connection(
+        *this, detail::erase_factory(std::move(factory)), std::move(host), port, opts));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_unix_connection(
     F factory, std::string path, ConnectionOptions opts) {
-    return detail::typed_connection<F>(
-        detail::ConnectionAccess::create_unix_connection(*this, detail::erase_factory(std::move(factory)), std::move(path), opts));
+    return detail::typed_connection<F>(detail::ConnectionAccess::create_unix_connection(
+        *this, detail::erase_factory(std::move(factory)), std::move(path), opts));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_connection(
     F factory, Socket sock, ConnectionOptions opts) {
-    return detail::typed_connection<F>(
-        detail::ConnectionAccess::connect_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock), opts));
+    return detail::typed_connection<F>(detail::ConnectionAccess::connect_socket(
+        *this, detail::erase_factory(std::move(factory)), std::move(sock), opts));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::create_unix_connection(
     F factory, Socket sock, ConnectionOptions opts) {
-    return detail::typed_connection<F>(
-        detail::ConnectionAccess::connect_unix_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock), opts));
+    return detail::typed_connection<F>(detail::ConnectionAccess::connect_unix_socket(
+        *this, detail::erase_factory(std::move(factory)), std::move(sock), opts));
 }
 
 template <class F>
 Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::connect_accepted_socket(
     F factory, Socket sock, ConnectionOptions opts) {
-    return detail::typed_connection<F>(
-        detail::ConnectionAccess::connect_accepted_socket(*this, detail::erase_factory(std::move(factory)), std::move(sock), opts));
+    return detail::typed_connection<F>(detail::ConnectionAccess::connect_accepted_socket(
+        *this, detail::erase_factory(std::move(factory)), std::move(sock), opts));
 }
 
 template <class F>
@@ -191,8 +190,8 @@ Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>>
     F factory, DatagramOptions opts) {
     auto made = co_await detail::ConnectionAccess::create_datagram_endpoint(
         *this, detail::erase_factory(std::move(factory)), opts);
-    co_return std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>(std::move(made.first),
-                                                                             detail::protocol_of<F>(made.second));
+    co_return std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>(
+        std::move(made.first), detail::protocol_of<F>(made.second));
 }
 
 template <class F>
@@ -200,8 +199,8 @@ Coro<std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>>
     F factory, Socket sock, DatagramOptions opts) {
     auto made = co_await detail::ConnectionAccess::datagram_socket(*this, detail::erase_factory(std::move(factory)),
                                                                    std::move(sock), opts);
-    co_return std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>(std::move(made.first),
-                                                                             detail::protocol_of<F>(made.second));
+    co_return std::pair<std::shared_ptr<DatagramTransport>, detail::factory_result_t<F>>(
+        std::move(made.first), detail::protocol_of<F>(made.second));
 }
 
 }  // namespace asyncio

@@ -88,9 +88,7 @@ class [[nodiscard]] Coro {
 public:
     using value_type = T;
     struct promise_type : detail::Promise<T> {
-        Coro get_return_object() noexcept {
-            return Coro(std::coroutine_handle<promise_type>::from_promise(*this));
-        }
+        Coro get_return_object() noexcept { return Coro(std::coroutine_handle<promise_type>::from_promise(*this)); }
     };
     using handle_type = std::coroutine_handle<promise_type>;
 
@@ -141,8 +139,7 @@ private:
     }
     void destroy() noexcept {
         if (!h_) return;
-        if (!h_.promise().started() && detail::running_loop_debug())
-            detail::report_never_awaited(h_.address());
+        if (!h_.promise().started() && detail::running_loop_debug()) detail::report_never_awaited(h_.address());
         h_.destroy();
         h_ = nullptr;
     }

@@ -67,15 +67,14 @@ public:
 class IncompleteReadError : public std::runtime_error {
 public:
     IncompleteReadError(std::string partial, std::ptrdiff_t expected);
-    std::string partial;       ///< the bytes read before EOF
-    std::ptrdiff_t expected;   ///< total bytes expected, -1 when unknown
+    std::string partial;      ///< the bytes read before EOF
+    std::ptrdiff_t expected;  ///< total bytes expected, -1 when unknown
 };
 
 /// Reached the buffer limit while looking for a separator.
 class LimitOverrunError : public std::runtime_error {
 public:
-    LimitOverrunError(const std::string& msg, std::size_t consumed)
-        : std::runtime_error(msg), consumed(consumed) {}
+    LimitOverrunError(const std::string& msg, std::size_t consumed) : std::runtime_error(msg), consumed(consumed) {}
     std::size_t consumed;  ///< bytes to be consumed
 };
 

@@ -41,9 +41,7 @@ public:
     }
     std::string repr() const { return state().repr(); }
     explicit operator bool() const noexcept { return bool(state_); }
-    friend bool operator==(const AnyFuture& a, const AnyFuture& b) noexcept {
-        return a.state_.get() == b.state_.get();
-    }
+    friend bool operator==(const AnyFuture& a, const AnyFuture& b) noexcept { return a.state_.get() == b.state_.get(); }
     detail::FutureStateBase* state_ptr() const noexcept { return state_.get(); }
 
 protected:
@@ -84,12 +82,9 @@ public:
     template <class F>
     CallbackId add_done_callback(F&& fn) {
         auto identity = detail::callback_identity(fn);
-        return state().add_done_callback(detail::wrap_done_callback<F, Future>(std::forward<F>(fn)),
-                                         identity);
+        return state().add_done_callback(detail::wrap_done_callback<F, Future>(std::forward<F>(fn)), identity);
     }
-    auto operator co_await() const {
-        return detail::FutureAwaiter<State, T>(detail::RefPtr<State>(&typed()));
-    }
+    auto operator co_await() const { return detail::FutureAwaiter<State, T>(detail::RefPtr<State>(&typed())); }
     static Future from_state(detail::FutureStateBase* st) { return Future(st); }
 
 private:

@@ -268,8 +268,8 @@ public:
     [[nodiscard]] Lock::AcquireAwaiter acquire() noexcept { return lock_->acquire(); }
     void release() { lock_->release(); }
     [[nodiscard]] auto scoped_acquire() noexcept {
-        return detail::ScopedAcquireAwaiter<LockGuard<Condition>, Condition, Lock::AcquireAwaiter>(
-            *this, lock_->acquire());
+        return detail::ScopedAcquireAwaiter<LockGuard<Condition>, Condition, Lock::AcquireAwaiter>(*this,
+                                                                                                   lock_->acquire());
     }
     /// The underlying lock.
     Lock& lock() const noexcept { return *lock_; }
@@ -323,9 +323,7 @@ public:
             --sem_->value_;
             return true;
         }
-        void await_suspend(std::coroutine_handle<> h) {
-            wait_.suspend(sem_->waiters_, h, "asyncio::Semaphore");
-        }
+        void await_suspend(std::coroutine_handle<> h) { wait_.suspend(sem_->waiters_, h, "asyncio::Semaphore"); }
         void await_resume() {
             if (wait_.suspended()) resume_after_wait();
         }
@@ -354,8 +352,7 @@ public:
     }
     [[nodiscard]] AcquireAwaiter acquire() noexcept { return AcquireAwaiter(*this); }
     [[nodiscard]] auto scoped_acquire() noexcept {
-        return detail::ScopedAcquireAwaiter<LockGuard<Semaphore>, Semaphore, AcquireAwaiter>(*this,
-                                                                                           acquire());
+        return detail::ScopedAcquireAwaiter<LockGuard<Semaphore>, Semaphore, AcquireAwaiter>(*this, acquire());
     }
     /// Increments the value and wakes the first waiter. (BoundedSemaphore checks the bound.)
     virtual void release() {
@@ -391,12 +388,13 @@ class BoundedSemaphore : public Semaphore {
 public:
     explicit BoundedSemaphore(int value = 1) : Semaphore(value), bound_value_(value) {}
     void release() override {
-        if (value_ >= bound_value_) [[unlikely]] throw_released_too_many();
+        if (value_ >= bound_value_) [[unlikely]]
+            throw_released_too_many();
         Semaphore::release();
     }
     [[nodiscard]] auto scoped_acquire() noexcept {
-        return detail::ScopedAcquireAwaiter<LockGuard<BoundedSemaphore>, BoundedSemaphore, AcquireAwaiter>(
-            *this, acquire());
+        return detail::ScopedAcquireAwaiter<LockGuard<BoundedSemaphore>, BoundedSemaphore, AcquireAwaiter>(*this,
+                                                                                                           acquire());
     }
 
 protected:
@@ -451,7 +449,7 @@ private:
 
     Condition cond_;  // notifies all tasks when the state changes
     int parties_;
-    int count_ = 0;   // tasks in the barrier
+    int count_ = 0;  // tasks in the barrier
     State state_ = State::filling;
 };
 

@@ -44,9 +44,8 @@ public:
     T run(Coro<T> coro, Context& context) {
         check_can_run();
         lazy_init();
-        Task<T> task = enters_context(context)
-                           ? context.run([&] { return loop_->create_task(std::move(coro)); })
-                           : loop_->create_task(std::move(coro));
+        Task<T> task = enters_context(context) ? context.run([&] { return loop_->create_task(std::move(coro)); })
+                                               : loop_->create_task(std::move(coro));
         RunGuard guard(*this, task, context);
         try {
             return loop_->run_until_complete(task);

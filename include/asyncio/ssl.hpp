@@ -119,8 +119,8 @@ struct Certificate {
     std::string not_after;      ///< Python's 'notAfter'
     /// ("DNS", "localhost"), ("IP Address", "127.0.0.1"), ("email", ...), ("URI", ...).
     std::vector<std::pair<std::string, std::string>> subject_alt_name;
-    std::string der;            ///< the certificate itself: getpeercert(binary_form=True)
-    bool verified = false;      ///< verification was on and succeeded
+    std::string der;        ///< the certificate itself: getpeercert(binary_form=True)
+    bool verified = false;  ///< verification was on and succeeded
 
     /// The first value of `key` in the subject ("commonName" ...), "" when absent.
     std::string subject_value(std::string_view key) const;

@@ -193,8 +193,8 @@ Coro<Server> start_server(ClientConnectedCallback client_connected_cb, std::stri
                           ServerOptions opts = {}, std::size_t limit = default_stream_limit);
 Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path, ConnectionOptions opts = {},
                                                                  std::size_t limit = default_stream_limit);
-Coro<Server> start_unix_server(ClientConnectedCallback client_connected_cb, std::string path,
-                               ServerOptions opts = {}, std::size_t limit = default_stream_limit);
+Coro<Server> start_unix_server(ClientConnectedCallback client_connected_cb, std::string path, ServerOptions opts = {},
+                               std::size_t limit = default_stream_limit);
 
 /// The sock= forms (Python's open_connection(sock=...), start_server(sock=...) and the Unix
 /// ones): streams over a socket you made - connected for open_*, bound for start_* (the

@@ -38,8 +38,7 @@ public:
     template <class T>
     Task<T> create_task(Coro<T> coro, TaskOptions options) {
         if (!coro) throw RuntimeError("create_task() needs a coroutine (this Coro is empty or moved from)");
-        if (coro.handle().promise().started())
-            throw RuntimeError("create_task(): the coroutine was already awaited");
+        if (coro.handle().promise().started()) throw RuntimeError("create_task(): the coroutine was already awaited");
         if (const char* why = cannot_create()) {
             if (auto h = coro.release()) h.destroy();  // Python closes the coroutine: no warning
             throw RuntimeError(why);

@@ -43,12 +43,10 @@ public:
     template <class F>
     CallbackId add_done_callback(F&& fn) {
         auto identity = detail::callback_identity(fn);
-        return state().add_done_callback(detail::wrap_done_callback<F, AnyTask>(std::forward<F>(fn)),
-                                         identity);
+        return state().add_done_callback(detail::wrap_done_callback<F, AnyTask>(std::forward<F>(fn)), identity);
     }
     auto operator co_await() const {
-        return detail::FutureAwaiter<detail::FutureStateBase, void>(
-            detail::RefPtr<detail::FutureStateBase>(&state()));
+        return detail::FutureAwaiter<detail::FutureStateBase, void>(detail::RefPtr<detail::FutureStateBase>(&state()));
     }
     static AnyTask from_state(detail::FutureStateBase* st) { return AnyTask(static_cast<detail::TaskBase*>(st)); }
     explicit AnyTask(detail::TaskBase* st) : AnyFuture(detail::RefPtr<detail::FutureStateBase>(st)) {}
@@ -77,9 +75,7 @@ public:
         auto identity = detail::callback_identity(fn);
         return state().add_done_callback(detail::wrap_done_callback<F, Task>(std::forward<F>(fn)), identity);
     }
-    auto operator co_await() const {
-        return detail::FutureAwaiter<State, T>(detail::RefPtr<State>(&typed()));
-    }
+    auto operator co_await() const { return detail::FutureAwaiter<State, T>(detail::RefPtr<State>(&typed())); }
     static Task from_state(detail::FutureStateBase* st) { return Task(static_cast<State*>(st)); }
     /// Adopts a freshly created state (its initial reference).
     static Task adopt(State* st) {
@@ -106,8 +102,7 @@ template <class T>
 Task<T> EventLoop::create_task(Coro<T> coro, std::string_view name) {
     check_closed();
     if (!coro) throw RuntimeError("create_task() needs a coroutine (this Coro is empty or moved from)");
-    if (coro.handle().promise().started())
-        throw RuntimeError("create_task(): the coroutine was already awaited");
+    if (coro.handle().promise().started()) throw RuntimeError("create_task(): the coroutine was already awaited");
     auto* st = new detail::TaskState<T>(*this, coro.release(), name);
     Task<T> task = Task<T>::adopt(st);
     st->start(eager_tasks_);
@@ -119,8 +114,7 @@ template <class T>
 Task<T> create_task(Coro<T> coro, TaskOptions options) {
     EventLoop& loop = get_running_loop();  // a running loop is open: close() refuses it
     if (!coro) throw RuntimeError("create_task() needs a coroutine (this Coro is empty or moved from)");
-    if (coro.handle().promise().started())
-        throw RuntimeError("create_task(): the coroutine was already awaited");
+    if (coro.handle().promise().started()) throw RuntimeError("create_task(): the coroutine was already awaited");
     auto* st = new detail::TaskState<T>(loop, coro.release(), options.name);
     Task<T> task = Task<T>::adopt(st);
     st->start(options.eager_start || loop.eager_task_factory_enabled());
@@ -349,8 +343,8 @@ template <class A>
     requires detail::GatherArg<A>
 auto gather(ReturnExceptions, std::vector<A> aws) {
     using T = detail::await_result_t<A>;
-    return detail::make_gathering<std::vector<Result<T>>>(
-        detail::VectorChildren<T>{detail::is_plain_future_v<A>}, detail::gather_vector(std::move(aws)), true);
+    return detail::make_gathering<std::vector<Result<T>>>(detail::VectorChildren<T>{detail::is_plain_future_v<A>},
+                                                          detail::gather_vector(std::move(aws)), true);
 }
 
 // ---- wait, wait_for, as_completed -----------------------------------------------------------
@@ -509,8 +503,8 @@ AsCompleted<F> as_completed(std::vector<F> fs, OptionalDelay timeout = {}) {
 template <class T>
 Future<T> shield(Coro<T> coro) {
     Task<T> inner = create_task(std::move(coro));
-    return detail::shield_state<T>(detail::RefPtr<detail::TaskState<T>>(
-        static_cast<detail::TaskState<T>*>(inner.state_ptr())));
+    return detail::shield_state<T>(
+        detail::RefPtr<detail::TaskState<T>>(static_cast<detail::TaskState<T>*>(inner.state_ptr())));
 }
 template <class T>
 Future<T> shield(const Task<T>& task) {

@@ -64,8 +64,7 @@ auto EventLoop::run_in_executor(Executor* executor, F fn) -> Future<std::invoke_
     // its id (and the loop's anchor, not the loop, which may be gone by the time a
     // user-supplied executor gets to the work).
     const std::uint64_t id = detail::LoopAccess::park_future(*this, fut.state_ptr());
-    ex.submit([anchor = detail::RefPtr<detail::LoopAnchor>(anchor_), fn = std::move(fn), cancelled,
-               id]() mutable {
+    ex.submit([anchor = detail::RefPtr<detail::LoopAnchor>(anchor_), fn = std::move(fn), cancelled, id]() mutable {
         detail::ExecutorResult<R> result;
         const bool skipped = cancelled->load();  // cancelled before it started: don't run it
         if (!skipped) {
@@ -114,8 +113,8 @@ template <class T>
 struct ThreadsafeLink {
     std::promise<T> promise;
     EventLoop* loop = nullptr;
-    AnyTask task;                       // loop thread only
-    bool cancel_requested = false;      // loop thread only
+    AnyTask task;                   // loop thread only
+    bool cancel_requested = false;  // loop thread only
 };
 }  // namespace detail
 

@@ -125,4 +125,3 @@ auto timeout_at(std::optional<double> when, F body) -> decltype(body(std::declva
 }
 
 }  // namespace asyncio
-

@@ -67,8 +67,8 @@ struct IoOperation : ListNode {
     bool in_flight = false;
 
     bool read_side() const noexcept {
-        return kind == Kind::read || kind == Kind::recv || kind == Kind::recv_provided ||
-               kind == Kind::recvfrom || kind == Kind::accept || kind == Kind::poll_readable;
+        return kind == Kind::read || kind == Kind::recv || kind == Kind::recv_provided || kind == Kind::recvfrom ||
+               kind == Kind::accept || kind == Kind::poll_readable;
     }
 };
 
@@ -85,7 +85,7 @@ struct IoRegistration {
     std::uint32_t registered = 0;  ///< events currently registered with the kernel
     std::uint32_t generation = 0;  ///< bumped by forget(): stale kernel events are ignored
     bool added = false;
-    bool dirty = false;            ///< interest must be recomputed before the next wait
+    bool dirty = false;  ///< interest must be recomputed before the next wait
     /// The backend holds input that was received for a cancelled operation (io_uring: the
     /// kernel finished a receive just before it was cancelled). It goes to the next read-side
     /// operation on this fd, so a reader must not bypass the backend with a direct syscall

@@ -145,8 +145,10 @@ private:
             int rc = ::epoll_ctl(epfd_, reg->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, reg->fd, &ev);
             // The kernel's view may differ from ours when the fd was closed (it left epoll)
             // and its number reused: retry with the other call.
-            if (rc < 0 && errno == ENOENT && reg->added) rc = ::epoll_ctl(epfd_, EPOLL_CTL_ADD, reg->fd, &ev);
-            else if (rc < 0 && errno == EEXIST && !reg->added) rc = ::epoll_ctl(epfd_, EPOLL_CTL_MOD, reg->fd, &ev);
+            if (rc < 0 && errno == ENOENT && reg->added)
+                rc = ::epoll_ctl(epfd_, EPOLL_CTL_ADD, reg->fd, &ev);
+            else if (rc < 0 && errno == EEXIST && !reg->added)
+                rc = ::epoll_ctl(epfd_, EPOLL_CTL_MOD, reg->fd, &ev);
             if (rc < 0) {
                 // A bad fd (closed behind our back, or a regular file): fail its operations
                 // instead of leaving them queued forever.

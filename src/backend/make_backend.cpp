@@ -20,7 +20,8 @@ std::unique_ptr<Backend> make_backend() {
             "unset ASYNCIO_BACKEND or set it to epoll");
     }
     if (!wanted.empty())
-        throw std::invalid_argument("ASYNCIO_BACKEND must be \"epoll\" or \"io_uring\", not \"" + std::string(wanted) + "\"");
+        throw std::invalid_argument("ASYNCIO_BACKEND must be \"epoll\" or \"io_uring\", not \"" + std::string(wanted) +
+                                    "\"");
     // io_uring is opt-in until it beats epoll on the echo benchmark (bench/README.md).
     return make_epoll_backend();
 }

@@ -44,9 +44,9 @@
 namespace asyncio::detail {
 namespace {
 
-constexpr unsigned ring_entries = 1024;        // submission queue; the kernel makes the CQ 2x
-constexpr unsigned buffer_count = 128;         // provided receive buffers (a power of two)
-constexpr unsigned buffer_size = 64 * 1024;    // each
+constexpr unsigned ring_entries = 1024;      // submission queue; the kernel makes the CQ 2x
+constexpr unsigned buffer_count = 128;       // provided receive buffers (a power of two)
+constexpr unsigned buffer_size = 64 * 1024;  // each
 constexpr unsigned short buffer_group = 0;
 constexpr std::size_t scratch_size = provided_buffer_size;  // for recvfrom without a buffer
 
@@ -54,9 +54,9 @@ constexpr std::size_t scratch_size = provided_buffer_size;  // for recvfrom with
 struct Stash {
     std::string bytes;
     std::size_t offset = 0;
-    bool has_end = false;     // after the bytes: end of file (0) or an error (-errno)
+    bool has_end = false;  // after the bytes: end of file (0) or an error (-errno)
     ssize_t end_result = 0;
-    int accepted_fd = -1;     // an accept's new connection
+    int accepted_fd = -1;  // an accept's new connection
     sockaddr_storage addr{};
     socklen_t addrlen = 0;
     bool empty() const noexcept { return offset == bytes.size() && !has_end && accepted_fd < 0; }
@@ -254,7 +254,9 @@ public:
     }
 
 private:
-    static OpQueue& queue(UringRegistration* reg, int s) noexcept { return s == read_side ? reg->readers : reg->writers; }
+    static OpQueue& queue(UringRegistration* reg, int s) noexcept {
+        return s == read_side ? reg->readers : reg->writers;
+    }
     char* buffer(unsigned id) const noexcept { return buffers_ + std::size_t(id) * buffer_size; }
 
     void recycle(unsigned id) noexcept {
@@ -345,7 +347,8 @@ private:
                 break;
             case IoOperation::Kind::accept:
                 side.addrlen = op->addrlen;
-                io_uring_prep_accept(sqe, fd, op->addr, op->addr ? &side.addrlen : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                io_uring_prep_accept(sqe, fd, op->addr, op->addr ? &side.addrlen : nullptr,
+                                     SOCK_NONBLOCK | SOCK_CLOEXEC);
                 break;
             case IoOperation::Kind::recvfrom:
             case IoOperation::Kind::poll_readable:

@@ -52,15 +52,15 @@ const ReadyItemOps HandleState::ready_ops = {
             throw;  // like Python's SystemExit/KeyboardInterrupt: out of the loop
         } catch (...) {
             if (EventLoop* loop = h->anchor->loop) {
-                loop->call_exception_handler(
-                    {"Exception in callback", std::current_exception(), {}, "<Handle>"});
+                loop->call_exception_handler({"Exception in callback", std::current_exception(), {}, "<Handle>"});
             }
         }
     },
     /*discard=*/[](ReadyItem* item) noexcept { static_cast<HandleState*>(item)->release(); },
     /*drop=*/[](ReadyItem*) noexcept {},
     /*describe=*/[](const ReadyItem*) -> std::string { return "<Handle>"; },
-    /*timer_fire=*/[](ReadyItem* node) {
+    /*timer_fire=*/
+    [](ReadyItem* node) {
         auto* h = static_cast<HandleState*>(node);
         if (EventLoop* loop = h->anchor->loop) {
             h->add_ref();  // the ready queue's reference
@@ -118,14 +118,11 @@ EventLoop::~EventLoop() {
     anchor_->detach_loop();
 }
 
-double EventLoop::time() const noexcept {
-    return impl_->virtual_clock ? impl_->virtual_now : detail::monotonic_now();
-}
+double EventLoop::time() const noexcept { return impl_->virtual_clock ? impl_->virtual_now : detail::monotonic_now(); }
 
 std::string_view EventLoop::io_backend() const noexcept { return impl_->backend->name(); }
 
 std::size_t detail::LoopAccess::timer_count(const EventLoop& loop) noexcept { return loop.impl_->timers.live_count(); }
-
 
 Handle EventLoop::call_soon_impl(detail::HandleState* h) {
     // A call_soon_threadsafe() that happened before this call must run before it.
@@ -175,7 +172,7 @@ void EventLoop::drain_threadsafe_inbox() {
         items.swap(anchor_->inbox);
     }
     for (detail::HandleState* h : items) {
-            ready_.push_back(h);  // the inbox's reference moves to the queue
+        ready_.push_back(h);  // the inbox's reference moves to the queue
     }
 }
 
@@ -185,9 +182,7 @@ bool detail::LoopAccess::on_loop_thread(const EventLoop& loop) noexcept {
 void detail::LoopAccess::add_timer(EventLoop& loop, TimerNode* node, double when) {
     loop.impl_->timers.push(node, when);
 }
-void detail::LoopAccess::cancel_timer(EventLoop& loop, TimerNode* node) noexcept {
-    loop.impl_->timers.cancel(node);
-}
+void detail::LoopAccess::cancel_timer(EventLoop& loop, TimerNode* node) noexcept { loop.impl_->timers.cancel(node); }
 // ---- running -------------------------------------------------------------------------------
 void EventLoop::stop() noexcept { stopping_ = true; }
 
@@ -219,8 +214,7 @@ void EventLoop::run_forever() {
         // I/O but the wake-up eventfd, nothing from other threads or signals). Polling would
         // be a no-op, so just run the batch. (Kept in this loop, not behind a call: a task
         // switch is a few dozen instructions and this check runs once per iteration.)
-        if (!ready_.empty() && impl.timers.empty() &&
-            !anchor_->wakeup_pending.load(std::memory_order_relaxed) &&
+        if (!ready_.empty() && impl.timers.empty() && !anchor_->wakeup_pending.load(std::memory_order_relaxed) &&
             (impl.signal_handlers.empty() || !detail::signals::pending.load(std::memory_order_relaxed)) &&
             impl.backend->in_flight() <= 1)
             run_ready_batch();
@@ -232,8 +226,7 @@ void EventLoop::run_forever() {
 void EventLoop::run_once() {
     Impl& impl = *impl_;
     if (anchor_->wakeup_pending.load(std::memory_order_relaxed)) drain_threadsafe_inbox();
-    if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed))
-        dispatch_signals();
+    if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed)) dispatch_signals();
 
     double timeout = -1;  // forever
     if (!ready_.empty() || stopping_) {
@@ -258,8 +251,7 @@ void EventLoop::run_once() {
         if (anchor_->wakeup_pending.load()) drain_threadsafe_inbox();
     }
 
-    if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed))
-        dispatch_signals();
+    if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed)) dispatch_signals();
     process_timers();
     run_ready_batch();
 }
@@ -268,8 +260,8 @@ void EventLoop::run_once() {
 namespace {
 void check_signal_number(int sig) {
     if (sig < 1 || sig > SIGRTMAX || sig > 64)
-        throw std::invalid_argument("sig " + std::to_string(sig) + " out of range(1, " +
-                                    std::to_string(SIGRTMAX + 1) + ")");
+        throw std::invalid_argument("sig " + std::to_string(sig) + " out of range(1, " + std::to_string(SIGRTMAX + 1) +
+                                    ")");
 }
 }  // namespace
 
@@ -375,9 +367,7 @@ void EventLoop::close() {
 }
 
 // ---- exception handling --------------------------------------------------------------------
-void EventLoop::set_exception_handler(ExceptionHandler handler) {
-    impl_->exception_handler = std::move(handler);
-}
+void EventLoop::set_exception_handler(ExceptionHandler handler) { impl_->exception_handler = std::move(handler); }
 const EventLoop::ExceptionHandler& EventLoop::get_exception_handler() const noexcept {
     return impl_->exception_handler;
 }

@@ -23,7 +23,8 @@ void watch_ready(detail::IoOperation* op) {
         w->loop->call_exception_handler(
             {"Error polling file descriptor " + std::to_string(op->reg->fd),
              std::make_exception_ptr(std::system_error(static_cast<int>(-op->result), std::generic_category())),
-             {}, {}});
+             {},
+             {}});
         d.fn.reset();
         return;
     }
@@ -36,12 +37,14 @@ void EventLoop::add_watch(int fd, detail::Watch direction, std::function<void()>
     check_closed();
     if (fd < 0) throw std::invalid_argument("Invalid file descriptor: " + std::to_string(fd));
     Impl& impl = *impl_;
-    if (fd == impl.wakeup_fd) throw std::invalid_argument("File descriptor " + std::to_string(fd) + " is used by the loop itself");
+    if (fd == impl.wakeup_fd)
+        throw std::invalid_argument("File descriptor " + std::to_string(fd) + " is used by the loop itself");
     // epoll refuses regular files and directories (EPERM): say so now, as Python's selector.
     struct stat st {};
     if (::fstat(fd, &st) < 0) throw std::system_error(errno, std::generic_category(), "add_reader/add_writer");
     if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
-        throw std::system_error(EPERM, std::generic_category(), "add_reader/add_writer: fd " + std::to_string(fd) + " cannot be polled");
+        throw std::system_error(EPERM, std::generic_category(),
+                                "add_reader/add_writer: fd " + std::to_string(fd) + " cannot be polled");
     auto& slot = impl.fd_watches[fd];
     if (!slot) {
         slot = std::make_unique<detail::FdWatch>();

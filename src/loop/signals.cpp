@@ -61,5 +61,4 @@ void arm_hard_interrupt(bool armed) noexcept {
     hard_interrupt.store(armed);
 }
 
-
 }  // namespace asyncio::detail::signals

@@ -48,7 +48,8 @@ Coro<std::vector<AddrInfo>> resolve(EventLoop& loop, std::string host, int port,
     // Named: GCC 12 destroys a conditional's std::string temporary in a co_await twice.
     std::string service = port ? std::to_string(port) : "0";
     auto infos = co_await loop.getaddrinfo(std::move(host), std::move(service), family, type, proto, flags);
-    if (infos.empty()) throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "getaddrinfo() returned empty list");
+    if (infos.empty())
+        throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "getaddrinfo() returned empty list");
     co_return infos;
 }
 
@@ -111,9 +112,9 @@ Coro<Socket> connect_sock(EventLoop& loop, std::vector<std::exception_ptr>& erro
                     bound = true;
                     break;
                 } catch (const std::system_error& e) {
-                    last = std::make_exception_ptr(std::system_error(
-                        e.code(), "error while attempting to bind on address " + l.address.to_string() + ": " +
-                                      lower(e.code().message())));
+                    last = std::make_exception_ptr(
+                        std::system_error(e.code(), "error while attempting to bind on address " +
+                                                        l.address.to_string() + ": " + lower(e.code().message())));
                     errors.push_back(last);
                 }
             }
@@ -122,8 +123,9 @@ Coro<Socket> connect_sock(EventLoop& loop, std::vector<std::exception_ptr>& erro
                     errors.pop_back();
                     std::rethrow_exception(last);
                 }
-                throw std::system_error(EADDRNOTAVAIL, std::generic_category(),
-                                        "no matching local address with family=" + std::to_string(info.family) + " found");
+                throw std::system_error(
+                    EADDRNOTAVAIL, std::generic_category(),
+                    "no matching local address with family=" + std::to_string(info.family) + " found");
             }
         }
         co_await loop.sock_connect(sock, info.address);
@@ -174,7 +176,8 @@ Coro<Socket> happy_eyeballs(EventLoop& loop, std::vector<std::exception_ptr>& er
             }
             running = std::move(pending);
             // A failure: the next attempt starts at once.
-            if (next < infos.size()) running.push_back(loop.create_task(connect_sock(loop, errors, infos[next++], local)));
+            if (next < infos.size())
+                running.push_back(loop.create_task(connect_sock(loop, errors, infos[next++], local)));
         }
     } catch (...) {
         for (auto& t : running) t.cancel();
@@ -247,8 +250,8 @@ Coro<MadeConnection> create_connection_coro(EventLoop& loop, ProtocolFactory fac
     std::optional<std::vector<AddrInfo>> local;
     if (opts.local_port >= 0) {
         std::string local_host(opts.local_host);  // named: see resolve()
-        local = co_await resolve(loop, std::move(local_host), opts.local_port, opts.family, SOCK_STREAM,
-                                 opts.proto, opts.flags);
+        local = co_await resolve(loop, std::move(local_host), opts.local_port, opts.family, SOCK_STREAM, opts.proto,
+                                 opts.flags);
     }
     int inter = opts.interleave;
     if (inter == 0 && opts.happy_eyeballs_delay >= 0) inter = 1;
@@ -266,7 +269,8 @@ Coro<MadeConnection> create_connection_coro(EventLoop& loop, ProtocolFactory fac
             }
         }
     } else {
-        sock = co_await happy_eyeballs(loop, errors, std::move(infos), local ? &*local : nullptr, opts.happy_eyeballs_delay);
+        sock = co_await happy_eyeballs(loop, errors, std::move(infos), local ? &*local : nullptr,
+                                       opts.happy_eyeballs_delay);
     }
     if (!sock.is_open()) raise_connect_errors(std::move(errors), opts.all_errors);
     // TLS: the certificate is checked against (and SNI names) server_hostname, by default host.
@@ -306,8 +310,8 @@ Coro<MadeConnection> ConnectionAccess::create_unix_connection(EventLoop& loop, P
     return create_unix_connection_coro(loop, std::move(factory), std::move(path), opts, std::move(held));
 }
 
-Coro<MadeConnection> ConnectionAccess::connect_accepted_socket(EventLoop& loop, ProtocolFactory factory,
-                                                               Socket sock, ConnectionOptions opts) {
+Coro<MadeConnection> ConnectionAccess::connect_accepted_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
+                                                               ConnectionOptions opts) {
     HeldContext held = hold_context(opts.ssl);
     return connect_accepted_socket_coro(loop, std::move(factory), std::move(sock), opts, std::move(held));
 }
@@ -315,18 +319,24 @@ Coro<MadeConnection> ConnectionAccess::connect_accepted_socket(EventLoop& loop, 
 namespace {
 bool is_kind(const Socket& sock, SockKind kind) {
     switch (kind) {
-        case SockKind::stream: return sock.type() == SOCK_STREAM;
-        case SockKind::unix_stream: return sock.type() == SOCK_STREAM && sock.family() == AF_UNIX;
-        case SockKind::datagram: return sock.type() != SOCK_STREAM;
+        case SockKind::stream:
+            return sock.type() == SOCK_STREAM;
+        case SockKind::unix_stream:
+            return sock.type() == SOCK_STREAM && sock.family() == AF_UNIX;
+        case SockKind::datagram:
+            return sock.type() != SOCK_STREAM;
     }
     return false;
 }
 
 const char* expected_socket(SockKind kind) {
     switch (kind) {
-        case SockKind::stream: return "A Stream Socket";
-        case SockKind::unix_stream: return "A UNIX Domain Stream Socket";
-        case SockKind::datagram: return "A datagram socket";
+        case SockKind::stream:
+            return "A Stream Socket";
+        case SockKind::unix_stream:
+            return "A UNIX Domain Stream Socket";
+        case SockKind::datagram:
+            return "A datagram socket";
     }
     return "A socket";
 }
@@ -334,8 +344,8 @@ const char* expected_socket(SockKind kind) {
 /// Python's socket repr, without the addresses.
 std::string describe(const Socket& sock) {
     return "<socket fd=" + std::to_string(sock.fileno()) + ", family=" + std::to_string(sock.family()) +
-           ", type=" + std::to_string(sock.type()) + ", proto=" +
-           std::to_string(sock.getsockopt(SOL_SOCKET, SO_PROTOCOL)) + ">";
+           ", type=" + std::to_string(sock.type()) +
+           ", proto=" + std::to_string(sock.getsockopt(SOL_SOCKET, SO_PROTOCOL)) + ">";
 }
 
 }  // namespace
@@ -425,20 +435,22 @@ struct ServerState final : LoopResource, std::enable_shared_from_this<ServerStat
                 s->accepted(static_cast<int>(r));
                 if (!s->serving) return;  // a protocol callback closed the server
             } else if (r == -EMFILE || r == -ENFILE || r == -ENOBUFS || r == -ENOMEM) {
-                s->loop->call_exception_handler(
-                    {"socket.accept() out of system resource",
-                     std::make_exception_ptr(std::system_error(static_cast<int>(-r), std::generic_category(), "accept")),
-                     {}, "<Server socket fd=" + std::to_string(l->sock.fileno()) + ">"});
+                s->loop->call_exception_handler({"socket.accept() out of system resource",
+                                                 std::make_exception_ptr(std::system_error(
+                                                     static_cast<int>(-r), std::generic_category(), "accept")),
+                                                 {},
+                                                 "<Server socket fd=" + std::to_string(l->sock.fileno()) + ">"});
                 // Stop accepting for a while; the server keeps serving what it has.
                 l->retry = s->loop->call_later(accept_retry_delay, [l, keep] {
                     if (keep->serving) keep->arm(*l);
                 });
                 return;
             } else if (r != -EAGAIN && r != -EWOULDBLOCK && r != -ECONNABORTED && r != -EINTR && r != -EPROTO) {
-                s->loop->call_exception_handler(
-                    {"Error accepting a connection",
-                     std::make_exception_ptr(std::system_error(static_cast<int>(-r), std::generic_category(), "accept")),
-                     {}, {}});
+                s->loop->call_exception_handler({"Error accepting a connection",
+                                                 std::make_exception_ptr(std::system_error(
+                                                     static_cast<int>(-r), std::generic_category(), "accept")),
+                                                 {},
+                                                 {}});
             }
             if (r == -EAGAIN || r == -EWOULDBLOCK) break;
             if (++taken >= s->opts.backlog) break;
@@ -634,7 +646,8 @@ Coro<Server> create_server_coro(EventLoop& loop, ProtocolFactory factory, std::v
             int rc = ::getaddrinfo(nullptr, service.c_str(), &hints, &res);
             if (rc != 0) throw std::system_error(rc, gai_category(), "getaddrinfo");
             for (addrinfo* ai = res; ai; ai = ai->ai_next)
-                infos.push_back(AddrInfo{ai->ai_family, ai->ai_socktype, ai->ai_protocol, "", SockAddr(ai->ai_addr, ai->ai_addrlen)});
+                infos.push_back(AddrInfo{ai->ai_family, ai->ai_socktype, ai->ai_protocol, "",
+                                         SockAddr(ai->ai_addr, ai->ai_addrlen)});
             ::freeaddrinfo(res);
         } else {
             auto more = co_await resolve(loop, host, port, opts.family, SOCK_STREAM, 0, AI_PASSIVE | opts.flags);
@@ -660,7 +673,8 @@ Coro<Server> create_server_coro(EventLoop& loop, ProtocolFactory factory, std::v
             }
             s->add_listener(std::move(sock));
         }
-        if (s->listeners.empty()) throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "create_server: no address to listen on");
+        if (s->listeners.empty())
+            throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "create_server: no address to listen on");
     } catch (...) {
         s->close();
         throw;
@@ -668,8 +682,8 @@ Coro<Server> create_server_coro(EventLoop& loop, ProtocolFactory factory, std::v
     co_return co_await finish_server(std::move(s));
 }
 
-Coro<Server> create_unix_server_coro(EventLoop& loop, ProtocolFactory factory, std::string path,
-                                     ServerOptions opts, HeldContext held) {
+Coro<Server> create_unix_server_coro(EventLoop& loop, ProtocolFactory factory, std::string path, ServerOptions opts,
+                                     HeldContext held) {
     if (opts.backlog <= 0) opts.backlog = 100;
     // Python removes a stale socket file left by a previous server.
     if (!path.empty() && path[0] != '\0') {
@@ -690,8 +704,8 @@ Coro<Server> create_unix_server_coro(EventLoop& loop, ProtocolFactory factory, s
 }
 
 /// `kind`: SockKind::stream (create_server) or SockKind::unix_stream (the Unix form).
-Coro<Server> serve_socket_coro(EventLoop& loop, ProtocolFactory factory, Socket sock, ServerOptions opts,
-                               SockKind kind, HeldContext held) {
+Coro<Server> serve_socket_coro(EventLoop& loop, ProtocolFactory factory, Socket sock, ServerOptions opts, SockKind kind,
+                               HeldContext held) {
     check_sock_argument(sock, kind, kind == SockKind::unix_stream ? "create_unix_server" : "create_server");
     if (opts.backlog <= 0) opts.backlog = 100;
     sock.setblocking(false);
@@ -719,8 +733,7 @@ Coro<Server> ConnectionAccess::create_unix_server(EventLoop& loop, ProtocolFacto
     return create_unix_server_coro(loop, std::move(factory), std::move(path), opts, std::move(held));
 }
 
-Coro<Server> ConnectionAccess::serve_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
-                                            ServerOptions opts) {
+Coro<Server> ConnectionAccess::serve_socket(EventLoop& loop, ProtocolFactory factory, Socket sock, ServerOptions opts) {
     HeldContext held = hold_context(opts.ssl);
     return serve_socket_coro(loop, std::move(factory), std::move(sock), opts, SockKind::stream, std::move(held));
 }

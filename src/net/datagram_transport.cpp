@@ -174,7 +174,8 @@ private:
                 error_received(static_cast<int>(-op->result));
             } else {
                 from_.set_size(op->addrlen);
-                datagram_protocol_->datagram_received(std::string_view(op->data, static_cast<std::size_t>(op->result)), from_);
+                datagram_protocol_->datagram_received(std::string_view(op->data, static_cast<std::size_t>(op->result)),
+                                                      from_);
             }
         } catch (const KeyboardInterrupt&) {
             throw;
@@ -186,12 +187,15 @@ private:
 
     void report_callback_error(const char* callback) {
         loop_->call_exception_handler({std::string("Exception in callback DatagramProtocol.") + callback + "()",
-                                       std::current_exception(), {}, "<DatagramTransport>"});
+                                       std::current_exception(),
+                                       {},
+                                       "<DatagramTransport>"});
     }
 
     /// An OSError of a send or receive goes to the protocol (may throw: see read_ready).
     void error_received(int err) {
-        datagram_protocol_->error_received(std::make_exception_ptr(std::system_error(err, std::generic_category(), "datagram")));
+        datagram_protocol_->error_received(
+            std::make_exception_ptr(std::system_error(err, std::generic_category(), "datagram")));
     }
 
     void sendto_ready() {
@@ -231,8 +235,8 @@ private:
     }
     void forget_protocol() noexcept override { datagram_protocol_ = nullptr; }
 
-    std::optional<SockAddr> peer_;      // the default destination (remote_addr)
-    bool connected_ = false;             // connect()ed to peer_
+    std::optional<SockAddr> peer_;                   // the default destination (remote_addr)
+    bool connected_ = false;                         // connect()ed to peer_
     DatagramProtocol* datagram_protocol_ = nullptr;  // protocol_ as what it is
     SockAddr from_;
     std::deque<Pending> buffer_;
@@ -250,15 +254,16 @@ Coro<std::vector<AddrInfo>> resolve_dgram(EventLoop& loop, std::string_view host
     }
     std::string service = std::to_string(port);  // named: GCC 12 (docs/compilers.md)
     auto infos = co_await loop.getaddrinfo(h, std::move(service), family, SOCK_DGRAM, proto, flags);
-    if (infos.empty()) throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "getaddrinfo() returned empty list");
+    if (infos.empty())
+        throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "getaddrinfo() returned empty list");
     co_return infos;
 }
 
 /// Starts the transport and waits until connection_made has run; on failure (cancellation)
 /// the transport is closed, as Python does. Returns the factory's protocol, whatever the
 /// transport did with it meanwhile.
-Coro<MadeEndpoint> wait_connection_made(
-    EventLoop& loop, std::shared_ptr<SocketDatagramTransport> transport, std::shared_ptr<BaseProtocol> protocol) {
+Coro<MadeEndpoint> wait_connection_made(EventLoop& loop, std::shared_ptr<SocketDatagramTransport> transport,
+                                        std::shared_ptr<BaseProtocol> protocol) {
     Future<void> waiter(loop);
     transport->start([waiter]() mutable {
         if (!waiter.done()) waiter.set_result();
@@ -355,7 +360,8 @@ Coro<MadeEndpoint> ConnectionAccess::create_datagram_endpoint(EventLoop& loop, P
     const bool has_remote = opts.remote_port >= 0;
     if (opts.family == AF_UNIX) co_return co_await unix_datagram_endpoint(loop, std::move(factory), opts);
     std::vector<AddrInfo> locals, remotes;
-    if (has_local) locals = co_await resolve_dgram(loop, opts.local_host, opts.local_port, opts.family, opts.proto, opts.flags);
+    if (has_local)
+        locals = co_await resolve_dgram(loop, opts.local_host, opts.local_port, opts.family, opts.proto, opts.flags);
     if (has_remote)
         remotes = co_await resolve_dgram(loop, opts.remote_host, opts.remote_port, opts.family, opts.proto, opts.flags);
     if (!has_local && !has_remote && opts.family == 0)
@@ -372,9 +378,15 @@ Coro<MadeEndpoint> ConnectionAccess::create_datagram_endpoint(EventLoop& loop, P
     for (int fam : families) {
         std::optional<SockAddr> local, remote;
         for (auto& ai : locals)
-            if (ai.family == fam) { local = ai.address; break; }
+            if (ai.family == fam) {
+                local = ai.address;
+                break;
+            }
         for (auto& ai : remotes)
-            if (ai.family == fam) { remote = ai.address; break; }
+            if (ai.family == fam) {
+                remote = ai.address;
+                break;
+            }
         if ((has_local && !local) || (has_remote && !remote)) continue;
         Socket sock;
         try {

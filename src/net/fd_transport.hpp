@@ -56,7 +56,7 @@ protected:
     EventLoop* loop_;
     Backend* backend_;
     Socket sock_;
-    std::shared_ptr<FdTransport> self_;         // the loop's reference while open
+    std::shared_ptr<FdTransport> self_;  // the loop's reference while open
     std::shared_ptr<BaseProtocol> protocol_;
     std::optional<SockAddr> sockname_;  // cached at creation: still readable after close,
     std::optional<SockAddr> peername_;  // as Python's extra dict

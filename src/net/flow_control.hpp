@@ -66,8 +66,7 @@ public:
 private:
     /// The protocol's exception goes to the loop's exception handler; the transport goes on
     /// (Python re-raises only SystemExit and KeyboardInterrupt).
-    static void notify(EventLoop& loop, BaseProtocol* protocol, void (BaseProtocol::*callback)(),
-                       const char* failure) {
+    static void notify(EventLoop& loop, BaseProtocol* protocol, void (BaseProtocol::*callback)(), const char* failure) {
         try {
             (protocol->*callback)();
         } catch (const KeyboardInterrupt&) {

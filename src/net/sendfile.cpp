@@ -110,9 +110,7 @@ public:
         }
         original_->connection_lost(exc);
     }
-    void data_received(std::string_view) override {
-        throw RuntimeError("Invalid state: reading should be paused");
-    }
+    void data_received(std::string_view) override { throw RuntimeError("Invalid state: reading should be paused"); }
     bool eof_received() override { throw RuntimeError("Invalid state: reading should be paused"); }
 
     Coro<void> drain(Transport& t) {

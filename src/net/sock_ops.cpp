@@ -20,7 +20,8 @@ namespace {
 using Kind = detail::IoOperation::Kind;
 
 void check_socket(const EventLoop& loop, const Socket& sock, const char* what) {
-    if (!sock.is_open()) throw std::system_error(EBADF, std::generic_category(), std::string(what) + ": the socket is closed");
+    if (!sock.is_open())
+        throw std::system_error(EBADF, std::generic_category(), std::string(what) + ": the socket is closed");
     // Python's debug mode: a blocking socket would block the whole loop.
     if (loop.get_debug() && !(::fcntl(sock.fileno(), F_GETFL) & O_NONBLOCK))
         throw std::invalid_argument(std::string(what) + ": the socket must be non-blocking");
@@ -62,7 +63,7 @@ Coro<std::string> EventLoop::sock_recv(Socket& sock, std::size_t n) {
 }
 
 Coro<std::pair<std::size_t, SockAddr>> EventLoop::sock_recvfrom_into(Socket& sock, std::span<char> buffer,
-                                                                      std::size_t nbytes) {
+                                                                     std::size_t nbytes) {
     check_socket(*this, sock, "sock_recvfrom_into");
     if (nbytes == 0) nbytes = buffer.size();  // Python: 0 means the whole buffer
     // Python's socket.recvfrom_into refuses to write past the buffer.
@@ -159,11 +160,12 @@ Coro<void> EventLoop::sock_connect(Socket& sock, const SockAddr& address) {
         throw std::system_error(errno, std::generic_category(), "connect(" + address.to_string() + ")");
     detail::IoAwaiter aw(*this, sock.fileno(), Kind::connect);
     ssize_t r = co_await aw;
-    if (r < 0) throw std::system_error(static_cast<int>(-r), std::generic_category(), "connect(" + address.to_string() + ")");
+    if (r < 0)
+        throw std::system_error(static_cast<int>(-r), std::generic_category(), "connect(" + address.to_string() + ")");
 }
 
-Coro<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, std::string port, int family, int type,
-                                                   int proto, int flags) {
+Coro<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, std::string port, int family, int type, int proto,
+                                                   int flags) {
     auto resolve = [host = std::move(host), port = std::move(port), family, type, proto, flags]() {
         addrinfo hints{};
         hints.ai_family = family;
@@ -171,7 +173,8 @@ Coro<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, std::string
         hints.ai_protocol = proto;
         hints.ai_flags = flags;
         addrinfo* res = nullptr;
-        int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.empty() ? nullptr : port.c_str(), &hints, &res);
+        int rc =
+            ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.empty() ? nullptr : port.c_str(), &hints, &res);
         if (rc != 0) {
             if (rc == EAI_SYSTEM) detail::throw_errno(errno, "getaddrinfo");
             throw std::system_error(rc, gai_category(), "getaddrinfo(" + host + ")");

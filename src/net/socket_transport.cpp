@@ -42,7 +42,8 @@ SocketTransport::SocketTransport(EventLoop& loop, Socket sock, std::shared_ptr<B
     // Python's _set_nodelay: small writes must not wait for delayed ACKs.
     int family = 0;
     socklen_t len = sizeof family;
-    if (::getsockopt(sock_.fileno(), SOL_SOCKET, SO_DOMAIN, &family, &len) == 0 && (family == AF_INET || family == AF_INET6)) {
+    if (::getsockopt(sock_.fileno(), SOL_SOCKET, SO_DOMAIN, &family, &len) == 0 &&
+        (family == AF_INET || family == AF_INET6)) {
         int one = 1;
         ::setsockopt(sock_.fileno(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
@@ -123,8 +124,9 @@ void SocketTransport::on_read(IoOperation* op) {
 void SocketTransport::read_ready(IoOperation* op) {
     if (conn_lost_) return;
     if (op->result < 0) {
-        fatal_error(std::make_exception_ptr(std::system_error(static_cast<int>(-op->result), std::generic_category(), "recv")),
-                    "Fatal read error on socket transport");
+        fatal_error(
+            std::make_exception_ptr(std::system_error(static_cast<int>(-op->result), std::generic_category(), "recv")),
+            "Fatal read error on socket transport");
         return;
     }
     if (op->result == 0) {
@@ -294,8 +296,9 @@ void SocketTransport::write_ready(IoOperation* op) {
     if (conn_lost_) return;
     if (op->result < 0) {
         clear_write_buffer();
-        fatal_error(std::make_exception_ptr(std::system_error(static_cast<int>(-op->result), std::generic_category(), "send")),
-                    "Fatal write error on socket transport");
+        fatal_error(
+            std::make_exception_ptr(std::system_error(static_cast<int>(-op->result), std::generic_category(), "send")),
+            "Fatal write error on socket transport");
         return;
     }
     if (queued_io_) {
@@ -379,7 +382,8 @@ void SocketTransport::abort() { force_close(nullptr); }
 
 void SocketTransport::fatal_error(std::exception_ptr exc, const char* message) {
     if (!is_connection_error(exc)) {
-        loop_->call_exception_handler({message, exc, {}, "<SocketTransport fd=" + std::to_string(sock_.fileno()) + ">"});
+        loop_->call_exception_handler(
+            {message, exc, {}, "<SocketTransport fd=" + std::to_string(sock_.fileno()) + ">"});
     } else if (loop_->get_debug()) {
         log_message(std::string(message));
     }
@@ -398,8 +402,9 @@ void SocketTransport::clear_write_buffer() noexcept {
 void SocketTransport::drop_unsent() {
     clear_write_buffer();
     if (empty_waiter_) {
-        if (!empty_waiter_->done()) empty_waiter_->set_exception(std::make_exception_ptr(
-            std::system_error(ECONNRESET, std::generic_category(), "Connection lost")));
+        if (!empty_waiter_->done())
+            empty_waiter_->set_exception(
+                std::make_exception_ptr(std::system_error(ECONNRESET, std::generic_category(), "Connection lost")));
         empty_waiter_.reset();
     }
 }

@@ -27,7 +27,9 @@
 
 namespace asyncio::detail {
 
-class SocketTransport final : public Transport, public FdTransport, public std::enable_shared_from_this<SocketTransport> {
+class SocketTransport final : public Transport,
+                              public FdTransport,
+                              public std::enable_shared_from_this<SocketTransport> {
 public:
     /// Takes the connected, non-blocking socket. Call start() next.
     SocketTransport(EventLoop& loop, Socket sock, std::shared_ptr<BaseProtocol> protocol);
@@ -55,7 +57,9 @@ public:
     void abort() override;
     void set_write_buffer_limits(std::optional<std::size_t> high, std::optional<std::size_t> low) override;
     std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override { return flow_.limits(); }
-    std::size_t get_write_buffer_size() const noexcept override { return wbuf_.size() - woff_ + sending_.size() - soff_; }
+    std::size_t get_write_buffer_size() const noexcept override {
+        return wbuf_.size() - woff_ + sending_.size() - soff_;
+    }
 
     /// Closes with an error (Python's _fatal_error): reported to the exception handler unless
     /// it is a plain connection error, then connection_lost(exc).
@@ -94,17 +98,17 @@ private:
     void connection_lost_done() noexcept override;
     void loop_closed() noexcept override;
 
-    Protocol* plain_ = nullptr;        // protocol_ as a Protocol (null for BufferedProtocol)
+    Protocol* plain_ = nullptr;  // protocol_ as a Protocol (null for BufferedProtocol)
     BufferedProtocol* buffered_ = nullptr;
     std::shared_ptr<ServerState> server_;
-    bool queued_io_;          // backend_->prefers_queued_io(): receive by operation, send from sending_
-    std::string wbuf_;        // bytes the kernel has not taken yet, from woff_
+    bool queued_io_;    // backend_->prefers_queued_io(): receive by operation, send from sending_
+    std::string wbuf_;  // bytes the kernel has not taken yet, from woff_
     std::size_t woff_ = 0;
-    std::string sending_;     // queued I/O: the bytes the in-flight send covers, from soff_
+    std::string sending_;  // queued I/O: the bytes the in-flight send covers, from soff_
     std::size_t soff_ = 0;
-    WriteFlowControl flow_;   // high/low water marks, pause_writing()/resume_writing()
-    bool paused_ = false;          // pause_reading()
-    bool eof_ = false;             // write_eof() called
+    WriteFlowControl flow_;  // high/low water marks, pause_writing()/resume_writing()
+    bool paused_ = false;    // pause_reading()
+    bool eof_ = false;       // write_eof() called
     bool sendfile_in_progress_ = false;
     std::optional<Future<void>> empty_waiter_;
 };

@@ -13,9 +13,7 @@
 
 namespace asyncio {
 
-void detail::throw_errno(int err, const char* what) {
-    throw std::system_error(err, std::generic_category(), what);
-}
+void detail::throw_errno(int err, const char* what) { throw std::system_error(err, std::generic_category(), what); }
 
 // ---- SockAddr ------------------------------------------------------------------------------
 SockAddr::SockAddr() noexcept = default;
@@ -71,7 +69,8 @@ SockAddr SockAddr::unix_path(std::string_view path) {
         throw std::invalid_argument("AF_UNIX path too long (" + std::to_string(path.size()) + " bytes)");
     un->sun_family = AF_UNIX;
     std::memcpy(un->sun_path, path.data(), path.size());
-    a.len_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (path.empty() || path[0] != '\0' ? 1 : 0));
+    a.len_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() +
+                                    (path.empty() || path[0] != '\0' ? 1 : 0));
     return a;
 }
 

@@ -300,7 +300,8 @@ Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
         }
         co_await s.wait_for_data("readuntil");
     }
-    if (match_start > s.limit) throw LimitOverrunError("Separator is found, but chunk is longer than limit", match_start);
+    if (match_start > s.limit)
+        throw LimitOverrunError("Separator is found, but chunk is longer than limit", match_start);
     std::string chunk = s.take(match_end);
     s.maybe_resume_transport();
     co_return chunk;
@@ -346,9 +347,10 @@ struct StreamConnectionGuard {
         if (!t || t->is_closing() || loop->is_closed()) return;
         try {
             if (loop->get_debug())
-                log_message("unclosed <StreamWriter peername=" + t->get_extra_info<SockAddr>("peername", {}).to_string() +
-                            ">: every StreamReader and StreamWriter handle of this open connection was dropped, so "
-                            "it is closed now; call writer.close() when done with a connection");
+                log_message(
+                    "unclosed <StreamWriter peername=" + t->get_extra_info<SockAddr>("peername", {}).to_string() +
+                    ">: every StreamReader and StreamWriter handle of this open connection was dropped, so "
+                    "it is closed now; call writer.close() when done with a connection");
             t->close();
         } catch (...) {
             // Nothing to report to: a destructor. The transport's own close path logs.
@@ -487,7 +489,9 @@ Coro<void> StreamReaderProtocol::drain_helper() {
         Future<void>* w;
         ~Remove() {
             auto& v = p->drain_waiters_;
-            v.erase(std::remove_if(v.begin(), v.end(), [&](const Future<void>& f) { return f.state_ptr() == w->state_ptr(); }), v.end());
+            v.erase(std::remove_if(v.begin(), v.end(),
+                                   [&](const Future<void>& f) { return f.state_ptr() == w->state_ptr(); }),
+                    v.end());
         }
     } remove{this, &w};
     co_await w;

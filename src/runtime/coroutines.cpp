@@ -13,10 +13,11 @@ void report_never_awaited(const void* frame_address) noexcept {
     if (!loop) return;
     char addr[32];
     std::snprintf(addr, sizeof addr, "%p", frame_address);
-    loop->call_exception_handler(
-        {std::string("coroutine was never awaited: a Coro (frame ") + addr +
-             ") was destroyed without being started; co_await it, or pass it to create_task()",
-         nullptr, {}, {}});
+    loop->call_exception_handler({std::string("coroutine was never awaited: a Coro (frame ") + addr +
+                                      ") was destroyed without being started; co_await it, or pass it to create_task()",
+                                  nullptr,
+                                  {},
+                                  {}});
 }
 
 }  // namespace asyncio::detail

@@ -16,20 +16,22 @@ const ReadyItemOps CallbackNode::ops_table = {
             node->fn(fut);
         } catch (...) {
             if (EventLoop* loop = fut->loop_or_null())
-                loop->call_exception_handler({"Exception in callback of " + fut->repr(),
-                                              std::current_exception(), fut->repr(), {}});
+                loop->call_exception_handler(
+                    {"Exception in callback of " + fut->repr(), std::current_exception(), fut->repr(), {}});
         }
         delete node;
         fut->release();
     },
-    /*discard=*/[](ReadyItem* item) noexcept {
+    /*discard=*/
+    [](ReadyItem* item) noexcept {
         auto* node = static_cast<CallbackNode*>(item);
         FutureStateBase* fut = node->future;
         delete node;
         fut->release();
     },
     /*drop=*/[](ReadyItem* item) noexcept { delete static_cast<CallbackNode*>(item); },
-    /*describe=*/[](const ReadyItem* item) -> std::string {
+    /*describe=*/
+    [](const ReadyItem* item) -> std::string {
         return "<done callback of " + static_cast<const CallbackNode*>(item)->future->repr() + ">";
     },
     /*timer_fire=*/nullptr,
@@ -45,8 +47,8 @@ void FutureStateBase::drop_callbacks() noexcept {
 
 void FutureStateBase::report_unretrieved() noexcept {
     log_traceback_ = false;
-    ExceptionContext ctx{std::string(is_task() ? "Task" : "Future") + " exception was never retrieved",
-                         exception_, repr(), {}};
+    ExceptionContext ctx{
+        std::string(is_task() ? "Task" : "Future") + " exception was never retrieved", exception_, repr(), {}};
     if (EventLoop* loop = anchor_->loop)
         loop->call_exception_handler(ctx);
     else
@@ -55,9 +57,12 @@ void FutureStateBase::report_unretrieved() noexcept {
 
 std::string FutureStateBase::status_name() const {
     switch (status_) {
-        case FutureStatus::pending: return "PENDING";
-        case FutureStatus::cancelled: return "CANCELLED";
-        case FutureStatus::finished: return "FINISHED";
+        case FutureStatus::pending:
+            return "PENDING";
+        case FutureStatus::cancelled:
+            return "CANCELLED";
+        case FutureStatus::finished:
+            return "FINISHED";
     }
     return "?";
 }
@@ -65,8 +70,12 @@ std::string FutureStateBase::status_name() const {
 std::string FutureStateBase::repr() const {
     std::string s = "<Future ";
     switch (status_) {
-        case FutureStatus::pending: s += "pending"; break;
-        case FutureStatus::cancelled: s += "cancelled"; break;
+        case FutureStatus::pending:
+            s += "pending";
+            break;
+        case FutureStatus::cancelled:
+            s += "cancelled";
+            break;
         case FutureStatus::finished:
             s += exception_ ? "finished exception=" + describe_exception(exception_) : "finished";
             break;
@@ -157,8 +166,7 @@ void FutureStateBase::schedule_callback_node(ReadyItem* node) {
     LoopAccess::schedule(loop(), node);
 }
 
-std::uint64_t FutureStateBase::add_done_callback(std::function<void(FutureStateBase*)> fn,
-                                                 const void* identity) {
+std::uint64_t FutureStateBase::add_done_callback(std::function<void(FutureStateBase*)> fn, const void* identity) {
     EventLoop& l = loop();  // throws when closed
     (void)l;
     auto* node = new CallbackNode;
@@ -223,8 +231,7 @@ TaskBase* current_task_for_await(const char* what) {
 [[noreturn, gnu::noinline, gnu::cold]] static void throw_bad_await(TaskBase* task, FutureStateBase* target) {
     target->anchor()->open_loop();  // "Event loop is closed" for a handle that outlived its loop
     if (target == task) throw RuntimeError("Task cannot await on itself: " + task->repr());
-    throw RuntimeError("Task " + task->repr() + " got Future " + target->repr() +
-                       " attached to a different loop");
+    throw RuntimeError("Task " + task->repr() + " got Future " + target->repr() + " attached to a different loop");
 }
 
 /// A cancel() that came while the task was running reaches what it now waits on.

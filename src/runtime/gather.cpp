@@ -25,26 +25,28 @@ const ReadyItemOps GatherState::node_ops = {
             g->on_child_done(child_of(node, g->children_, g->nodes_.get()));
         } catch (...) {
             if (EventLoop* loop = g->loop_or_null())
-                loop->call_exception_handler({"Exception in gather's done callback", std::current_exception(),
-                                              g->repr(), {}});
+                loop->call_exception_handler(
+                    {"Exception in gather's done callback", std::current_exception(), g->repr(), {}});
         }
         g->release();  // the node's reference
     },
-    /*discard=*/[](ReadyItem* item) noexcept {
+    /*discard=*/
+    [](ReadyItem* item) noexcept {
         auto* node = static_cast<GatherNode*>(item);
         std::exchange(node->owner, nullptr)->release();
     },
-    /*drop=*/[](ReadyItem* item) noexcept {
+    /*drop=*/
+    [](ReadyItem* item) noexcept {
         auto* node = static_cast<GatherNode*>(item);
         std::exchange(node->owner, nullptr)->release();
     },
-    /*describe=*/[](const ReadyItem* item) -> std::string {
+    /*describe=*/
+    [](const ReadyItem* item) -> std::string {
         return "<gather callback of " + static_cast<const GatherNode*>(item)->owner->repr() + ">";
     },
 };
 
-GatherState::GatherState(EventLoop& loop, std::vector<RefPtr<FutureStateBase>> children,
-                         bool return_exceptions)
+GatherState::GatherState(EventLoop& loop, std::vector<RefPtr<FutureStateBase>> children, bool return_exceptions)
     : FutureStateBase(loop), children_(std::move(children)), return_exceptions_(return_exceptions) {}
 
 void GatherState::start() {

@@ -75,7 +75,9 @@ void EventLoop::shutdown_asyncgens() noexcept {
         detail::unregister_asyncgen(hook);
         call_exception_handler(
             {"an error occurred during closing of asynchronous generator",
-             std::make_exception_ptr(RuntimeError("aclose(): asynchronous generator is already running")), {}, {}});
+             std::make_exception_ptr(RuntimeError("aclose(): asynchronous generator is already running")),
+             {},
+             {}});
     }
 }
 

@@ -32,9 +32,7 @@ void Runner::lazy_init() {
     state_ = State::initialized;
 }
 
-bool Runner::enters_context(const Context& context) noexcept {
-    return context.size() > 0 || detail::tl_context_used;
-}
+bool Runner::enters_context(const Context& context) noexcept { return context.size() > 0 || detail::tl_context_used; }
 
 EventLoop& Runner::get_loop() {
     lazy_init();
@@ -48,9 +46,8 @@ void cancel_all_tasks(EventLoop& loop) {
     std::vector<AnyTask> to_cancel = all_tasks(loop);
     if (to_cancel.empty()) return;
     for (AnyTask& t : to_cancel) t.cancel();
-    loop.run_until_complete([](std::vector<AnyTask> tasks) -> Coro<> {
-        co_await gather(return_exceptions, std::move(tasks));
-    }(to_cancel));
+    loop.run_until_complete(
+        [](std::vector<AnyTask> tasks) -> Coro<> { co_await gather(return_exceptions, std::move(tasks)); }(to_cancel));
     for (AnyTask& t : to_cancel) {
         if (t.cancelled()) continue;
         if (std::exception_ptr e = t.exception())

@@ -25,9 +25,8 @@ void TaskGroup::adopt_task(detail::TaskBase* task) {
     // handling it inline would run before the creating task is registered (CPython
     // gh-128550).
     tasks_.emplace_back(task);
-    task->add_done_callback([this](detail::FutureStateBase* st) {
-        on_task_done(static_cast<detail::TaskBase*>(st));
-    }, nullptr);
+    task->add_done_callback([this](detail::FutureStateBase* st) { on_task_done(static_cast<detail::TaskBase*>(st)); },
+                            nullptr);
 }
 
 void TaskGroup::abort() {
@@ -52,7 +51,9 @@ void TaskGroup::on_task_done(detail::TaskBase* task) {
     if (parent_task_.done()) {
         loop_->call_exception_handler({"Task " + task->repr() + " has errored out but its parent task " +
                                            parent_task_.repr() + " is already completed",
-                                       exc, task->repr(), {}});
+                                       exc,
+                                       task->repr(),
+                                       {}});
         return;
     }
     if (!aborting_ && !parent_cancel_requested_) {

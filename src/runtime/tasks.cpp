@@ -12,7 +12,8 @@ const ReadyItemOps TaskBase::step_ops = {
     /*discard=*/[](ReadyItem*) noexcept {},
     /*drop=*/[](ReadyItem*) noexcept {},
     /*describe=*/[](const ReadyItem* item) -> std::string { return static_cast<const TaskBase*>(item)->repr(); },
-    /*timer_fire=*/[](ReadyItem* item) {
+    /*timer_fire=*/
+    [](ReadyItem* item) {
         auto* task = static_cast<TaskBase*>(item);
         task->sleeping_ = false;
         task->schedule_step();
@@ -20,7 +21,8 @@ const ReadyItemOps TaskBase::step_ops = {
     /*add_ref=*/[](ReadyItem* item) noexcept { static_cast<TaskBase*>(item)->add_ref(); },
     /*release=*/[](ReadyItem* item) noexcept { static_cast<TaskBase*>(item)->release(); },
     /*on_schedule=*/nullptr,
-    /*abandon=*/[](ReadyItem* item) noexcept {
+    /*abandon=*/
+    [](ReadyItem* item) noexcept {
         auto* task = static_cast<TaskBase*>(item);
         RefPtr<TaskBase> keep(task);
         LoopAccess::unregister_task(*task->anchor_->loop, task);
@@ -49,9 +51,15 @@ void TaskBase::set_name(std::string name) { extras().name = std::move(name); }
 std::string TaskBase::repr() const {
     std::string s = "<Task ";
     switch (status()) {
-        case FutureStatus::pending: s += num_cancels_requested_ > 0 ? "cancelling" : "pending"; break;
-        case FutureStatus::cancelled: s += "cancelled"; break;
-        case FutureStatus::finished: s += "finished"; break;
+        case FutureStatus::pending:
+            s += num_cancels_requested_ > 0 ? "cancelling" : "pending";
+            break;
+        case FutureStatus::cancelled:
+            s += "cancelled";
+            break;
+        case FutureStatus::finished:
+            s += "finished";
+            break;
     }
     s += " name='" + name() + "'";
     if (status() == FutureStatus::finished && exception_) s += " exception=" + describe_exception(exception_);
@@ -207,15 +215,14 @@ void SleepAwaiter::await_suspend(std::coroutine_handle<> h) {
     task->sleep_until(task->anchor()->loop->time() + delay_);
 }
 
-void SleepAwaiter::await_resume() {
-    LoopAccess::current_task(*tl_running_loop)->finish_sleep();
-}
+void SleepAwaiter::await_resume() { LoopAccess::current_task(*tl_running_loop)->finish_sleep(); }
 
 // ---- run_until_complete --------------------------------------------------------------------
 void run_until_done(EventLoop& loop, FutureStateBase* future) {
     LoopAccess::check_can_run_until_complete(loop);
     if (future->anchor() != LoopAccess::anchor(loop))
-        throw std::invalid_argument("The future belongs to a different loop than the one specified as the loop argument");
+        throw std::invalid_argument(
+            "The future belongs to a different loop than the one specified as the loop argument");
     // Always through run_forever(), even for a done future: what is ready runs first, as in
     // Python (the stop callback is scheduled behind it).
     std::uint64_t id = future->add_done_callback(
@@ -250,9 +257,7 @@ void detail::LoopAccess::check_can_run_until_complete(const EventLoop& loop) {
             "coroutine on the running loop, or run the other loop in another thread");
 }
 
-namespace detail {
-
-}  // namespace detail
+namespace detail {}  // namespace detail
 
 AnyTask current_task() {
     EventLoop* loop = detail::tl_running_loop;

@@ -12,9 +12,7 @@ Timeout::~Timeout() {
 void Timeout::reschedule(std::optional<double> when) {
     if (state_ != State::entered) {
         if (state_ == State::created) throw RuntimeError("Timeout has not been entered");
-        const char* what = state_ == State::exited    ? "finished"
-                           : state_ == State::expired ? "expired"
-                                                      : "expiring";
+        const char* what = state_ == State::exited ? "finished" : state_ == State::expired ? "expired" : "expiring";
         throw RuntimeError(std::string("Cannot change state of ") + what + " Timeout");
     }
     when_ = when;

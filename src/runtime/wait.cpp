@@ -49,9 +49,11 @@ Coro<> wait_states(std::vector<FutureStateBase*> fs, std::optional<double> timeo
 Coro<> cancel_and_wait(RefPtr<FutureStateBase> fut) {
     EventLoop& loop = get_running_loop();
     Future<void> waiter(loop);
-    std::uint64_t id = fut->add_done_callback([waiter](FutureStateBase*) mutable {
-        if (!waiter.done()) waiter.set_result();
-    }, nullptr);
+    std::uint64_t id = fut->add_done_callback(
+        [waiter](FutureStateBase*) mutable {
+            if (!waiter.done()) waiter.set_result();
+        },
+        nullptr);
     struct Cleanup {
         FutureStateBase* f;
         std::uint64_t id;

@@ -31,34 +31,56 @@ public:
     const char* name() const noexcept override { return "ssl"; }
     std::string message(int code) const override {
         switch (code) {
-            case SSL_ERROR_NONE: return "no error";
-            case SSL_ERROR_SSL: return "SSL error";
-            case SSL_ERROR_WANT_READ: return "The operation did not complete (read)";
-            case SSL_ERROR_WANT_WRITE: return "The operation did not complete (write)";
-            case SSL_ERROR_WANT_X509_LOOKUP: return "The operation did not complete (X509 lookup)";
-            case SSL_ERROR_SYSCALL: return "Some I/O error occurred";
-            case SSL_ERROR_ZERO_RETURN: return "TLS/SSL connection has been closed (EOF)";
-            case SSL_ERROR_WANT_CONNECT: return "The operation did not complete (connect)";
-            case 8: return "EOF occurred in violation of protocol";  // Python's SSL_ERROR_EOF
-            default: return "SSL error " + std::to_string(code);
+            case SSL_ERROR_NONE:
+                return "no error";
+            case SSL_ERROR_SSL:
+                return "SSL error";
+            case SSL_ERROR_WANT_READ:
+                return "The operation did not complete (read)";
+            case SSL_ERROR_WANT_WRITE:
+                return "The operation did not complete (write)";
+            case SSL_ERROR_WANT_X509_LOOKUP:
+                return "The operation did not complete (X509 lookup)";
+            case SSL_ERROR_SYSCALL:
+                return "Some I/O error occurred";
+            case SSL_ERROR_ZERO_RETURN:
+                return "TLS/SSL connection has been closed (EOF)";
+            case SSL_ERROR_WANT_CONNECT:
+                return "The operation did not complete (connect)";
+            case 8:
+                return "EOF occurred in violation of protocol";  // Python's SSL_ERROR_EOF
+            default:
+                return "SSL error " + std::to_string(code);
         }
     }
 };
 
 std::string library_name(unsigned long e) {
     switch (ERR_GET_LIB(e)) {
-        case ERR_LIB_SSL: return "SSL";
-        case ERR_LIB_X509: return "X509";
-        case ERR_LIB_X509V3: return "X509V3";
-        case ERR_LIB_PEM: return "PEM";
-        case ERR_LIB_EVP: return "EVP";
-        case ERR_LIB_ASN1: return "ASN1";
-        case ERR_LIB_BIO: return "BIO";
-        case ERR_LIB_SYS: return "SYS";
-        case ERR_LIB_PKCS12: return "PKCS12";
-        case ERR_LIB_CRYPTO: return "CRYPTO";
-        case ERR_LIB_OSSL_DECODER: return "DECODER";
-        case ERR_LIB_PROV: return "PROV";
+        case ERR_LIB_SSL:
+            return "SSL";
+        case ERR_LIB_X509:
+            return "X509";
+        case ERR_LIB_X509V3:
+            return "X509V3";
+        case ERR_LIB_PEM:
+            return "PEM";
+        case ERR_LIB_EVP:
+            return "EVP";
+        case ERR_LIB_ASN1:
+            return "ASN1";
+        case ERR_LIB_BIO:
+            return "BIO";
+        case ERR_LIB_SYS:
+            return "SYS";
+        case ERR_LIB_PKCS12:
+            return "PKCS12";
+        case ERR_LIB_CRYPTO:
+            return "CRYPTO";
+        case ERR_LIB_OSSL_DECODER:
+            return "DECODER";
+        case ERR_LIB_PROV:
+            return "PROV";
         default: {
             const char* s = ERR_lib_error_string(e);
             return s ? s : "";
@@ -168,8 +190,8 @@ struct Context::Impl : std::enable_shared_from_this<Context::Impl> {
                               unsigned int inlen, void* arg) {
         auto* impl = static_cast<Impl*>(arg);
         unsigned char* selected = nullptr;
-        int r = SSL_select_next_proto(&selected, outlen, impl->alpn.data(), static_cast<unsigned int>(impl->alpn.size()),
-                                      in, inlen);
+        int r = SSL_select_next_proto(&selected, outlen, impl->alpn.data(),
+                                      static_cast<unsigned int>(impl->alpn.size()), in, inlen);
         if (r != OPENSSL_NPN_NEGOTIATED) return SSL_TLSEXT_ERR_NOACK;
         *out = selected;
         return SSL_TLSEXT_ERR_OK;
@@ -189,23 +211,35 @@ void check_readable(const std::string& path) {
 
 int version_to_openssl(TLSVersion v) {
     switch (v) {
-        case TLSVersion::SSLv3: return SSL3_VERSION;
-        case TLSVersion::TLSv1: return TLS1_VERSION;
-        case TLSVersion::TLSv1_1: return TLS1_1_VERSION;
-        case TLSVersion::TLSv1_2: return TLS1_2_VERSION;
-        case TLSVersion::TLSv1_3: return TLS1_3_VERSION;
-        default: return 0;
+        case TLSVersion::SSLv3:
+            return SSL3_VERSION;
+        case TLSVersion::TLSv1:
+            return TLS1_VERSION;
+        case TLSVersion::TLSv1_1:
+            return TLS1_1_VERSION;
+        case TLSVersion::TLSv1_2:
+            return TLS1_2_VERSION;
+        case TLSVersion::TLSv1_3:
+            return TLS1_3_VERSION;
+        default:
+            return 0;
     }
 }
 
 TLSVersion version_from_openssl(long v, TLSVersion none) {
     switch (v) {
-        case SSL3_VERSION: return TLSVersion::SSLv3;
-        case TLS1_VERSION: return TLSVersion::TLSv1;
-        case TLS1_1_VERSION: return TLSVersion::TLSv1_1;
-        case TLS1_2_VERSION: return TLSVersion::TLSv1_2;
-        case TLS1_3_VERSION: return TLSVersion::TLSv1_3;
-        default: return none;
+        case SSL3_VERSION:
+            return TLSVersion::SSLv3;
+        case TLS1_VERSION:
+            return TLSVersion::TLSv1;
+        case TLS1_1_VERSION:
+            return TLSVersion::TLSv1_1;
+        case TLS1_2_VERSION:
+            return TLSVersion::TLSv1_2;
+        case TLS1_3_VERSION:
+            return TLSVersion::TLSv1_3;
+        default:
+            return none;
     }
 }
 
@@ -319,8 +353,8 @@ void Context::load_verify_locations(const std::string& cafile, const std::string
         unsigned long e = ERR_peek_last_error();
         if (loaded == 0) {
             ERR_clear_error();
-            throw SSLError(SSL_ERROR_SSL, "[PEM: NO_START_LINE] no start line: cadata does not contain a certificate", "PEM",
-                           "NO_START_LINE");
+            throw SSLError(SSL_ERROR_SSL, "[PEM: NO_START_LINE] no start line: cadata does not contain a certificate",
+                           "PEM", "NO_START_LINE");
         }
         if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
             ERR_clear_error();  // the end of the data
@@ -329,7 +363,8 @@ void Context::load_verify_locations(const std::string& cafile, const std::string
     }
     if (!cafile.empty()) {
         check_readable(cafile);
-        if (SSL_CTX_load_verify_file(ctx, cafile.c_str()) != 1) detail::throw_last_error("[X509] cafile: no certificate or crl found");
+        if (SSL_CTX_load_verify_file(ctx, cafile.c_str()) != 1)
+            detail::throw_last_error("[X509] cafile: no certificate or crl found");
     }
     if (!capath.empty()) {
         check_readable(capath);
@@ -341,13 +376,15 @@ void Context::load_default_certs(Purpose) { set_default_verify_paths(); }
 
 void Context::set_default_verify_paths() {
     ERR_clear_error();
-    if (SSL_CTX_set_default_verify_paths(impl_->ctx.get()) != 1) detail::throw_last_error("cannot set the default verify paths");
+    if (SSL_CTX_set_default_verify_paths(impl_->ctx.get()) != 1)
+        detail::throw_last_error("cannot set the default verify paths");
 }
 
 void Context::set_alpn_protocols(const std::vector<std::string>& protocols) {
     std::vector<unsigned char> wire;
     for (const std::string& p : protocols) {
-        if (p.empty() || p.size() > 255) throw std::invalid_argument("ALPN protocol name too long or empty: '" + p + "'");
+        if (p.empty() || p.size() > 255)
+            throw std::invalid_argument("ALPN protocol name too long or empty: '" + p + "'");
         wire.push_back(static_cast<unsigned char>(p.size()));
         wire.insert(wire.end(), p.begin(), p.end());
     }
@@ -383,10 +420,17 @@ VerifyMode Context::verify_mode() const noexcept {
 void Context::set_verify_mode(VerifyMode mode) {
     int flags;
     switch (mode) {
-        case CERT_NONE: flags = SSL_VERIFY_NONE; break;
-        case CERT_OPTIONAL: flags = SSL_VERIFY_PEER; break;
-        case CERT_REQUIRED: flags = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT; break;
-        default: throw std::invalid_argument("invalid value for verify_mode");
+        case CERT_NONE:
+            flags = SSL_VERIFY_NONE;
+            break;
+        case CERT_OPTIONAL:
+            flags = SSL_VERIFY_PEER;
+            break;
+        case CERT_REQUIRED:
+            flags = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+            break;
+        default:
+            throw std::invalid_argument("invalid value for verify_mode");
     }
     if (mode == CERT_NONE && impl_->check_hostname)
         throw std::invalid_argument("Cannot set verify_mode to CERT_NONE when check_hostname is enabled.");
@@ -455,9 +499,11 @@ std::vector<std::pair<std::string, std::string>> name_entries(const X509_NAME* n
         unsigned char* raw = nullptr;
         int vlen = ASN1_STRING_to_UTF8(&raw, X509_NAME_ENTRY_get_data(entry));
         detail::OpensslBytes utf8(raw);
-        std::string value = vlen > 0 ? std::string(reinterpret_cast<char*>(utf8.get()), static_cast<std::size_t>(vlen)) : std::string();
-        out.emplace_back(klen > 0 ? std::string(key, static_cast<std::size_t>(std::min<int>(klen, sizeof key - 1))) : "",
-                         std::move(value));
+        std::string value =
+            vlen > 0 ? std::string(reinterpret_cast<char*>(utf8.get()), static_cast<std::size_t>(vlen)) : std::string();
+        out.emplace_back(
+            klen > 0 ? std::string(key, static_cast<std::size_t>(std::min<int>(klen, sizeof key - 1))) : "",
+            std::move(value));
     }
     ERR_clear_error();
     return out;
@@ -474,14 +520,18 @@ std::string ip_text(const ASN1_OCTET_STRING* ip) {
     const unsigned char* p = ASN1_STRING_get0_data(ip);
     int len = ASN1_STRING_length(ip);
     char buf[INET6_ADDRSTRLEN] = {};
-    if (len == 4) ::inet_ntop(AF_INET, p, buf, sizeof buf);
-    else if (len == 16) ::inet_ntop(AF_INET6, p, buf, sizeof buf);
-    else return "<invalid>";
+    if (len == 4)
+        ::inet_ntop(AF_INET, p, buf, sizeof buf);
+    else if (len == 16)
+        ::inet_ntop(AF_INET6, p, buf, sizeof buf);
+    else
+        return "<invalid>";
     return buf;
 }
 
 std::string asn1_string(const ASN1_STRING* s) {
-    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<std::size_t>(ASN1_STRING_length(s)));
+    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                       static_cast<std::size_t>(ASN1_STRING_length(s)));
 }
 }  // namespace
 
@@ -493,8 +543,8 @@ std::string Certificate::subject_value(std::string_view key) const {
 
 std::string Certificate::pem() const {
     std::string b64(4 * ((der.size() + 2) / 3) + 1, '\0');
-    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), reinterpret_cast<const unsigned char*>(der.data()),
-                            static_cast<int>(der.size()));
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
+                            reinterpret_cast<const unsigned char*>(der.data()), static_cast<int>(der.size()));
     b64.resize(static_cast<std::size_t>(std::max(n, 0)));
     std::string out = "-----BEGIN CERTIFICATE-----\n";
     for (std::size_t i = 0; i < b64.size(); i += 64) out += b64.substr(i, 64) + "\n";
@@ -515,15 +565,25 @@ std::optional<Certificate> getpeercert(SSL* s) {
     }
     c.not_before = asn1_time(X509_get0_notBefore(x));
     c.not_after = asn1_time(X509_get0_notAfter(x));
-    if (detail::GeneralNamesPtr names{static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr))}) {
+    if (detail::GeneralNamesPtr names{
+            static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr))}) {
         for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
             const GENERAL_NAME* g = sk_GENERAL_NAME_value(names.get(), i);
             switch (g->type) {
-                case GEN_DNS: c.subject_alt_name.emplace_back("DNS", asn1_string(g->d.dNSName)); break;
-                case GEN_IPADD: c.subject_alt_name.emplace_back("IP Address", ip_text(g->d.iPAddress)); break;
-                case GEN_EMAIL: c.subject_alt_name.emplace_back("email", asn1_string(g->d.rfc822Name)); break;
-                case GEN_URI: c.subject_alt_name.emplace_back("URI", asn1_string(g->d.uniformResourceIdentifier)); break;
-                default: break;
+                case GEN_DNS:
+                    c.subject_alt_name.emplace_back("DNS", asn1_string(g->d.dNSName));
+                    break;
+                case GEN_IPADD:
+                    c.subject_alt_name.emplace_back("IP Address", ip_text(g->d.iPAddress));
+                    break;
+                case GEN_EMAIL:
+                    c.subject_alt_name.emplace_back("email", asn1_string(g->d.rfc822Name));
+                    break;
+                case GEN_URI:
+                    c.subject_alt_name.emplace_back("URI", asn1_string(g->d.uniformResourceIdentifier));
+                    break;
+                default:
+                    break;
             }
         }
     }

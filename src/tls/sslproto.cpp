@@ -55,11 +55,16 @@ std::string seconds_text(double s) {
 
 const char* state_name(SSLProtocol::State s) {
     switch (s) {
-        case SSLProtocol::State::UNWRAPPED: return "UNWRAPPED";
-        case SSLProtocol::State::DO_HANDSHAKE: return "DO_HANDSHAKE";
-        case SSLProtocol::State::WRAPPED: return "WRAPPED";
-        case SSLProtocol::State::FLUSHING: return "FLUSHING";
-        case SSLProtocol::State::SHUTDOWN: return "SHUTDOWN";
+        case SSLProtocol::State::UNWRAPPED:
+            return "UNWRAPPED";
+        case SSLProtocol::State::DO_HANDSHAKE:
+            return "DO_HANDSHAKE";
+        case SSLProtocol::State::WRAPPED:
+            return "WRAPPED";
+        case SSLProtocol::State::FLUSHING:
+            return "FLUSHING";
+        case SSLProtocol::State::SHUTDOWN:
+            return "SHUTDOWN";
     }
     return "?";
 }
@@ -204,8 +209,7 @@ void SSLProtocol::set_app_protocol(std::shared_ptr<BaseProtocol> protocol) {
     if (!protocol) throw std::invalid_argument("set_protocol: the protocol is null");
     auto* plain = dynamic_cast<Protocol*>(protocol.get());
     auto* buffered = plain ? nullptr : dynamic_cast<BufferedProtocol*>(protocol.get());
-    if (!plain && !buffered)
-        throw std::invalid_argument("an SSL transport needs a Protocol or a BufferedProtocol");
+    if (!plain && !buffered) throw std::invalid_argument("an SSL transport needs a Protocol or a BufferedProtocol");
     app_protocol_ = std::move(protocol);
     app_plain_ = plain;
     app_buffered_ = buffered;
@@ -244,13 +248,13 @@ std::any SSLProtocol::get_extra_info(std::string_view name) const {
 }
 
 void SSLProtocol::set_state(State new_state) {
-    bool allowed = new_state == State::UNWRAPPED ||
-                   (state_ == State::UNWRAPPED && new_state == State::DO_HANDSHAKE) ||
+    bool allowed = new_state == State::UNWRAPPED || (state_ == State::UNWRAPPED && new_state == State::DO_HANDSHAKE) ||
                    (state_ == State::DO_HANDSHAKE && new_state == State::WRAPPED) ||
                    (state_ == State::WRAPPED && new_state == State::FLUSHING) ||
                    (state_ == State::FLUSHING && new_state == State::SHUTDOWN);
     if (!allowed)
-        throw RuntimeError(std::string("cannot switch state from ") + state_name(state_) + " to " + state_name(new_state));
+        throw RuntimeError(std::string("cannot switch state from ") + state_name(state_) + " to " +
+                           state_name(new_state));
     state_ = new_state;
 }
 
@@ -292,11 +296,20 @@ void SSLProtocol::connection_lost(std::exception_ptr exc) {
 void SSLProtocol::data_received(std::string_view data) {
     if (!data.empty()) BIO_write(incoming_, data.data(), static_cast<int>(data.size()));
     switch (state_) {
-        case State::DO_HANDSHAKE: do_handshake(); break;
-        case State::WRAPPED: do_read(); break;
-        case State::FLUSHING: do_flush(); break;
-        case State::SHUTDOWN: do_shutdown(); break;
-        case State::UNWRAPPED: break;
+        case State::DO_HANDSHAKE:
+            do_handshake();
+            break;
+        case State::WRAPPED:
+            do_read();
+            break;
+        case State::FLUSHING:
+            do_flush();
+            break;
+        case State::SHUTDOWN:
+            do_shutdown();
+            break;
+        case State::UNWRAPPED:
+            break;
     }
 }
 
@@ -318,8 +331,11 @@ bool SSLProtocol::eof_received() {
                 set_state(State::SHUTDOWN);
                 do_shutdown();
                 break;
-            case State::SHUTDOWN: do_shutdown(); break;
-            case State::UNWRAPPED: break;
+            case State::SHUTDOWN:
+                do_shutdown();
+                break;
+            case State::UNWRAPPED:
+                break;
         }
     } catch (...) {
         if (transport_) transport_->close();
@@ -344,8 +360,8 @@ void SSLProtocol::start_handshake() {
 
 void SSLProtocol::check_handshake_timeout() {
     if (state_ != State::DO_HANDSHAKE) return;
-    std::string msg = "SSL handshake is taking longer than " + seconds_text(handshake_timeout_) +
-                      " seconds: aborting the connection";
+    std::string msg =
+        "SSL handshake is taking longer than " + seconds_text(handshake_timeout_) + " seconds: aborting the connection";
     fatal_error(std::make_exception_ptr(std::system_error(ECONNABORTED, std::generic_category(), msg)));
 }
 
@@ -382,15 +398,17 @@ void SSLProtocol::on_handshake_complete(std::exception_ptr exc) {
     }
     if (exc) {
         state_ = State::UNWRAPPED;
-        const char* msg = holds<ssl::SSLCertVerificationError>(exc) ? "SSL handshake failed on verifying the certificate"
-                                                                    : "SSL handshake failed";
+        const char* msg = holds<ssl::SSLCertVerificationError>(exc)
+                              ? "SSL handshake failed on verifying the certificate"
+                              : "SSL handshake failed";
         fatal_error(exc, msg);
         wakeup_waiter(exc);
         return;
     }
     if (loop_->get_debug()) {
         char buf[96];
-        std::snprintf(buf, sizeof buf, "SSLProtocol: SSL handshake took %.1f ms", (loop_->time() - handshake_start_time_) * 1e3);
+        std::snprintf(buf, sizeof buf, "SSLProtocol: SSL handshake took %.1f ms",
+                      (loop_->time() - handshake_start_time_) * 1e3);
         log_message(buf);
     }
     // Extra info that becomes available after the handshake.
@@ -688,7 +706,8 @@ void SSLProtocol::control_app_writing() {
 std::size_t SSLProtocol::write_buffer_size() const noexcept { return BIO_ctrl_pending(outgoing_) + write_buffer_size_; }
 
 void SSLProtocol::set_write_buffer_limits(std::optional<std::size_t> high, std::optional<std::size_t> low) {
-    std::tie(outgoing_high_water_, outgoing_low_water_) = add_flowcontrol_defaults(high, low, flow_control_high_water_ssl_write);
+    std::tie(outgoing_high_water_, outgoing_low_water_) =
+        add_flowcontrol_defaults(high, low, flow_control_high_water_ssl_write);
 }
 
 void SSLProtocol::resume_app_reading() {
@@ -697,10 +716,17 @@ void SSLProtocol::resume_app_reading() {
     if (state_ == State::UNWRAPPED) return;  // nothing to resume (and the loop may be gone)
     loop_->call_soon([self = shared_from_this()] {
         switch (self->state_) {
-            case State::WRAPPED: self->do_read(); break;
-            case State::FLUSHING: self->do_flush(); break;
-            case State::SHUTDOWN: self->do_shutdown(); break;
-            default: break;
+            case State::WRAPPED:
+                self->do_read();
+                break;
+            case State::FLUSHING:
+                self->do_flush();
+                break;
+            case State::SHUTDOWN:
+                self->do_shutdown();
+                break;
+            default:
+                break;
         }
     });
 }
@@ -758,7 +784,9 @@ void SSLAppTransport::abort() {
 
 std::any SSLAppTransport::get_extra_info(std::string_view name) const { return proto_->get_extra_info(name); }
 
-void SSLAppTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) { proto_->set_app_protocol(std::move(protocol)); }
+void SSLAppTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) {
+    proto_->set_app_protocol(std::move(protocol));
+}
 
 std::shared_ptr<BaseProtocol> SSLAppTransport::get_protocol() const { return proto_->app_protocol_; }
 

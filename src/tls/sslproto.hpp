@@ -208,5 +208,4 @@ private:
     bool closed_ = false;
 };
 
-
 }  // namespace asyncio::detail

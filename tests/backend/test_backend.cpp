@@ -31,13 +31,16 @@ std::unique_ptr<Backend> make(const std::string& name) {
 struct Pair {
     int fd[2] = {-1, -1};
     Pair() {
-        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fd) != 0) throw std::runtime_error("socketpair");
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fd) != 0)
+            throw std::runtime_error("socketpair");
     }
     ~Pair() {
         for (int f : fd)
             if (f >= 0) ::close(f);
     }
-    void send(const std::string& s) const { ASSERT_EQ(::send(fd[1], s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size())); }
+    void send(const std::string& s) const {
+        ASSERT_EQ(::send(fd[1], s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
+    }
 };
 
 /// An operation that records its completion.
@@ -58,8 +61,10 @@ struct Op {
         op.complete = [](IoOperation* o) {
             auto* self = static_cast<Op*>(o->user);
             ++self->completions;
-            if (o->result > 0 && o->kind == Kind::recv_provided) self->got.assign(o->data, static_cast<std::size_t>(o->result));
-            else if (o->result > 0 && o->kind == Kind::recv) self->got.assign(self->buf, static_cast<std::size_t>(o->result));
+            if (o->result > 0 && o->kind == Kind::recv_provided)
+                self->got.assign(o->data, static_cast<std::size_t>(o->result));
+            else if (o->result > 0 && o->kind == Kind::recv)
+                self->got.assign(self->buf, static_cast<std::size_t>(o->result));
             if (self->order) self->order->push_back(self);
             if (self->on_complete) self->on_complete(*self);
         };
@@ -316,8 +321,9 @@ TEST_P(BackendContract, PollWaitsForReadiness) {
     EXPECT_EQ(::recv(p.fd[0], &c, 1, 0), 1);  // a poll consumes nothing
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, BackendContract, ::testing::Values("epoll", "io_uring"),
-                         [](const auto& info) { return info.param == "io_uring" ? std::string("io_uring") : info.param; });
+INSTANTIATE_TEST_SUITE_P(Backends, BackendContract, ::testing::Values("epoll", "io_uring"), [](const auto& info) {
+    return info.param == "io_uring" ? std::string("io_uring") : info.param;
+});
 
 // ---- choosing the backend ------------------------------------------------------------------
 struct EnvGuard {

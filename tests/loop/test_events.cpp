@@ -26,16 +26,14 @@
 #include <unistd.h>
 
 using namespace asyncio;
-using asyncio_test::message_of;
-using asyncio_test::run_briefly;
 using asyncio_test::HandlerCapture;
 using asyncio_test::LogCapture;
+using asyncio_test::message_of;
+using asyncio_test::run_briefly;
 
 namespace {
 
 constexpr LoopOptions kVirtual{.debug = false, .virtual_clock = true};
-
-
 
 void expect_loop_closed(const char* what, const std::function<void()>& fn) {
     try {
@@ -315,9 +313,7 @@ TEST(CallAt, InterleavesWithCallLaterByDeadline) {
     loop.call_at(t0 + 2.0, [&] { order.push_back("at-2"); });
     loop.call_later(1.0, [&] { order.push_back("later-1"); });
     loop.call_later(3.0, [&] { order.push_back("later-3"); });
-    loop.call_at(t0 + 2.5, [&] {
-        order.push_back("at-2.5");
-    });
+    loop.call_at(t0 + 2.5, [&] { order.push_back("at-2.5"); });
     loop.call_at(t0 + 4.0, [&] { loop.stop(); });
     loop.run_forever();
     EXPECT_EQ(order, (std::vector<std::string>{"later-1", "at-2", "at-2.5", "later-3"}));
@@ -569,9 +565,7 @@ TEST(CallSoonThreadsafe, WakesAVirtualClockLoopBeforeItJumpsToATimer) {
     const double t0 = loop.time();
     double at = -1;
     loop.call_later(50.0, [&] { loop.stop(); });
-    std::thread th([&] {
-        loop.call_soon_threadsafe([&] { at = loop.time() - t0; });
-    });
+    std::thread th([&] { loop.call_soon_threadsafe([&] { at = loop.time() - t0; }); });
     th.join();
     loop.run_forever();
     EXPECT_DOUBLE_EQ(at, 0.0);

@@ -41,8 +41,8 @@ Coro<std::string> echo_round_trip(EventLoop& loop) {
     asyncio::Server server = co_await loop.create_server(server_factory, "127.0.0.1", 0);
     auto client = std::make_shared<Collect>();
     auto client_factory = [client] { return client; };
-    auto made = co_await loop.create_connection(client_factory, "127.0.0.1",
-                                                server.sockets().at(0).getsockname().port());
+    auto made =
+        co_await loop.create_connection(client_factory, "127.0.0.1", server.sockets().at(0).getsockname().port());
     made.first->write("ping");
     made.first->write_eof();
     co_await client->lost;
@@ -51,7 +51,9 @@ Coro<std::string> echo_round_trip(EventLoop& loop) {
     co_return client->received;
 }
 
-Coro<int> in_executor(EventLoop& loop) { co_return co_await loop.run_in_executor(nullptr, [] { return 42; }); }
+Coro<int> in_executor(EventLoop& loop) {
+    co_return co_await loop.run_in_executor(nullptr, [] { return 42; });
+}
 
 TEST(EventsHeader, LoopMemberTemplatesAreUsableWithEventsHppAlone) {
     EventLoop loop;

@@ -24,10 +24,10 @@
 #include <sys/socket.h>
 
 using namespace asyncio;
+using asyncio_test::Boom;
 using asyncio_test::code_of;
 using asyncio_test::HandlerCapture;
 using asyncio_test::settle;
-using asyncio_test::Boom;
 
 namespace {
 
@@ -37,8 +37,8 @@ struct BufRec : BufferedProtocol {
 
     std::shared_ptr<Transport> transport;
     std::vector<char> buffer;
-    std::string data;                     // what buffer_updated() reported, in order
-    std::vector<std::string> events;      // "made", "get_buffer", "updated", "eof", "lost"
+    std::string data;                 // what buffer_updated() reported, in order
+    std::vector<std::string> events;  // "made", "get_buffer", "updated", "eof", "lost"
     std::size_t max_nbytes = 0;
     bool nbytes_within_buffer = true;
     int get_buffer_calls = 0;
@@ -161,8 +161,7 @@ Coro<Conn> tcp_client(std::shared_ptr<BaseProtocol> proto) {
     listener.listen();
     Task<std::pair<Socket, SockAddr>> accepted = create_task(loop.sock_accept(listener));
     auto factory = [proto] { return proto; };
-    auto made = co_await loop.create_connection(factory, "127.0.0.1",
-                                                listener.getsockname().port());
+    auto made = co_await loop.create_connection(factory, "127.0.0.1", listener.getsockname().port());
     std::pair<Socket, SockAddr> acc = co_await wait_for(accepted, 10.0);
     co_return Conn{made.first, std::move(acc.first)};
 }

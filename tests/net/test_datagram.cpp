@@ -4,8 +4,8 @@
 // (sock=), Unix paths), DatagramTransport (sendto rules, write buffering and its accounting,
 // pause_writing/resume_writing and set_write_buffer_limits, close/abort, connection_lost
 // exactly once, writes after close, error_received, extra info), DatagramProtocol callback
-// order, and the loop's sock_sendto/sock_recvfrom on datagram sockets. Ports the datagram scenarios of CPython's Lib/test/test_asyncio/
-// test_base_events.py (create_datagram_endpoint), test_selector_events.py
+// order, and the loop's sock_sendto/sock_recvfrom on datagram sockets. Ports the datagram scenarios of CPython's
+// Lib/test/test_asyncio/ test_base_events.py (create_datagram_endpoint), test_selector_events.py
 // (SelectorDatagramTransportTests) and test_events.py (_test_create_datagram_endpoint).
 //
 // Everything runs on the real clock; every wait a bug could turn into a hang is bounded with
@@ -45,7 +45,9 @@ using asyncio_test::code_of;
 
 namespace asyncio {
 // Readable addresses in gtest failure messages.
-inline void PrintTo(const SockAddr& a, std::ostream* os) { *os << (a.empty() ? std::string("<empty>") : a.to_string()); }
+inline void PrintTo(const SockAddr& a, std::ostream* os) {
+    *os << (a.empty() ? std::string("<empty>") : a.to_string());
+}
 }  // namespace asyncio
 
 using asyncio_test::error_of;
@@ -78,8 +80,8 @@ int errno_of(const std::exception_ptr& e) {
 /// "resume", "lost" or "lost:exc"). `changed` is set on each one, for until().
 struct Recorder : DatagramProtocol {
     std::shared_ptr<DatagramTransport> transport;
-    bool hold_transport = true;   ///< keep the transport (the usual pattern)
-    bool echo = false;            ///< answer each datagram with echo_prefix + data
+    bool hold_transport = true;  ///< keep the transport (the usual pattern)
+    bool echo = false;           ///< answer each datagram with echo_prefix + data
     std::string echo_prefix;
     std::vector<std::string> events;
     std::vector<std::pair<std::string, SockAddr>> datagrams;
@@ -844,8 +846,8 @@ TEST(CreateDatagramEndpointSock, SocketModifierOptionsRaiseInvalidArgumentNaming
             const SockAddr bound = sock.getsockname();
             auto e = co_await error_of(get_running_loop().create_datagram_endpoint(factory, std::move(sock), opts));
             EXPECT_TRUE(holds<std::invalid_argument>(e)) << named << ": " << message_of(e);
-            EXPECT_EQ(message_of(e), "socket modifier keyword arguments can not be used when sock is specified. (" +
-                                         named + ")");
+            EXPECT_EQ(message_of(e),
+                      "socket modifier keyword arguments can not be used when sock is specified. (" + named + ")");
             EXPECT_TRUE(address_is_free(bound, SOCK_DGRAM)) << named;
         }
         EXPECT_EQ(calls, 0);
@@ -860,9 +862,10 @@ TEST(CreateDatagramEndpointSock, SeveralSocketModifiersAreAllNamedInPythonsOrder
         o.family = AF_INET;
         Socket sock = udp_socket();
         auto e = co_await error_of(open_sock_endpoint(std::move(sock), o));
-        EXPECT_EQ(message_of(e), "socket modifier keyword arguments can not be used when sock is specified. "
-                                 "(remote_addr=('127.0.0.1', 9), family=" +
-                                     std::to_string(AF_INET) + ", allow_broadcast=True)");
+        EXPECT_EQ(message_of(e),
+                  "socket modifier keyword arguments can not be used when sock is specified. "
+                  "(remote_addr=('127.0.0.1', 9), family=" +
+                      std::to_string(AF_INET) + ", allow_broadcast=True)");
     };
     run(main());
 }
@@ -1111,7 +1114,8 @@ TEST(CreateDatagramEndpointUnix, ConnectingToAMissingPathRaisesEnoentAndCreatesN
             ++calls;
             return std::make_shared<Recorder>();
         };
-        auto e = co_await error_of(get_running_loop().create_datagram_endpoint(factory, unix_opts("", dir.file("nobody"))));
+        auto e =
+            co_await error_of(get_running_loop().create_datagram_endpoint(factory, unix_opts("", dir.file("nobody"))));
         EXPECT_EQ(code_of(e), std::errc::no_such_file_or_directory) << message_of(e);
         EXPECT_EQ(calls, 0);
     };
@@ -1228,7 +1232,8 @@ TEST(DatagramEndToEnd, ABurstOfDatagramsArrivesWholeAndInOrder) {
         for (int i = 0; i < n; ++i) e.client->sendto("datagram " + std::to_string(i));
         EXPECT_EQ(e.client->get_write_buffer_size(), 0u);  // loopback UDP never blocks
         co_await until(*e.sp, [](Recorder& r) { return r.datagrams.size() >= n; });
-        for (int i = 0; i < n; ++i) EXPECT_EQ(e.sp->datagrams.at(static_cast<std::size_t>(i)).first, "datagram " + std::to_string(i));
+        for (int i = 0; i < n; ++i)
+            EXPECT_EQ(e.sp->datagrams.at(static_cast<std::size_t>(i)).first, "datagram " + std::to_string(i));
         co_await close_and_wait(e.client, *e.cp);
         co_await close_and_wait(e.server, *e.sp);
     };

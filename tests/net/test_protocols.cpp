@@ -38,12 +38,12 @@ inline void PrintTo(const SockAddr& a, std::ostream* os) { *os << (a.empty() ? "
 }  // namespace asyncio
 
 using namespace asyncio;
+using asyncio_test::Boom;
 using asyncio_test::code_of;
 using asyncio_test::HandlerCapture;
 using asyncio_test::LogCapture;
-using asyncio_test::settle;
-using asyncio_test::Boom;
 using asyncio_test::pattern;
+using asyncio_test::settle;
 
 namespace {
 
@@ -164,8 +164,7 @@ Coro<Conn> tcp_client(std::shared_ptr<Protocol> proto, bool small_buffers = fals
     listener.listen();
     Task<std::pair<Socket, SockAddr>> accepted = create_task(loop.sock_accept(listener));
     auto factory = [proto] { return proto; };
-    auto made = co_await loop.create_connection(factory, "127.0.0.1",
-                                                listener.getsockname().port());
+    auto made = co_await loop.create_connection(factory, "127.0.0.1", listener.getsockname().port());
     std::pair<Socket, SockAddr> acc = co_await wait_for(accepted, 10.0);
     Conn c{made.first, std::move(acc.first)};
     if (small_buffers) {
@@ -524,7 +523,8 @@ TEST(ProtocolCallbacks, FactoryExceptionPropagatesFromCreateConnectionAndClosesT
         listener.listen();
         auto accepted = create_task(loop.sock_accept(listener));
         auto factory = []() -> std::shared_ptr<Rec> { throw Boom("no protocol"); };
-        err = co_await asyncio_test::error_of(loop.create_connection(factory, "127.0.0.1", listener.getsockname().port()));
+        err = co_await asyncio_test::error_of(
+            loop.create_connection(factory, "127.0.0.1", listener.getsockname().port()));
         auto acc = co_await wait_for(accepted, 10.0);
         peer_got = co_await read_to_eof(acc.first);  // the connected socket was closed
     };
@@ -542,7 +542,8 @@ TEST(ProtocolCallbacks, CreateConnectionRejectsADatagramProtocolFactory) {
         listener.listen();
         auto accepted = create_task(loop.sock_accept(listener));
         auto factory = [] { return std::make_shared<DatagramProtocol>(); };
-        err = co_await asyncio_test::error_of(loop.create_connection(factory, "127.0.0.1", listener.getsockname().port()));
+        err = co_await asyncio_test::error_of(
+            loop.create_connection(factory, "127.0.0.1", listener.getsockname().port()));
         co_await wait_for(accepted, 10.0);
     };
     run(main());

@@ -81,7 +81,8 @@ TEST(SockSendfile, SendsTheWholeFileNatively) {
 TEST(SockSendfile, HonoursOffsetAndCountAndLeavesThePositionAfterThem) {
     const std::string data = pattern(100000);
     TempFile f(data);
-    auto [sent, got] = over_socketpair([&](EventLoop& loop, Socket& s) { return loop.sock_sendfile(s, f.fd, 1000, 5000); });
+    auto [sent, got] =
+        over_socketpair([&](EventLoop& loop, Socket& s) { return loop.sock_sendfile(s, f.fd, 1000, 5000); });
     EXPECT_EQ(sent, 5000u);
     EXPECT_EQ(got, data.substr(1000, 5000));
     EXPECT_EQ(f.position(), 6000);
@@ -90,7 +91,8 @@ TEST(SockSendfile, HonoursOffsetAndCountAndLeavesThePositionAfterThem) {
 TEST(SockSendfile, CountPastTheEndSendsWhatThereIs) {
     const std::string data = pattern(3000);
     TempFile f(data);
-    auto [sent, got] = over_socketpair([&](EventLoop& loop, Socket& s) { return loop.sock_sendfile(s, f.fd, 2000, 5000); });
+    auto [sent, got] =
+        over_socketpair([&](EventLoop& loop, Socket& s) { return loop.sock_sendfile(s, f.fd, 2000, 5000); });
     EXPECT_EQ(sent, 1000u);
     EXPECT_EQ(got, data.substr(2000));
 }
@@ -208,7 +210,8 @@ std::string over_tcp(F body, bool sink_starts_paused = false) {
         sink->starts_paused = sink_starts_paused;
         Server server = co_await loop.create_server([sink] { return sink; }, "127.0.0.1", 0);
         int port = server.sockets().at(0).getsockname().port();
-        auto [t, holder] = co_await loop.create_connection([] { return std::make_shared<Holder>(); }, "127.0.0.1", port);
+        auto [t, holder] =
+            co_await loop.create_connection([] { return std::make_shared<Holder>(); }, "127.0.0.1", port);
         if constexpr (std::is_invocable_v<F&, EventLoop&, std::shared_ptr<Transport>, Sink&>)
             co_await body(loop, t, *sink);
         else
@@ -241,18 +244,20 @@ TEST(LoopSendfile, WriteDuringSendfileIsRefused) {
     TempFile f(data);
     std::string error;
     // The receiver reads nothing at first, so the sendfile cannot finish in one go.
-    std::string got = over_tcp([&](EventLoop& loop, std::shared_ptr<Transport> t, Sink& sink) -> Coro<void> {
-        Task<std::size_t> s = create_task(loop.sendfile(t, f.fd));
-        co_await sleep(0);
-        try {
-            t->write("x");
-        } catch (const RuntimeError& e) {
-            error = e.what();
-        }
-        while (!sink.transport) co_await sleep(0);
-        sink.transport->resume_reading();
-        co_await s;
-    }, true);
+    std::string got = over_tcp(
+        [&](EventLoop& loop, std::shared_ptr<Transport> t, Sink& sink) -> Coro<void> {
+            Task<std::size_t> s = create_task(loop.sendfile(t, f.fd));
+            co_await sleep(0);
+            try {
+                t->write("x");
+            } catch (const RuntimeError& e) {
+                error = e.what();
+            }
+            while (!sink.transport) co_await sleep(0);
+            sink.transport->resume_reading();
+            co_await s;
+        },
+        true);
     EXPECT_EQ(error, "unable to write; sendfile is in progress");
     EXPECT_EQ(got, data);
 }
@@ -306,8 +311,8 @@ std::string over_tls(F body) {
         ConnectionOptions copts;
         copts.ssl = cctx;
         copts.server_hostname = "localhost";
-        auto [t, holder] = co_await loop.create_connection([] { return std::make_shared<Holder>(); }, "127.0.0.1",
-                                                           port, copts);
+        auto [t, holder] =
+            co_await loop.create_connection([] { return std::make_shared<Holder>(); }, "127.0.0.1", port, copts);
         co_await body(loop, t);
         t->close();  // TLS has no half-close: the server sees EOF after close_notify
         co_await wait_for(sink->eof, 10.0);
@@ -343,4 +348,3 @@ TEST(LoopSendfile, OverTlsWithoutFallbackIsRefused) {
     EXPECT_NE(error.find("native sendfile is not supported for this transport"), std::string::npos) << error;
 }
 #endif  // ASYNCIO_WITH_TLS
-

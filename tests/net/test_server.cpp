@@ -41,11 +41,11 @@ using namespace asyncio;
 using asyncio_test::code_of;
 
 using asyncio_test::error_of;
-using asyncio_test::TempDir;
 using asyncio_test::holds;
 using asyncio_test::message_of;
 using asyncio_test::open_fd_count;
 using asyncio_test::settle;
+using asyncio_test::TempDir;
 
 namespace {
 
@@ -59,7 +59,6 @@ int unused_port() {
     s.bind(SockAddr("127.0.0.1", 0));
     return s.getsockname().port();
 }
-
 
 bool exists(const std::string& path) {
     struct stat st {};
@@ -757,7 +756,7 @@ TEST(ServeForever, CancelWaitsUntilTheConnectionsAreClosed) {
         co_await settle();
         EXPECT_FALSE(serving.done());
         EXPECT_TRUE(srv.sockets().empty());  // closed at once
-        wr.close();  // the handler reads EOF and closes its side
+        wr.close();                          // the handler reads EOF and closes its side
         auto e = co_await wait_for(error_of(serving), kTimeout);
         EXPECT_TRUE(holds<CancelledError>(e)) << message_of(e);
     };
@@ -1395,7 +1394,8 @@ TEST(CreateConnection, ToAClosedPortRaisesConnectionRefused) {
     auto main = []() -> Coro<void> {
         auto factory = [] { return std::make_shared<MyProto>(); };
         const int port = unused_port();
-        auto e = co_await wait_for(error_of(get_running_loop().create_connection(factory, "127.0.0.1", port)), kTimeout);
+        auto e =
+            co_await wait_for(error_of(get_running_loop().create_connection(factory, "127.0.0.1", port)), kTimeout);
         CO_ASSERT(holds<std::system_error>(e));
         EXPECT_EQ(code_of(e), std::errc::connection_refused);
         EXPECT_NE(message_of(e).find("127.0.0.1:" + std::to_string(port)), std::string::npos) << message_of(e);
@@ -1410,7 +1410,8 @@ TEST(CreateConnection, FailedConnectionCreatesNoProtocol) {
             ++*made;
             return std::make_shared<MyProto>();
         };
-        co_await wait_for(error_of(get_running_loop().create_connection(factory, "127.0.0.1", unused_port())), kTimeout);
+        co_await wait_for(error_of(get_running_loop().create_connection(factory, "127.0.0.1", unused_port())),
+                          kTimeout);
         EXPECT_EQ(*made, 0);
     };
     run(main());
@@ -1447,7 +1448,8 @@ TEST(CreateConnection, ServerHostnameWithoutSslRaisesInvalidArgument) {
         opts.server_hostname = "example.com";
         auto e = co_await error_of(get_running_loop().create_connection(factory, "127.0.0.1", 80, opts));
         EXPECT_TRUE(holds<std::invalid_argument>(e)) << message_of(e);
-        EXPECT_NE(message_of(e).find("server_hostname is only meaningful with ssl"), std::string::npos) << message_of(e);
+        EXPECT_NE(message_of(e).find("server_hostname is only meaningful with ssl"), std::string::npos)
+            << message_of(e);
     };
     run(main());
 }
@@ -1504,7 +1506,8 @@ TEST(CreateConnection, LocalAddrInUseRaisesEaddrinuseNamingTheAddress) {
         ConnectionOptions opts;
         opts.local_host = "127.0.0.1";
         opts.local_port = port_of(srv);
-        auto e = co_await wait_for(error_of(loop.create_connection(factory, "127.0.0.1", port_of(srv), opts)), kTimeout);
+        auto e =
+            co_await wait_for(error_of(loop.create_connection(factory, "127.0.0.1", port_of(srv), opts)), kTimeout);
         EXPECT_EQ(code_of(e), std::errc::address_in_use) << message_of(e);
         EXPECT_NE(message_of(e).find(server_addr.to_string()), std::string::npos) << message_of(e);
         EXPECT_NE(message_of(e).find("error while attempting to bind on address"), std::string::npos) << message_of(e);
@@ -1523,7 +1526,8 @@ TEST(CreateConnection, LocalAddrOfAnotherFamilyRaises) {
         ConnectionOptions opts;
         opts.local_host = "::1";
         opts.local_port = 0;
-        auto e = co_await wait_for(error_of(loop.create_connection(factory, "127.0.0.1", port_of(srv), opts)), kTimeout);
+        auto e =
+            co_await wait_for(error_of(loop.create_connection(factory, "127.0.0.1", port_of(srv), opts)), kTimeout);
         CO_ASSERT(holds<std::system_error>(e));
         EXPECT_NE(message_of(e).find("no matching local address"), std::string::npos) << message_of(e);
         srv.close();
@@ -1554,8 +1558,8 @@ TEST(CreateConnection, HappyEyeballsToAClosedPortRaisesConnectionRefused) {
         auto factory = [] { return std::make_shared<MyProto>(); };
         ConnectionOptions opts;
         opts.happy_eyeballs_delay = 0.25;
-        auto e = co_await wait_for(error_of(get_running_loop().create_connection(factory, "127.0.0.1", unused_port(), opts)),
-                                   kTimeout);
+        auto e = co_await wait_for(
+            error_of(get_running_loop().create_connection(factory, "127.0.0.1", unused_port(), opts)), kTimeout);
         EXPECT_EQ(code_of(e), std::errc::connection_refused) << message_of(e);
     };
     run(main());
@@ -1567,8 +1571,8 @@ TEST(CreateConnection, AllErrorsRaisesAnExceptionGroupOfEveryAttempt) {
         auto factory = [] { return std::make_shared<MyProto>(); };
         ConnectionOptions opts;
         opts.all_errors = true;
-        auto e = co_await wait_for(error_of(get_running_loop().create_connection(factory, "127.0.0.1", unused_port(), opts)),
-                                   kTimeout);
+        auto e = co_await wait_for(
+            error_of(get_running_loop().create_connection(factory, "127.0.0.1", unused_port(), opts)), kTimeout);
         CO_ASSERT(holds<ExceptionGroup>(e));
         try {
             std::rethrow_exception(e);
@@ -1595,12 +1599,14 @@ TEST(CreateConnection, SeveralAddressesAllRefusedRaiseOneCombinedError) {
         auto infos = co_await localhost_infos(port);
         if (infos.size() < 2) co_return;  // checked (and skipped) before run()
         auto factory = [] { return std::make_shared<MyProto>(); };
-        auto e = co_await wait_for(error_of(get_running_loop().create_connection(factory, "localhost", port)), kTimeout);
+        auto e =
+            co_await wait_for(error_of(get_running_loop().create_connection(factory, "localhost", port)), kTimeout);
         CO_ASSERT(holds<std::system_error>(e));
         EXPECT_EQ(message_of(e).rfind("Multiple exceptions: ", 0), 0u) << message_of(e);
         ConnectionOptions all;
         all.all_errors = true;
-        auto g = co_await wait_for(error_of(get_running_loop().create_connection(factory, "localhost", port, all)), kTimeout);
+        auto g = co_await wait_for(error_of(get_running_loop().create_connection(factory, "localhost", port, all)),
+                                   kTimeout);
         CO_ASSERT(holds<ExceptionGroup>(g));
         try {
             std::rethrow_exception(g);
@@ -1639,7 +1645,8 @@ TEST(CreateConnection, HappyEyeballsStartsTheNextAttemptAfterTheDelay) {
         auto server_factory = [protos] { return (*protos)(); };
         ServerOptions sopts;
         sopts.family = second_family;
-        Server srv = co_await loop.create_server(server_factory, second_family == AF_INET ? "127.0.0.1" : "::1", 0, sopts);
+        Server srv =
+            co_await loop.create_server(server_factory, second_family == AF_INET ? "127.0.0.1" : "::1", 0, sopts);
         const int port = port_of(srv);
         const SockAddr stuck_addr(first_family == AF_INET ? "127.0.0.1" : "::1", port);
         Socket stuck(first_family, SOCK_STREAM);
@@ -1782,7 +1789,8 @@ TEST(ConnectAcceptedSocket, ABlockingSocketIsMadeNonBlocking) {
         EXPECT_NE(::fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
         tr->write("over a socketpair");
         char buf[64];
-        std::size_t n = co_await wait_for(get_running_loop().sock_recv_into(pair.second, std::span<char>(buf, sizeof buf)), kTimeout);
+        std::size_t n = co_await wait_for(
+            get_running_loop().sock_recv_into(pair.second, std::span<char>(buf, sizeof buf)), kTimeout);
         EXPECT_EQ(std::string(buf, n), "over a socketpair");
         tr->close();
         co_await wait_for(pr->done, kTimeout);

@@ -1,8 +1,9 @@
 // tests/net/test_sock_lowlevel.cpp - the loop's low-level socket API on real loopback sockets:
 // sock_recv/sock_recv_into/sock_sendall/sock_accept/sock_connect/sock_recvfrom/
 // sock_recvfrom_into/sock_sendto, add_reader/remove_reader/add_writer/remove_writer,
-// getaddrinfo/getnameinfo, and the Socket/SockAddr value types. Ports CPython's Lib/test/test_asyncio/test_sock_lowlevel.py and
-// the fd-watching and sock_* scenarios of test_events.py / test_selector_events.py.
+// getaddrinfo/getnameinfo, and the Socket/SockAddr value types. Ports CPython's
+// Lib/test/test_asyncio/test_sock_lowlevel.py and the fd-watching and sock_* scenarios of test_events.py /
+// test_selector_events.py.
 //
 // Everything runs on the real clock (loopback I/O is in flight); waits that a bug could turn
 // into hangs are bounded with wait_for(..., kTimeout).
@@ -323,7 +324,8 @@ TEST(SockRecvInto, CancellingAPendingRecvIntoLosesNoByte) {
         EXPECT_TRUE(holds<CancelledError>(e));
         const std::string request = "GET / HTTP/1.0\r\n\r\n";
         Task<void> tx = create_task(loop.sock_sendall(server, request));
-        std::size_t n = co_await wait_for(loop.sock_recv_into(client, std::span<char>(buf.data(), buf.size())), kTimeout);
+        std::size_t n =
+            co_await wait_for(loop.sock_recv_into(client, std::span<char>(buf.data(), buf.size())), kTimeout);
         co_await tx;
         EXPECT_EQ(buf.substr(0, n), request);
     };
@@ -407,7 +409,8 @@ TEST(SockSendall, LargeTransferReadWithRecvIntoArrivesInOrder) {
         std::size_t total = 0;
         bool in_order = true;
         for (;;) {
-            std::size_t n = co_await wait_for(loop.sock_recv_into(server, std::span<char>(buf.data(), buf.size())), kTimeout);
+            std::size_t n =
+                co_await wait_for(loop.sock_recv_into(server, std::span<char>(buf.data(), buf.size())), kTimeout);
             if (n == 0) break;
             for (std::size_t i = 0; i < n; ++i)
                 if (buf[i] != static_cast<char>('0' + (total + i) % 10)) in_order = false;
@@ -689,8 +692,10 @@ TEST(SockConnect, RetryAfterACancelledRefusedConnectSucceeds) {
         bool connected = false;
         for (int i = 0; i < 16 && !connected; ++i) {
             last = co_await wait_for(error_of(loop.sock_connect(sock, addr)), kTimeout);
-            if (!last) connected = true;
-            else if (code_of(last) != std::errc::connection_refused) break;
+            if (!last)
+                connected = true;
+            else if (code_of(last) != std::errc::connection_refused)
+                break;
         }
         EXPECT_TRUE(connected) << message_of(last);
     };
@@ -1766,7 +1771,9 @@ TEST(GetAddrInfo, NumericIpv6Host) {
 }
 
 TEST(GetAddrInfo, HostAndIntPortOverloadReturnsEveryTypeForTheAddress) {
-    auto main = []() -> Coro<std::vector<AddrInfo>> { co_return co_await get_running_loop().getaddrinfo("127.0.0.1", 53); };
+    auto main = []() -> Coro<std::vector<AddrInfo>> {
+        co_return co_await get_running_loop().getaddrinfo("127.0.0.1", 53);
+    };
     auto infos = run(main());
     ASSERT_FALSE(infos.empty());
     std::set<int> types;

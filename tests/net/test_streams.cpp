@@ -44,7 +44,6 @@
 using namespace asyncio;
 using asyncio_test::echo_until_eof;
 using asyncio_test::error_of;
-using asyncio_test::TempDir;
 using asyncio_test::HandlerCapture;
 using asyncio_test::holds;
 using asyncio_test::message_of;
@@ -52,6 +51,7 @@ using asyncio_test::now;
 using asyncio_test::pattern;
 using asyncio_test::run_virtual;
 using asyncio_test::settle;
+using asyncio_test::TempDir;
 
 namespace {
 
@@ -204,8 +204,6 @@ void reset_on_close(const StreamWriter& w) {
 void set_buffer(const StreamWriter& w, int option, int bytes) {
     std::any_cast<TransportSocket>(w.get_extra_info("socket")).setsockopt(SOL_SOCKET, option, bytes);
 }
-
-
 
 }  // namespace
 
@@ -1304,9 +1302,9 @@ TEST(StreamReaderProtocolBuffers, ExactHintsUnknownSizesAndLargeHintsKeepEveryBy
             deliver_round(p, hint, bytes);
             sent += bytes;
         };
-        round(5, "hello");                                  // exact hint: the reader's own buffer
-        round(0, " world");                                 // unknown size: the scratch buffer
-        round(3, "!!!");                                    // exact again, behind the scratch data
+        round(5, "hello");                                          // exact hint: the reader's own buffer
+        round(0, " world");                                         // unknown size: the scratch buffer
+        round(3, "!!!");                                            // exact again, behind the scratch data
         round(big.size(), std::string_view(big).substr(0, 20000));  // large hint
         std::string_view rest = std::string_view(big).substr(20000);
         while (!rest.empty()) {  // the rest in as many rounds as the buffers take
@@ -1317,7 +1315,7 @@ TEST(StreamReaderProtocolBuffers, ExactHintsUnknownSizesAndLargeHintsKeepEveryBy
             sent += rest.substr(0, n);
             rest.remove_prefix(n);
         }
-        EXPECT_EQ(co_await r.read(8), "hello wo");          // a partial read in between
+        EXPECT_EQ(co_await r.read(8), "hello wo");  // a partial read in between
         round(2, "ok");
         r.feed_eof();
         EXPECT_EQ(co_await r.read(-1), sent.substr(8));

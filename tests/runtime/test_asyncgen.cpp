@@ -175,7 +175,7 @@ TEST(AsyncGenerator, CancellingTheConsumerWhileTheBodyAwaitsCancelsTheBody) {
     auto main = []() -> Coro<> {
         bool cleaned = false;
         auto consumer = create_task([](bool* c) -> Coro<> {
-            auto g = []( bool* c2) -> AsyncGenerator<int> {
+            auto g = [](bool* c2) -> AsyncGenerator<int> {
                 Flag f{c2};
                 co_await sleep(100);
                 co_yield 1;
@@ -203,7 +203,7 @@ TEST(AsyncGenerator, GeneratorsLeftOpenAreFinalizedByShutdownAsyncgensAtTheEndOf
         co_await leftover.next();
     };
     run_virtual(main());
-    EXPECT_TRUE(cleaned);          // finalized by asyncio::run's shutdown_asyncgens()
+    EXPECT_TRUE(cleaned);  // finalized by asyncio::run's shutdown_asyncgens()
     EXPECT_TRUE(leftover.finished());
 }
 
@@ -402,9 +402,7 @@ TEST(AsyncGenerator, TheBodyCanAwaitAFutureResolvedByAnotherTask) {
 TEST(AsyncGenerator, AFailedFutureAwaitedByTheBodyRaisesAtNext) {
     auto main = []() -> Coro<> {
         Future<int> fut;
-        auto g = [](Future<int> f) -> AsyncGenerator<int> {
-            co_yield co_await f;
-        }(fut);
+        auto g = [](Future<int> f) -> AsyncGenerator<int> { co_yield co_await f; }(fut);
         fut.set_exception(std::make_exception_ptr(GenError(7)));
         int code = 0;
         try {
@@ -851,8 +849,8 @@ TEST(AsyncGenerator, CancellingTheConsumerRaisesCancelledErrorAtTheBodysAwait) {
         consumer.cancel();
         EXPECT_THROW(co_await consumer, CancelledError);
         EXPECT_TRUE(body_saw_cancel);
-        EXPECT_TRUE(g.finished());                        // the CancelledError ended the body
-        EXPECT_FALSE((co_await g.next()).has_value());    // and it can still be used/closed
+        EXPECT_TRUE(g.finished());                      // the CancelledError ended the body
+        EXPECT_FALSE((co_await g.next()).has_value());  // and it can still be used/closed
         g.aclose();
     };
     run_virtual(main());

@@ -64,8 +64,8 @@ TEST(ContextVar, EachTaskRunsInACopyOfTheContextAtCreation) {
     auto main = []() -> Coro<> {
         g_number.set(10);
         auto child = create_task([]() -> Coro<int> {
-            int seen = g_number.get();   // inherited
-            g_number.set(99);            // only in the child's copy
+            int seen = g_number.get();  // inherited
+            g_number.set(99);           // only in the child's copy
             co_return seen;
         }());
         g_number.set(20);  // after creation: the child does not see it
@@ -172,10 +172,12 @@ TEST(ContextVar, EagerTasksAlsoRunInACopy) {
         g_number.set(4);
         TaskOptions eager;
         eager.eager_start = true;
-        auto t = create_task([]() -> Coro<int> {
-            g_number.set(8);
-            co_return g_number.get();
-        }(), eager);
+        auto t = create_task(
+            []() -> Coro<int> {
+                g_number.set(8);
+                co_return g_number.get();
+            }(),
+            eager);
         EXPECT_TRUE(t.done());
         EXPECT_EQ(t.result(), 8);
         EXPECT_EQ(g_number.get(), 4);

@@ -217,9 +217,7 @@ TEST(NeverAwaited, ForgottenCoroArgumentOfARefusedNestedRunIsReported) {
 // ============================================================================================
 
 TEST(AlreadyRunning, NestedAsyncioRunThrowsWithTheMessageAndTheFix) {
-    auto main = []() -> Coro<std::string> {
-        co_return runtime_error_message([] { asyncio::run(answer()); });
-    };
+    auto main = []() -> Coro<std::string> { co_return runtime_error_message([] { asyncio::run(answer()); }); };
     std::string msg = asyncio::run(main());
     EXPECT_THAT(msg, HasSubstr("asyncio.run() cannot be called from a running event loop"));
     EXPECT_THAT(msg, HasSubstr("co_await"));  // the fix
@@ -227,9 +225,7 @@ TEST(AlreadyRunning, NestedAsyncioRunThrowsWithTheMessageAndTheFix) {
 
 TEST(AlreadyRunning, NestedRunnerRunThrowsWithTheMessageAndTheFix) {
     asyncio::Runner runner;
-    auto main = [&]() -> Coro<std::string> {
-        co_return runtime_error_message([&] { runner.run(answer()); });
-    };
+    auto main = [&]() -> Coro<std::string> { co_return runtime_error_message([&] { runner.run(answer()); }); };
     std::string msg = runner.run(main());
     EXPECT_THAT(msg, HasSubstr("cannot be called from a running event loop"));
     EXPECT_THAT(msg, HasSubstr("co_await"));
@@ -356,9 +352,8 @@ TEST(TaskDestroyedPending, TaskWithoutHandlesSuspendedOnAFutureResumesWhenItComp
     auto main = []() -> Coro<int> {
         Future<int> fut;
         auto result = std::make_shared<int>(0);
-        (void)create_task([](Future<int> fut, std::shared_ptr<int> result) -> Coro<> {
-            *result = co_await fut;
-        }(fut, result));
+        (void)create_task(
+            [](Future<int> fut, std::shared_ptr<int> result) -> Coro<> { *result = co_await fut; }(fut, result));
         co_await asyncio::sleep(1);
         fut.set_result(17);
         co_await asyncio::sleep(1);
@@ -420,8 +415,8 @@ TEST(TaskDestroyedPending, ClosingALoopWithPendingTasksDestroysTheirFramesSilent
     loop.run_until_complete(main());
     EXPECT_FALSE(destroyed);
     loop.close();
-    EXPECT_TRUE(destroyed);   // the frame's locals were destroyed
-    EXPECT_FALSE(resumed);    // but the body was not resumed
+    EXPECT_TRUE(destroyed);  // the frame's locals were destroyed
+    EXPECT_FALSE(resumed);   // but the body was not resumed
     EXPECT_TRUE(handler.contexts.empty());
     EXPECT_TRUE(log.messages.empty()) << log.joined();
 }

@@ -269,7 +269,7 @@ TEST(EagerTask, SideEffectsOrderAgainstNonEagerTasks) {
             co_await asyncio::sleep(0);
             log.push_back(name + "2");
         };
-        auto a = create_task(body(log, "A"));                                   // lazy
+        auto a = create_task(body(log, "A"));                 // lazy
         auto b = create_task(body(log, "B"), eager_start());  // eager
         log.push_back("P");
         co_await gather(a, b);
@@ -350,9 +350,8 @@ TEST(EagerTask, AwaitingAnEagerlyCompletedTaskDoesNotYield) {
 TEST(EagerTask, EagerTaskCanAwaitAnotherTask) {
     auto main = []() -> Coro<> {
         auto slow = create_task(finished_after_blocking(2));
-        auto waiter = create_task([](Task<std::string> slow) -> Coro<std::string> {
-            co_return "got: " + co_await slow;
-        }(slow));
+        auto waiter =
+            create_task([](Task<std::string> slow) -> Coro<std::string> { co_return "got: " + co_await slow; }(slow));
         EXPECT_FALSE(waiter.done());
         EXPECT_EQ(co_await waiter, "got: finished after blocking");
     };
@@ -362,9 +361,8 @@ TEST(EagerTask, EagerTaskCanAwaitAnotherTask) {
 TEST(EagerTask, EagerTaskAwaitingADoneTaskCompletesEagerly) {
     auto main = []() -> Coro<> {
         auto first = create_task(hello());
-        auto second = create_task([](Task<std::string> first) -> Coro<std::string> {
-            co_return co_await first + "!";
-        }(first));
+        auto second =
+            create_task([](Task<std::string> first) -> Coro<std::string> { co_return co_await first + "!"; }(first));
         EXPECT_TRUE(second.done());
         EXPECT_EQ(second.result(), "hello!");
         co_return;

@@ -13,14 +13,12 @@
 #include <vector>
 
 using namespace asyncio;
-using asyncio_test::message_of;
-using asyncio_test::run_briefly;
 using asyncio_test::HandlerCapture;
 using asyncio_test::LogCapture;
+using asyncio_test::message_of;
+using asyncio_test::run_briefly;
 
 namespace {
-
-
 
 class FutureTest : public ::testing::Test {
 protected:

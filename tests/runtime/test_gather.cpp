@@ -15,15 +15,15 @@
 #include <vector>
 
 using namespace asyncio;
+using asyncio_test::Boom;
+using asyncio_test::cancel_message;
+using asyncio_test::error_of;
 using asyncio_test::HandlerCapture;
-using asyncio_test::run_virtual;
+using asyncio_test::holds;
 using asyncio_test::list_of;
 using asyncio_test::now;
+using asyncio_test::run_virtual;
 using asyncio_test::settle;
-using asyncio_test::error_of;
-using asyncio_test::holds;
-using asyncio_test::cancel_message;
-using asyncio_test::Boom;
 using asyncio_test::value_after;
 
 namespace {
@@ -51,15 +51,17 @@ Coro<> record(std::vector<int>* log, int id) {
     log->push_back(id + 100);
 }
 
-
 // ---- the GatherTestsBase scenarios, for futures, coroutines and tasks --------------------
 enum class Wrap { futures, coros, tasks };
 
 std::string wrap_name(const testing::TestParamInfo<Wrap>& info) {
     switch (info.param) {
-        case Wrap::futures: return "Futures";
-        case Wrap::coros: return "Coros";
-        case Wrap::tasks: return "Tasks";
+        case Wrap::futures:
+            return "Futures";
+        case Wrap::coros:
+            return "Coros";
+        case Wrap::tasks:
+            return "Tasks";
     }
     return "?";
 }
@@ -85,7 +87,8 @@ auto gather_wrapped(Wrap w, const std::vector<Future<int>>& fs) {
             return gather(std::move(ts));
         }
         case Wrap::futures:
-        default: return gather(fs);
+        default:
+            return gather(fs);
     }
 }
 auto gather_wrapped_re(Wrap w, const std::vector<Future<int>>& fs) {
@@ -101,7 +104,8 @@ auto gather_wrapped_re(Wrap w, const std::vector<Future<int>>& fs) {
             return gather(return_exceptions, std::move(ts));
         }
         case Wrap::futures:
-        default: return gather(return_exceptions, fs);
+        default:
+            return gather(return_exceptions, fs);
     }
 }
 
@@ -256,9 +260,7 @@ TEST_P(GatherWrapped, ReturnExceptionsTurnsCancelledChildrenIntoCancelledErrorRe
     run_virtual(main());
 }
 
-INSTANTIATE_TEST_SUITE_P(All, GatherWrapped, testing::Values(Wrap::futures, Wrap::coros, Wrap::tasks),
-                         wrap_name);
-
+INSTANTIATE_TEST_SUITE_P(All, GatherWrapped, testing::Values(Wrap::futures, Wrap::coros, Wrap::tasks), wrap_name);
 
 // ---- the tuple form ----------------------------------------------------------------------
 Coro<std::string> str_after(double delay, std::string s) {
@@ -911,9 +913,7 @@ TEST(GatherCancel, CancellationReachesTheChildrenOfANestedGatherOnceItIsRunning)
         Task<int> a = create_task(value_after(10, 1));
         Task<int> b = create_task(value_after(10, 2));
         Task<int> c = create_task(value_after(10, 3));
-        auto body = [&]() -> Coro<> {
-            co_await gather(gather(a, b), c);
-        };
+        auto body = [&]() -> Coro<> { co_await gather(gather(a, b), c); };
         Task<> outer = create_task(body());
         co_await settle();
         EXPECT_TRUE(outer.cancel());
@@ -934,9 +934,7 @@ TEST(GatherCancel, CancellationReachesTheChildrenOfANestedGather) {
         Task<int> a = create_task(value_after(10, 1));
         Task<int> b = create_task(value_after(10, 2));
         Task<int> c = create_task(value_after(10, 3));
-        auto body = [&]() -> Coro<> {
-            co_await gather(gather(a, b), c);
-        };
+        auto body = [&]() -> Coro<> { co_await gather(gather(a, b), c); };
         Task<> outer = create_task(body());
         co_await sleep(0);
         EXPECT_TRUE(outer.cancel());

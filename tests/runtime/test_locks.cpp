@@ -49,8 +49,8 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 #endif
 
 using namespace asyncio;
-using asyncio_test::run_virtual;
 using asyncio_test::Boom;
+using asyncio_test::run_virtual;
 
 namespace {
 
@@ -550,16 +550,12 @@ TEST(LockAllocations, UncontendedAcquireReleaseAllocatesNothing) {
         for (int i = 0; i < 10000; ++i) {
             co_await lock.acquire();
             lock.release();
-            {
-                auto g = co_await lock.scoped_acquire();
-            }
+            { auto g = co_await lock.scoped_acquire(); }
             co_await sem.acquire();
             co_await sem.acquire();
             sem.release();
             sem.release();
-            {
-                auto g = co_await bsem.scoped_acquire();
-            }
+            { auto g = co_await bsem.scoped_acquire(); }
             co_await ev.wait();
             co_await cond.acquire();
             cond.notify_all();

@@ -1353,8 +1353,10 @@ TEST(QueueRaces, ManyCancellationsNeverLoseItems) {
         co_await settle();
         std::multiset<int> seen;
         for (auto& g : getters) {
-            if (g.done() && !g.cancelled()) seen.insert(g.result());
-            else g.cancel();
+            if (g.done() && !g.cancelled())
+                seen.insert(g.result());
+            else
+                g.cancel();
         }
         while (!q.empty()) seen.insert(q.get_nowait());
         std::multiset<int> expected;

@@ -330,8 +330,7 @@ TEST(Run, ReportsHangingTaskErrorsThroughTheExceptionHandler) {
     EXPECT_TRUE(lo_task.done());
     ASSERT_EQ(handler.contexts.size(), 1u);
     const ExceptionContext& ctx = handler.contexts[0];
-    EXPECT_NE(ctx.message.find("unhandled exception during asyncio.run() shutdown"), std::string::npos)
-        << ctx.message;
+    EXPECT_NE(ctx.message.find("unhandled exception during asyncio.run() shutdown"), std::string::npos) << ctx.message;
     ASSERT_TRUE(ctx.exception);
     EXPECT_THROW(std::rethrow_exception(ctx.exception), std::domain_error);
     EXPECT_NE(ctx.future.find("leftover"), std::string::npos) << ctx.future;

@@ -781,7 +781,6 @@ TEST_P(TaskGroupTest, BodyErrorRaisedWhileTheGroupCancelsTheBodyIsCollectedWithT
 
 // ---- external cancellation of the parent -------------------------------------------------------
 
-
 TEST_P(TaskGroupTest, ExternalCancelCancelsEveryChildAndPropagatesCancelledError) {
     // CPython test_cancellation.
     run([]() -> Coro<> {
@@ -1424,10 +1423,10 @@ TEST_P(TaskGroupTest, TimeoutAroundTheGroupCancelsChildrenAndRaisesTimeoutError)
         double t0 = now();
         int cancels = 0;
         auto error = co_await capture(timeout(1, task_group([&](TaskGroup& g) -> Coro<> {
-            g.create_task(count_cancel(10, &cancels));
-            g.create_task(count_cancel(20, &cancels));
-            co_return;
-        })));
+                                                  g.create_task(count_cancel(10, &cancels));
+                                                  g.create_task(count_cancel(20, &cancels));
+                                                  co_return;
+                                              })));
         EXPECT_EQ(type_of(error), "TimeoutError");
         EXPECT_EQ(cancels, 2);
         EXPECT_DOUBLE_EQ(now() - t0, 1.0);
@@ -1458,9 +1457,7 @@ TEST_P(TaskGroupTest, WaitForAroundTheGroupCancelsChildrenAndRaisesTimeoutError)
 TEST_P(TaskGroupTest, TimeoutExpiringAtOnceAroundTheGroupRaisesTimeoutError) {
     // From CPython test_exception_refcycles_propagate_cancellation_error: timeout(-1).
     run([]() -> Coro<> {
-        auto error = co_await capture(timeout(-1, task_group([](TaskGroup&) -> Coro<> {
-            co_await sleep(0);
-        })));
+        auto error = co_await capture(timeout(-1, task_group([](TaskGroup&) -> Coro<> { co_await sleep(0); })));
         EXPECT_EQ(type_of(error), "TimeoutError");
         EXPECT_EQ(current_task().cancelling(), 0);
     }());
@@ -1472,14 +1469,15 @@ TEST_P(TaskGroupTest, TimeoutAroundTheGroupWithAChildFailingInCleanupRaisesTheGr
     run([]() -> Coro<> {
         double t0 = now();
         auto error = co_await capture(timeout(0.01, task_group([](TaskGroup& tg) -> Coro<> {
-            tg.create_task(fail_in_cleanup(2));
-            try {
-                throw std::invalid_argument("ValueError");
-            } catch (...) {
-            }
-            co_await sleep(1);  // Python: `finally: await asyncio.sleep(1)` after the raise
-            throw std::invalid_argument("unreachable");
-        })));
+                                                  tg.create_task(fail_in_cleanup(2));
+                                                  try {
+                                                      throw std::invalid_argument("ValueError");
+                                                  } catch (...) {
+                                                  }
+                                                  co_await sleep(
+                                                      1);  // Python: `finally: await asyncio.sleep(1)` after the raise
+                                                  throw std::invalid_argument("unreachable");
+                                              })));
         EXPECT_EQ(group_types(error), Types{"ZeroDivisionError"});
         EXPECT_DOUBLE_EQ(now() - t0, 0.01);
         EXPECT_EQ(current_task().cancelling(), 0);
@@ -1492,10 +1490,10 @@ TEST_P(TaskGroupTest, ChildFailureInsideATimeoutAroundTheGroupRaisesTheGroup) {
     run([]() -> Coro<> {
         double t0 = now();
         auto error = co_await capture(timeout(5, task_group([](TaskGroup& g) -> Coro<> {
-            g.create_task(fail_after(1));
-            g.create_task(nap(10));
-            co_return;
-        })));
+                                                  g.create_task(fail_after(1));
+                                                  g.create_task(nap(10));
+                                                  co_return;
+                                              })));
         EXPECT_EQ(group_types(error), Types{"ZeroDivisionError"});
         EXPECT_DOUBLE_EQ(now() - t0, 1.0);
         EXPECT_EQ(current_task().cancelling(), 0);
@@ -1792,9 +1790,7 @@ TEST(GccDefaultArgument, CreateTaskAsAnArgumentInsideCoAwait) {
         co_await wait_for(create_task(nap(0.1)), 1.0);
         auto error = co_await capture(create_task(value_after(0.1, 1)));
         EXPECT_EQ(error, nullptr);
-        auto error2 = co_await capture(task_group([](TaskGroup& g) -> Coro<> {
-            co_await g.create_task(nap(0.1));
-        }));
+        auto error2 = co_await capture(task_group([](TaskGroup& g) -> Coro<> { co_await g.create_task(nap(0.1)); }));
         EXPECT_EQ(error2, nullptr);
     }());
 }

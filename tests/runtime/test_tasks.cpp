@@ -20,8 +20,8 @@
 
 using namespace asyncio;
 using namespace std::chrono_literals;
-using asyncio_test::run_virtual;
 using asyncio_test::Boom;
+using asyncio_test::run_virtual;
 using asyncio_test::value_after;
 
 namespace {
@@ -307,7 +307,6 @@ TEST(TaskBasics, CreateTaskWithAnEmptyOrMovedFromCoroThrowsRuntimeError) {
     };
     run_virtual(main());
 }
-
 
 TEST(TaskBasics, CoAwaitDirectlyOnCreateTask) {
     auto main = []() -> Coro<> {
@@ -1716,9 +1715,7 @@ TEST(AllTasks, OfALoopThatIsNotRunning) {
     EXPECT_TRUE(all_tasks(loop).empty());
 }
 
-TEST(AllTasks, WithoutARunningLoopThrowsRuntimeError) {
-    EXPECT_THROW((void)all_tasks(), RuntimeError);
-}
+TEST(AllTasks, WithoutARunningLoopThrowsRuntimeError) { EXPECT_THROW((void)all_tasks(), RuntimeError); }
 
 // =============================================================================================
 // sleep()
@@ -2010,8 +2007,7 @@ TEST(TaskMisuse, AwaitingATaskOfAnotherLoopRaisesRuntimeErrorAndLeavesItAlone) {
             loop.run_until_complete(await_task(foreign));
             ADD_FAILURE() << "expected RuntimeError";
         } catch (const RuntimeError& e) {
-            EXPECT_NE(std::string(e.what()).find("attached to a different loop"), std::string::npos)
-                << e.what();
+            EXPECT_NE(std::string(e.what()).find("attached to a different loop"), std::string::npos) << e.what();
         }
     }
     EXPECT_FALSE(foreign.done());

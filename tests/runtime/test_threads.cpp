@@ -22,7 +22,6 @@ namespace {
 
 int add(int a, int b) { return a + b; }
 
-
 /// Runs a loop in a background thread for the test's duration.
 class BackgroundLoop {
 public:
@@ -125,8 +124,8 @@ TEST(RunInExecutor, ReturnsTheFunctionsResultOnTheLoop) {
 TEST(RunInExecutor, RunsTheFunctionOffTheLoopThread) {
     auto main = []() -> Coro<> {
         std::thread::id loop_thread = std::this_thread::get_id();
-        std::thread::id ran_on = co_await get_running_loop().run_in_executor(
-            nullptr, [] { return std::this_thread::get_id(); });
+        std::thread::id ran_on =
+            co_await get_running_loop().run_in_executor(nullptr, [] { return std::this_thread::get_id(); });
         EXPECT_NE(ran_on, loop_thread);
     };
     asyncio::run(main());
@@ -212,9 +211,7 @@ TEST(ToThread, CopiesArgumentsSoTheCallerMayChangeItsOwn) {
     EXPECT_EQ(asyncio::run(main()), "abc!");
 }
 
-TEST(ToThread, OutsideARunningLoopThrowsRuntimeError) {
-    EXPECT_THROW(to_thread(add, 1, 2), RuntimeError);
-}
+TEST(ToThread, OutsideARunningLoopThrowsRuntimeError) { EXPECT_THROW(to_thread(add, 1, 2), RuntimeError); }
 
 TEST(DefaultExecutor, RunWaitsForPendingWorkBeforeReturning) {
     std::atomic<bool> finished{false};

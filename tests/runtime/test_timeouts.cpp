@@ -19,10 +19,10 @@
 #include <vector>
 
 using namespace asyncio;
+using asyncio_test::now;
 using asyncio_test::Outcome;
 using asyncio_test::outcome_of;
 using asyncio_test::run_virtual;
-using asyncio_test::now;
 using asyncio_test::value_after;
 using namespace std::chrono_literals;
 
@@ -43,7 +43,6 @@ Coro<> async_with(Timeout& cm, Coro<> body) {
     cm.exit(error);
     if (error) std::rethrow_exception(error);
 }
-
 
 }  // namespace
 
@@ -1108,8 +1107,7 @@ TEST(Timeout, EnteringAnActiveTimeoutAgainRaises) {
                 cm.enter();
                 ADD_FAILURE() << "expected RuntimeError";
             } catch (const RuntimeError& e) {
-                EXPECT_NE(std::string(e.what()).find("has already been entered"), std::string::npos)
-                    << e.what();
+                EXPECT_NE(std::string(e.what()).find("has already been entered"), std::string::npos) << e.what();
             }
             co_return;
         };

@@ -18,15 +18,15 @@
 
 using namespace asyncio;
 using namespace std::chrono_literals;
+using asyncio_test::Boom;
+using asyncio_test::cancel_message;
+using asyncio_test::error_of;
 using asyncio_test::HandlerCapture;
-using asyncio_test::run_virtual;
+using asyncio_test::holds;
 using asyncio_test::list_of;
 using asyncio_test::now;
+using asyncio_test::run_virtual;
 using asyncio_test::settle;
-using asyncio_test::error_of;
-using asyncio_test::holds;
-using asyncio_test::cancel_message;
-using asyncio_test::Boom;
 using asyncio_test::value_after;
 
 namespace {
@@ -41,11 +41,13 @@ Coro<int> fail_after(double delay, std::string msg) {
     co_await sleep(delay);
     throw Boom(msg);
 }
-Coro<int> fail_now(std::string msg) { throw Boom(msg); co_return 0; }
+Coro<int> fail_now(std::string msg) {
+    throw Boom(msg);
+    co_return 0;
+}
 Coro<> yields(int n) {
     for (int i = 0; i < n; ++i) co_await sleep(0);
 }
-
 
 template <class F>
 bool contains(const std::vector<F>& v, const AnyFuture& f) {
@@ -121,8 +123,9 @@ TEST(Wait, AnEmptySetRaisesInvalidArgument) {
 TEST(Wait, AnInvalidReturnWhenRaisesInvalidArgument) {
     auto main = []() -> Coro<> {
         Task<> a = create_task(nap(10));
-        EXPECT_THROW(co_await wait(list_of<Task<>>(a), {.timeout = std::nullopt, .return_when = static_cast<ReturnWhen>(3)}),
-                     std::invalid_argument);
+        EXPECT_THROW(
+            co_await wait(list_of<Task<>>(a), {.timeout = std::nullopt, .return_when = static_cast<ReturnWhen>(3)}),
+            std::invalid_argument);
         EXPECT_FALSE(a.done());
         a.cancel();
     };
@@ -143,7 +146,8 @@ TEST(Wait, FirstCompletedReturnsAsSoonAsOneTaskIsDone) {
         double t0 = now();
         Task<> a = create_task(nap(10));
         Task<> b = create_task(nap(0.1));
-        auto [done, pending] = co_await wait(list_of<Task<>>(b, a), {.timeout = std::nullopt, .return_when = FIRST_COMPLETED});
+        auto [done, pending] =
+            co_await wait(list_of<Task<>>(b, a), {.timeout = std::nullopt, .return_when = FIRST_COMPLETED});
         CO_ASSERT(done.size() == 1u);
         EXPECT_TRUE(done[0] == b);
         CO_ASSERT(pending.size() == 1u);
@@ -166,7 +170,8 @@ TEST(Wait, FirstCompletedAlsoReportsTasksThatFinishedBeforeTheWaiterWokeUp) {
     auto main = []() -> Coro<> {
         Task<> a = create_task(yields(1));
         Task<> b = create_task(yields(2));
-        auto [done, pending] = co_await wait(list_of<Task<>>(b, a), {.timeout = std::nullopt, .return_when = FIRST_COMPLETED});
+        auto [done, pending] =
+            co_await wait(list_of<Task<>>(b, a), {.timeout = std::nullopt, .return_when = FIRST_COMPLETED});
         EXPECT_EQ(done.size(), 2u);
         EXPECT_TRUE(pending.empty());
         EXPECT_TRUE(a.done());
@@ -181,7 +186,8 @@ TEST(Wait, FirstCompletedWithATaskAlreadyDoneReturnsWithoutAdvancingTime) {
         Task<> slow = create_task(nap(5));
         co_await settle();
         double t0 = now();
-        auto [done, pending] = co_await wait(list_of<AnyTask>(slow, quick), {.timeout = std::nullopt, .return_when = FIRST_COMPLETED});
+        auto [done, pending] =
+            co_await wait(list_of<AnyTask>(slow, quick), {.timeout = std::nullopt, .return_when = FIRST_COMPLETED});
         EXPECT_EQ(done.size(), 1u);
         EXPECT_TRUE(contains(done, quick));
         EXPECT_TRUE(contains(pending, slow));
@@ -197,7 +203,8 @@ TEST(Wait, FirstExceptionReturnsAtOnceWhenATaskFailsImmediately) {
         double t0 = now();
         Task<> a = create_task(nap(10));
         Task<int> b = create_task(fail_now("err"));
-        auto [done, pending] = co_await wait(list_of<AnyTask>(b, a), {.timeout = std::nullopt, .return_when = FIRST_EXCEPTION});
+        auto [done, pending] =
+            co_await wait(list_of<AnyTask>(b, a), {.timeout = std::nullopt, .return_when = FIRST_EXCEPTION});
         CO_ASSERT(done.size() == 1u);
         EXPECT_TRUE(done[0] == b);
         CO_ASSERT(pending.size() == 1u);
@@ -215,7 +222,8 @@ TEST(Wait, FirstExceptionReturnsWhenATaskFailsWhileWaiting) {
         double t0 = now();
         Task<> a = create_task(nap(10));
         Task<int> b = create_task(fail_after(0.01, "err"));
-        auto [done, pending] = co_await wait(list_of<AnyTask>(b, a), {.timeout = std::nullopt, .return_when = FIRST_EXCEPTION});
+        auto [done, pending] =
+            co_await wait(list_of<AnyTask>(b, a), {.timeout = std::nullopt, .return_when = FIRST_EXCEPTION});
         CO_ASSERT(done.size() == 1u);
         EXPECT_TRUE(done[0] == b);
         EXPECT_TRUE(contains(pending, a));
@@ -231,7 +239,8 @@ TEST(Wait, FirstExceptionWithoutAnyFailureWaitsForEveryTask) {
         double t0 = now();
         Task<int> a = create_task(value_after(0.1, 1));
         Task<int> b = create_task(value_after(0.3, 2));
-        auto [done, pending] = co_await wait(list_of<Task<int>>(a, b), {.timeout = std::nullopt, .return_when = FIRST_EXCEPTION});
+        auto [done, pending] =
+            co_await wait(list_of<Task<int>>(a, b), {.timeout = std::nullopt, .return_when = FIRST_EXCEPTION});
         EXPECT_EQ(done.size(), 2u);
         EXPECT_TRUE(pending.empty());
         EXPECT_DOUBLE_EQ(now() - t0, 0.3);
@@ -245,7 +254,8 @@ TEST(Wait, FirstExceptionDoesNotCountACancellationAsAnException) {
         Task<> a = create_task(nap(10));
         Task<int> b = create_task(value_after(0.2, 2));
         get_running_loop().call_later(0.1, [a]() mutable { a.cancel(); });
-        auto [done, pending] = co_await wait(list_of<AnyTask>(a, b), {.timeout = std::nullopt, .return_when = FIRST_EXCEPTION});
+        auto [done, pending] =
+            co_await wait(list_of<AnyTask>(a, b), {.timeout = std::nullopt, .return_when = FIRST_EXCEPTION});
         EXPECT_EQ(done.size(), 2u);
         EXPECT_TRUE(pending.empty());
         EXPECT_TRUE(a.cancelled());
@@ -369,7 +379,8 @@ TEST(Wait, AcceptsFutures) {
         Future<int> f1, f2;
         get_running_loop().call_later(0.2, [f1]() mutable { f1.set_result(1); });
         get_running_loop().call_later(0.1, [f2]() mutable { f2.set_result(2); });
-        auto [done, pending] = co_await wait(list_of<Future<int>>(f1, f2), {.timeout = std::nullopt, .return_when = FIRST_COMPLETED});
+        auto [done, pending] =
+            co_await wait(list_of<Future<int>>(f1, f2), {.timeout = std::nullopt, .return_when = FIRST_COMPLETED});
         CO_ASSERT(done.size() == 1u);
         EXPECT_TRUE(done[0] == f2);
         EXPECT_EQ(done[0].result(), 2);
@@ -414,7 +425,8 @@ TEST(Wait, TasksFinishingAfterWaitReturnedDoNotTouchTheFinishedWait) {
         Task<int> b = create_task(value_after(0.2, 2));
         Task<int> c = create_task(fail_after(0.3, "late"));
         {
-            auto r = co_await wait(list_of<Task<int>>(a, b, c), {.timeout = std::nullopt, .return_when = FIRST_COMPLETED});
+            auto r =
+                co_await wait(list_of<Task<int>>(a, b, c), {.timeout = std::nullopt, .return_when = FIRST_COMPLETED});
             EXPECT_EQ(r.done.size(), 1u);
         }
         co_await sleep(0.5);  // b and c finish now; wait's callbacks must be gone
@@ -597,7 +609,8 @@ TEST(AsCompleted, TheAwaitablesCanBeAwaitedConcurrently) {
         Task<std::string> a = create_task(str_after(0.05, "a"));
         Task<std::string> b = create_task(str_after(0.05, "b"));
         std::vector<Task<std::string>> waiters;
-        for (auto next : as_completed(list_of<Task<std::string>>(a, b))) waiters.push_back(create_task(std::move(next)));
+        for (auto next : as_completed(list_of<Task<std::string>>(a, b)))
+            waiters.push_back(create_task(std::move(next)));
         CO_ASSERT(waiters.size() == 2u);
         auto [done, pending] = co_await wait(waiters);
         EXPECT_TRUE(pending.empty());

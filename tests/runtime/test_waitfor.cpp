@@ -16,17 +16,16 @@
 #include <vector>
 
 using namespace asyncio;
+using asyncio_test::now;
 using asyncio_test::Outcome;
 using asyncio_test::outcome_of;
 using asyncio_test::run_virtual;
-using asyncio_test::now;
 using asyncio_test::value_after;
 using namespace std::chrono_literals;
 
 namespace {
 
 Coro<std::string> done_immediately() { co_return "done"; }
-
 
 /// Runs for `duration` seconds of loop time, ignoring every cancel request (Python's SlowTask).
 struct SlowTask {
@@ -548,9 +547,7 @@ TEST(WaitFor, NoneOnAFutureWaitsForItsResult) {
 }
 
 TEST(WaitFor, DefaultOptionalDelayMeansNoTimeout) {
-    auto main = []() -> Coro<> {
-        EXPECT_EQ(co_await wait_for(value_after(100, 9), OptionalDelay{}), 9);
-    };
+    auto main = []() -> Coro<> { EXPECT_EQ(co_await wait_for(value_after(100, 9), OptionalDelay{}), 9); };
     run_virtual(main());
 }
 
@@ -864,9 +861,8 @@ TEST(WaitFor, ExceptionFromTheTaskPassesThrough) {
 TEST(WaitFor, ExceptionFromTheFuturePassesThrough) {
     auto main = []() -> Coro<> {
         Future<int> fut;
-        get_running_loop().call_later(0.5, [fut]() mutable {
-            fut.set_exception(std::make_exception_ptr(std::length_error("long")));
-        });
+        get_running_loop().call_later(
+            0.5, [fut]() mutable { fut.set_exception(std::make_exception_ptr(std::length_error("long"))); });
         EXPECT_THROW(co_await wait_for(fut, 1.0), std::length_error);
         EXPECT_THROW(co_await wait_for(fut, std::nullopt), std::length_error);
     };
@@ -909,8 +905,7 @@ TEST(WaitFor, ManyConcurrentWaitersEachGetTheirOwnOutcome) {
             waiters.push_back(create_task(outcome_of(wait_for(value_after(work, i), deadline))));
         }
         auto outcomes = co_await gather(waiters);
-        for (int i = 1; i <= 6; ++i)
-            EXPECT_EQ(outcomes[i - 1], i % 2 == 0 ? Outcome::value : Outcome::timeout) << i;
+        for (int i = 1; i <= 6; ++i) EXPECT_EQ(outcomes[i - 1], i % 2 == 0 ? Outcome::value : Outcome::timeout) << i;
     };
     run_virtual(main());
 }

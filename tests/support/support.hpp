@@ -79,8 +79,12 @@ std::vector<F> list_of(Fs... fs) {
 }
 
 /// The number of callbacks in `loop`'s ready queue and of its live timers.
-inline std::size_t ready_count(const asyncio::EventLoop& loop) { return asyncio::detail::LoopAccess::ready_count(loop); }
-inline std::size_t timer_count(const asyncio::EventLoop& loop) { return asyncio::detail::LoopAccess::timer_count(loop); }
+inline std::size_t ready_count(const asyncio::EventLoop& loop) {
+    return asyncio::detail::LoopAccess::ready_count(loop);
+}
+inline std::size_t timer_count(const asyncio::EventLoop& loop) {
+    return asyncio::detail::LoopAccess::timer_count(loop);
+}
 
 /// The running loop's time.
 inline double now() { return asyncio::get_running_loop().time(); }
@@ -226,7 +230,8 @@ inline std::error_code code_of(const std::exception_ptr& e) {
 /// Number of open file descriptors of this process.
 inline std::size_t open_fd_count() {
     std::size_t n = 0;
-    for (auto it = std::filesystem::directory_iterator("/proc/self/fd"); it != std::filesystem::directory_iterator(); ++it)
+    for (auto it = std::filesystem::directory_iterator("/proc/self/fd"); it != std::filesystem::directory_iterator();
+         ++it)
         ++n;
     return n;
 }

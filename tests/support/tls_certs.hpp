@@ -20,17 +20,17 @@ namespace asyncio_test {
 
 struct TestCerts {
     std::string dir;
-    std::string ca_cert;          // the test CA (trust this)
-    std::string localhost_cert;   // CN=localhost, SAN DNS:localhost, IP:127.0.0.1, IP:::1
+    std::string ca_cert;         // the test CA (trust this)
+    std::string localhost_cert;  // CN=localhost, SAN DNS:localhost, IP:127.0.0.1, IP:::1
     std::string localhost_key;
     std::string localhost_key_encrypted;  // the same key, AES-256 with password "secret"
-    std::string wrong_cert;       // CN=wrong.example, SAN DNS:wrong.example (no IP)
+    std::string wrong_cert;               // CN=wrong.example, SAN DNS:wrong.example (no IP)
     std::string wrong_key;
-    std::string expired_cert;     // localhost names, expired yesterday
+    std::string expired_cert;  // localhost names, expired yesterday
     std::string expired_key;
-    std::string client_cert;      // CN=client (clientAuth)
+    std::string client_cert;  // CN=client (clientAuth)
     std::string client_key;
-    std::string ca_pem;           // the CA certificate's PEM text (for cadata)
+    std::string ca_pem;  // the CA certificate's PEM text (for cadata)
 
     ~TestCerts() {
         std::error_code ec;
@@ -79,7 +79,8 @@ inline Cert make_cert(EVP_PKEY* key, const char* cn, X509* issuer, EVP_PKEY* iss
     X509_gmtime_adj(X509_getm_notAfter(c.get()), to_days * 86400);
     X509_set_pubkey(c.get(), key);
     X509_NAME* name = X509_get_subject_name(c.get());
-    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("asyncio-cpp tests"), -1, -1, 0);
+    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("asyncio-cpp tests"), -1,
+                               -1, 0);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
     X509* iss = issuer ? issuer : c.get();
     X509_set_issuer_name(c.get(), X509_get_subject_name(iss));
@@ -108,9 +109,9 @@ inline void write_cert(const std::string& path, X509* c) {
 inline void write_key(const std::string& path, EVP_PKEY* k, const char* password = nullptr) {
     BIO* bio = BIO_new_file(path.c_str(), "w");
     check(bio != nullptr, path.c_str());
-    int ok = password ? PEM_write_bio_PrivateKey(bio, k, EVP_aes_256_cbc(),
-                                                 reinterpret_cast<const unsigned char*>(password),
-                                                 static_cast<int>(std::char_traits<char>::length(password)), nullptr, nullptr)
+    int ok = password ? PEM_write_bio_PrivateKey(
+                            bio, k, EVP_aes_256_cbc(), reinterpret_cast<const unsigned char*>(password),
+                            static_cast<int>(std::char_traits<char>::length(password)), nullptr, nullptr)
                       : PEM_write_bio_PrivateKey(bio, k, nullptr, nullptr, 0, nullptr, nullptr);
     check(ok == 1, "PEM_write_bio_PrivateKey");
     BIO_free(bio);
@@ -145,7 +146,8 @@ inline const TestCerts& test_certs() {
         t.ca_pem = cert_pem(ca.get());
 
         Key lk = make_key();
-        Cert lc = make_cert(lk.get(), "localhost", ca.get(), ca_key.get(), false, "DNS:localhost,IP:127.0.0.1,IP:::1", -1, 3650, 2);
+        Cert lc = make_cert(lk.get(), "localhost", ca.get(), ca_key.get(), false, "DNS:localhost,IP:127.0.0.1,IP:::1",
+                            -1, 3650, 2);
         t.localhost_cert = path("localhost.pem");
         t.localhost_key = path("localhost.key");
         t.localhost_key_encrypted = path("localhost-encrypted.key");
@@ -161,7 +163,8 @@ inline const TestCerts& test_certs() {
         write_key(t.wrong_key, wk.get());
 
         Key ek = make_key();
-        Cert ec = make_cert(ek.get(), "localhost", ca.get(), ca_key.get(), false, "DNS:localhost,IP:127.0.0.1", -10, -1, 4);
+        Cert ec =
+            make_cert(ek.get(), "localhost", ca.get(), ca_key.get(), false, "DNS:localhost,IP:127.0.0.1", -10, -1, 4);
         t.expired_cert = path("expired.pem");
         t.expired_key = path("expired.key");
         write_cert(t.expired_cert, ec.get());

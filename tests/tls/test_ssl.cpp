@@ -38,9 +38,7 @@ ssl::Context server_context(const std::string& cert, const std::string& key) {
 ssl::Context server_context() { return server_context(test_certs().localhost_cert, test_certs().localhost_key); }
 
 /// A client context that trusts the test CA (and nothing else).
-ssl::Context client_context() {
-    return ssl::create_default_context(ssl::Purpose::SERVER_AUTH, test_certs().ca_cert);
-}
+ssl::Context client_context() { return ssl::create_default_context(ssl::Purpose::SERVER_AUTH, test_certs().ca_cert); }
 
 /// A client context that verifies nothing (CERT_NONE, no host name check).
 ssl::Context insecure_client_context() {
@@ -397,7 +395,8 @@ TEST(Ssl, BufferedProtocolWithATinyBuffer) {
         auto proto = std::make_shared<Buffered>();
         proto->want = payload.size();
         auto factory = [proto] { return proto; };
-        auto [t, p] = co_await wait_for(loop.create_connection(factory, "127.0.0.1", port_of(server), tls(cctx)), kWait);
+        auto [t, p] =
+            co_await wait_for(loop.create_connection(factory, "127.0.0.1", port_of(server), tls(cctx)), kWait);
         t->write(payload);
         co_await wait_for(proto->done.wait(), kWait);
         t->close();
@@ -460,8 +459,8 @@ TEST(Ssl, UnixSocketsAndConnectAcceptedSocket) {
 
 namespace {
 /// Connects to a TLS server using `server` (certificate, key) with `client`; returns the error.
-std::exception_ptr connect_error(const ssl::Context& server_ctx, ssl::Context client_ctx, std::string_view server_hostname,
-                                 int* server_made = nullptr, bool debug = false,
+std::exception_ptr connect_error(const ssl::Context& server_ctx, ssl::Context client_ctx,
+                                 std::string_view server_hostname, int* server_made = nullptr, bool debug = false,
                                  asyncio_test::HandlerCapture* handler = nullptr) {
     ssl::Context sctx = server_ctx;
     std::vector<std::shared_ptr<Recorder>> servers;
@@ -513,12 +512,14 @@ long verify_code_of(const std::exception_ptr& e) {
 TEST(SslVerification, UnknownCaFails) {
     // A client context with verification on but without the test CA.
     int server_made = -1;
-    std::exception_ptr e = connect_error(server_context(), ssl::Context(ssl::PROTOCOL_TLS_CLIENT), "localhost", &server_made);
+    std::exception_ptr e =
+        connect_error(server_context(), ssl::Context(ssl::PROTOCOL_TLS_CLIENT), "localhost", &server_made);
     ASSERT_TRUE(holds<ssl::SSLCertVerificationError>(e)) << message_of(e);
     EXPECT_TRUE(holds<ssl::SSLError>(e));
     EXPECT_TRUE(holds<std::system_error>(e));  // an OSError, as in Python
     EXPECT_EQ(verify_code_of(e), X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
-    EXPECT_EQ(message_of(e), "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate");
+    EXPECT_EQ(message_of(e),
+              "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate");
     EXPECT_EQ(server_made, 0);
 }
 
@@ -545,8 +546,8 @@ TEST(SslVerification, WrongIpAddressFails) {
 }
 
 TEST(SslVerification, ExpiredCertificateFails) {
-    std::exception_ptr e =
-        connect_error(server_context(test_certs().expired_cert, test_certs().expired_key), client_context(), "localhost");
+    std::exception_ptr e = connect_error(server_context(test_certs().expired_cert, test_certs().expired_key),
+                                         client_context(), "localhost");
     ASSERT_TRUE(holds<ssl::SSLCertVerificationError>(e)) << message_of(e);
     EXPECT_EQ(verify_code_of(e), X509_V_ERR_CERT_HAS_EXPIRED);
     EXPECT_NE(message_of(e).find("certificate has expired"), std::string::npos);
@@ -735,7 +736,8 @@ TEST(Ssl, ExtraInfo) {
         EXPECT_EQ(cert.issuer.back(), (std::pair<std::string, std::string>("commonName", "asyncio-cpp Test CA")));
         EXPECT_EQ(cert.serial_number, "02");
         EXPECT_NE(cert.not_after.find("GMT"), std::string::npos);
-        std::vector<std::pair<std::string, std::string>> san{{"DNS", "localhost"}, {"IP Address", "127.0.0.1"}, {"IP Address", "::1"}};
+        std::vector<std::pair<std::string, std::string>> san{
+            {"DNS", "localhost"}, {"IP Address", "127.0.0.1"}, {"IP Address", "::1"}};
         EXPECT_EQ(cert.subject_alt_name, san);
         EXPECT_FALSE(cert.der.empty());
         EXPECT_EQ(cert.pem().rfind("-----BEGIN CERTIFICATE-----\n", 0), 0u);
@@ -812,8 +814,8 @@ TEST(SslTimeouts, ClientHandshakeTimeout) {
         co.server_hostname = "localhost";
         co.ssl_handshake_timeout = 0.2;
         double t0 = loop.time();
-        std::exception_ptr e = co_await asyncio_test::error_of(
-            wait_for(open_connection("127.0.0.1", port_of(server), co), kWait));
+        std::exception_ptr e =
+            co_await asyncio_test::error_of(wait_for(open_connection("127.0.0.1", port_of(server), co), kWait));
         double dt = loop.time() - t0;
         EXPECT_GE(dt, 0.19);
         EXPECT_LT(dt, 5.0);
@@ -821,8 +823,9 @@ TEST(SslTimeouts, ClientHandshakeTimeout) {
             std::rethrow_exception(e);
         } catch (const std::system_error& x) {
             EXPECT_EQ(x.code(), std::errc::connection_aborted);
-            EXPECT_NE(std::string(x.what()).find("SSL handshake is taking longer than 0.2 seconds: aborting the connection"),
-                      std::string::npos)
+            EXPECT_NE(
+                std::string(x.what()).find("SSL handshake is taking longer than 0.2 seconds: aborting the connection"),
+                std::string::npos)
                 << x.what();
         } catch (...) {
             ADD_FAILURE() << message_of(e);
@@ -900,8 +903,8 @@ TEST(SslTimeouts, CancelledHandshakeLogsNothing) {
         ConnectionOptions co;
         co.ssl = &cctx;
         co.server_hostname = "localhost";
-        std::exception_ptr e = co_await asyncio_test::error_of(
-            wait_for(open_connection("127.0.0.1", port_of(server), co), 0.2));
+        std::exception_ptr e =
+            co_await asyncio_test::error_of(wait_for(open_connection("127.0.0.1", port_of(server), co), 0.2));
         EXPECT_TRUE(holds<TimeoutError>(e)) << message_of(e);
         co_await wait_for(silent->lost.wait(), kWait);  // the client aborted
         server.close();
@@ -1214,7 +1217,8 @@ TEST(SslClose, EofReceivedReturningTrueOnlyWarns) {
         proto->eof_result = true;  // "keep me half-open": has no effect over TLS
         clients.push_back(proto);
         auto factory = [proto] { return proto; };
-        auto [t, p] = co_await wait_for(loop.create_connection(factory, "127.0.0.1", port_of(server), tls(cctx)), kWait);
+        auto [t, p] =
+            co_await wait_for(loop.create_connection(factory, "127.0.0.1", port_of(server), tls(cctx)), kWait);
         co_await wait_for(p->lost_ev.wait(), kWait);
         server.close();
         co_await wait_for(server.wait_closed(), kWait);
@@ -1585,7 +1589,8 @@ TEST(SslContextLifetime, AConnectionCallHoldsItsContextUntilItRuns) {
         std::optional<ssl::Context> cctx = client_context();
         ConnectionOptions co = tls(*cctx);
         co.server_hostname = "localhost";
-        Task<std::pair<StreamReader, StreamWriter>> streams = create_task(open_connection("127.0.0.1", port_of(server), co));
+        Task<std::pair<StreamReader, StreamWriter>> streams =
+            create_task(open_connection("127.0.0.1", port_of(server), co));
         std::vector<std::shared_ptr<Recorder>> made;
         RecorderFactory factory{&made};
         auto protocols = loop.create_connection(factory, "127.0.0.1", port_of(server), co);
@@ -1627,7 +1632,8 @@ TEST(SslContextLifetime, StartTlsHoldsItsContextUntilItRuns) {
         Server server = co_await start_server(cb, "127.0.0.1", 0);
         std::vector<std::shared_ptr<Recorder>> made;
         RecorderFactory factory{&made};
-        auto [transport, protocol] = co_await wait_for(loop.create_connection(factory, "127.0.0.1", port_of(server)), kWait);
+        auto [transport, protocol] =
+            co_await wait_for(loop.create_connection(factory, "127.0.0.1", port_of(server)), kWait);
         transport->write("STARTTLS\n");
         std::optional<ssl::Context> cctx = client_context();
         StartTlsOptions o;

@@ -70,9 +70,8 @@ double to_seconds(D d) {
 }
 
 template <class D>
-concept Delay = std::is_arithmetic_v<D> || requires(D d) {
-    std::chrono::duration_cast<std::chrono::duration<double>>(d);
-};
+concept Delay =
+    std::is_arithmetic_v<D> || requires(D d) { std::chrono::duration_cast<std::chrono::duration<double>>(d); };
 
 /// Lets handles, futures and tasks find out whether their loop still exists and is open.
 /// Handles (call_soon_threadsafe returns them to other threads) count atomically; futures and
@@ -153,8 +152,7 @@ struct HandleState : TimerNode {
         void (*reset)(HandleState*) noexcept;  // destroys the callable (cancel)
         void (*destroy)(HandleState*) noexcept;
     };
-    HandleState(LoopAnchor* a, bool is_shared, const Callable* c) noexcept
-        : shared(is_shared), anchor(a), callable(c) {
+    HandleState(LoopAnchor* a, bool is_shared, const Callable* c) noexcept : shared(is_shared), anchor(a), callable(c) {
         if (shared)
             anchor->add_ref();
         else
@@ -326,7 +324,7 @@ struct ServerOptions {
     bool reuse_port = false;    ///< SO_REUSEPORT: several servers (one per loop/core) on one port
     bool keep_alive = false;    ///< SO_KEEPALIVE on accepted connections
     bool start_serving = true;  ///< accept at once (else on start_serving()/serve_forever())
-    ssl::ContextRef ssl;  ///< TLS (server side) or none (the server keeps a copy)
+    ssl::ContextRef ssl;        ///< TLS (server side) or none (the server keeps a copy)
     double ssl_handshake_timeout = 60.0;
     double ssl_shutdown_timeout = 30.0;
 };
@@ -335,11 +333,11 @@ struct ServerOptions {
 /// are socket paths (Python's str addresses; "" means none, a leading '\0' an abstract name)
 /// and the ports stay -1.
 struct DatagramOptions {
-    std::string_view local_host{};  ///< bind here (with local_port) ...
-    int local_port = -1;          ///< ... -1: don't bind
+    std::string_view local_host{};   ///< bind here (with local_port) ...
+    int local_port = -1;             ///< ... -1: don't bind
     std::string_view remote_host{};  ///< connect() to this peer (with remote_port) ...
-    int remote_port = -1;          ///< ... -1: unconnected
-    int family = 0;  ///< AF_INET, AF_INET6, AF_UNIX, or 0: the addresses' family
+    int remote_port = -1;            ///< ... -1: unconnected
+    int family = 0;                  ///< AF_INET, AF_INET6, AF_UNIX, or 0: the addresses' family
     int proto = 0;
     int flags = 0;
     bool reuse_port = false;
@@ -511,8 +509,8 @@ public:
                                     std::optional<std::size_t> count = std::nullopt, bool fallback = true);
     /// getaddrinfo(3) in the default executor (it may block on DNS), like Python's.
     /// `port` may be a number or a service name; "" / 0 means none.
-    Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port, int family, int type,
-                                            int proto, int flags);
+    Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port, int family, int type, int proto,
+                                            int flags);
     Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, int port);
     /// getnameinfo(3) in the default executor: (host, service).
     Coro<std::pair<std::string, std::string>> getnameinfo(const SockAddr& address, int flags);
@@ -606,7 +604,6 @@ public:
     /// (a helper thread joins them; the loop keeps delivering their results meanwhile).
     Coro<void> shutdown_default_executor();
 
-
 private:
     friend struct detail::LoopAccess;
     friend struct detail::IoAccess;
@@ -634,7 +631,7 @@ private:
     detail::TaskBase* current_task_ = nullptr;
     // Pending tasks: the loop owns them (the loop core sees only ReadyItems it can abandon).
     std::vector<detail::ReadyItem*> tasks_;
-    std::uint64_t task_counter_ = 0;          // for default task names "Task-N"
+    std::uint64_t task_counter_ = 0;  // for default task names "Task-N"
     detail::LoopAnchor* anchor_;
     bool running_ = false;
     bool stopping_ = false;

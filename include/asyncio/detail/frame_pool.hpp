@@ -81,9 +81,7 @@ private:
     struct FreeBlock {
         FreeBlock* next;
     };
-    static std::size_t class_of(std::size_t size) noexcept {
-        return size == 0 ? 0 : (size - 1) / granularity;
-    }
+    static std::size_t class_of(std::size_t size) noexcept { return size == 0 ? 0 : (size - 1) / granularity; }
     void* carve(std::size_t block) {
         if (static_cast<std::size_t>(slab_end_ - slab_next_) < block) {
             slab_next_ = static_cast<char*>(frame_pool_new_slab(slab_bytes));
@@ -102,9 +100,7 @@ private:
 /// Mixin giving a class pooled operator new/delete.
 struct PoolAllocated {
     static void* operator new(std::size_t size) { return FramePool::local().allocate(size); }
-    static void operator delete(void* p, std::size_t size) noexcept {
-        FramePool::local().deallocate(p, size);
-    }
+    static void operator delete(void* p, std::size_t size) noexcept { FramePool::local().deallocate(p, size); }
 };
 
 }  // namespace asyncio::detail

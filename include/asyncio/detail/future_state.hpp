@@ -127,9 +127,11 @@ protected:
     void drop_callbacks() noexcept;
     /// Sets cancelled state with message and schedules callbacks (Future.cancel's body).
     void cancel_now(std::string msg);
+
 public:
     /// Completes with an exception without the state checks (the caller knows it is pending).
     void set_exception_now(std::exception_ptr e);
+
 protected:
     /// Throws InvalidStateError("<state>: <repr>") when already done; also checks the loop.
     void check_can_complete() const;
@@ -237,8 +239,7 @@ struct FutureAwaiter {
         if (task) forget_suspension(task, state.get());
     }
     FutureAwaiter(RefPtr<S> s) noexcept : state(std::move(s)) {}
-    FutureAwaiter(FutureAwaiter&& o) noexcept
-        : state(std::move(o.state)), task(std::exchange(o.task, nullptr)) {}
+    FutureAwaiter(FutureAwaiter&& o) noexcept : state(std::move(o.state)), task(std::exchange(o.task, nullptr)) {}
 };
 
 template <class F, class H>
@@ -255,8 +256,7 @@ std::function<void(FutureStateBase*)> wrap_done_callback(F&& fn) {
 
 template <class F>
 const void* callback_identity(const F& fn) noexcept {
-    if constexpr (std::is_pointer_v<std::decay_t<F>> &&
-                  std::is_function_v<std::remove_pointer_t<std::decay_t<F>>>)
+    if constexpr (std::is_pointer_v<std::decay_t<F>> && std::is_function_v<std::remove_pointer_t<std::decay_t<F>>>)
         return reinterpret_cast<const void*>(fn);
     else
         return nullptr;
@@ -306,21 +306,23 @@ const ReadyItemOps ChildNode<Owner>::ops_table = {
             o->on_child_done(*n);
         } catch (...) {
             if (EventLoop* loop = o->loop_or_null())
-                loop->call_exception_handler({"Exception in internal done callback",
-                                              std::current_exception(), o->repr(), {}});
+                loop->call_exception_handler(
+                    {"Exception in internal done callback", std::current_exception(), o->repr(), {}});
         }
         n->child = nullptr;
         o->release();
     },
     /*discard=*/[](ReadyItem* item) noexcept { static_cast<ChildNode*>(item)->owner->release(); },
-    /*drop=*/[](ReadyItem* item) noexcept {
+    /*drop=*/
+    [](ReadyItem* item) noexcept {
         auto* n = static_cast<ChildNode*>(item);
         Owner* o = n->owner;
         n->child = nullptr;
         if constexpr (requires { o->on_child_dropped(*n); }) o->on_child_dropped(*n);
         o->release();
     },
-    /*describe=*/[](const ReadyItem* item) -> std::string {
+    /*describe=*/
+    [](const ReadyItem* item) -> std::string {
         return "<internal callback of " + static_cast<const ChildNode*>(item)->owner->repr() + ">";
     },
 };

@@ -102,7 +102,6 @@ private:
     void finish_abnormally(std::exception_ptr e);
     /// Destroys the coroutine of a task abandoned by a closing loop.
     void abandon() noexcept;
-
 };
 
 template <class T>

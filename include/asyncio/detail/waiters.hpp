@@ -42,7 +42,8 @@ public:
         Waiter* first = front();
         if (first == nullptr) return;
         LoopAnchor* a = first->fut.state_ptr()->anchor();
-        if (a->loop == nullptr || a->closed.load(std::memory_order_relaxed)) [[unlikely]] forget_all();
+        if (a->loop == nullptr || a->closed.load(std::memory_order_relaxed)) [[unlikely]]
+            forget_all();
     }
 
 private:
