@@ -12,6 +12,7 @@
 // variables here for that reason.
 #include <gtest/gtest.h>
 
+#include "recording_protocol.hpp"
 #include "support.hpp"
 
 #include <algorithm>
@@ -49,76 +50,7 @@ namespace {
 
 // ---- a recording protocol -------------------------------------------------------------------
 
-/// Records every callback; `changed` is set on each one so a test can await a condition.
-struct Rec : Protocol {
-    std::shared_ptr<Transport> transport;
-    std::vector<std::string> events;  // "made", "data", "eof", "lost", "pause", "resume"
-    std::string data;
-    int made_calls = 0;
-    int lost_calls = 0;
-    int pause_calls = 0;
-    int resume_calls = 0;
-    std::exception_ptr lost_exc;
-    bool keep_open = false;  // what eof_received() returns
-    std::size_t size_at_pause = 0;
-    std::size_t size_at_resume = 0;
-    std::function<void(Rec&)> on_made;
-    std::function<void(Rec&, std::string_view)> on_data;
-    std::function<void(Rec&)> on_eof;
-    std::function<void(Rec&)> on_lost;
-    std::function<void(Rec&)> on_pause;
-    std::function<void(Rec&)> on_resume;
-    Event changed;
-
-    void connection_made(std::shared_ptr<Transport> t) override {
-        transport = std::move(t);
-        ++made_calls;
-        events.emplace_back("made");
-        changed.set();
-        if (on_made) on_made(*this);
-    }
-    void data_received(std::string_view d) override {
-        events.emplace_back("data");
-        data += d;
-        changed.set();
-        if (on_data) on_data(*this, d);
-    }
-    bool eof_received() override {
-        events.emplace_back("eof");
-        changed.set();
-        if (on_eof) on_eof(*this);
-        return keep_open;
-    }
-    void connection_lost(std::exception_ptr exc) override {
-        ++lost_calls;
-        lost_exc = exc;
-        events.emplace_back("lost");
-        changed.set();
-        if (on_lost) on_lost(*this);
-    }
-    void pause_writing() override {
-        ++pause_calls;
-        size_at_pause = transport ? transport->get_write_buffer_size() : 0;
-        events.emplace_back("pause");
-        changed.set();
-        if (on_pause) on_pause(*this);
-    }
-    void resume_writing() override {
-        ++resume_calls;
-        size_at_resume = transport ? transport->get_write_buffer_size() : 0;
-        events.emplace_back("resume");
-        changed.set();
-        if (on_resume) on_resume(*this);
-    }
-
-    /// The events with runs of the same one collapsed ("data", "data" -> "data").
-    std::vector<std::string> collapsed() const {
-        std::vector<std::string> out;
-        for (const auto& e : events)
-            if (out.empty() || out.back() != e) out.push_back(e);
-        return out;
-    }
-};
+using Rec = asyncio_test::RecordingProtocol;
 
 std::vector<std::string> seq(std::initializer_list<const char*> names) {
     std::vector<std::string> v;

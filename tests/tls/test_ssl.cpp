@@ -6,6 +6,7 @@
 // records, extra info. Every wait is bounded by wait_for(..., 10 s): a bug fails, never hangs.
 #include <gtest/gtest.h>
 
+#include "recording_protocol.hpp"
 #include "support.hpp"
 #include "tls_certs.hpp"
 
@@ -59,59 +60,7 @@ ConnectionOptions tls(ssl::Context& ctx) {
 }
 
 // ---- protocols -------------------------------------------------------------------------------
-/// Records what a protocol is told, with events to wait for.
-struct Recorder : Protocol {
-    std::shared_ptr<Transport> transport;
-    std::vector<std::string> events;
-    std::string data;
-    std::exception_ptr lost_exc;
-    int made_count = 0;
-    int pause_count = 0;
-    int resume_count = 0;
-    bool writing_paused = false;
-    bool eof_result = false;
-    std::size_t want = static_cast<std::size_t>(-1);
-    bool echo = false;
-    bool pause_on_made = false;
-    Event made_ev, data_ev, eof_ev, lost_ev, paused_ev, resumed_ev;
-
-    void connection_made(std::shared_ptr<Transport> t) override {
-        transport = t;
-        ++made_count;
-        events.push_back("made");
-        if (pause_on_made) t->pause_reading();
-        made_ev.set();
-    }
-    void data_received(std::string_view d) override {
-        if (events.empty() || events.back() != "data") events.push_back("data");
-        data += d;
-        if (echo) transport->write(d);
-        if (data.size() >= want) data_ev.set();
-    }
-    bool eof_received() override {
-        events.push_back("eof");
-        eof_ev.set();
-        return eof_result;
-    }
-    void connection_lost(std::exception_ptr e) override {
-        events.push_back("lost");
-        lost_exc = e;
-        transport.reset();
-        lost_ev.set();
-    }
-    void pause_writing() override {
-        ++pause_count;
-        writing_paused = true;
-        resumed_ev.clear();
-        paused_ev.set();
-    }
-    void resume_writing() override {
-        ++resume_count;
-        writing_paused = false;
-        paused_ev.clear();
-        resumed_ev.set();
-    }
-};
+using Recorder = asyncio_test::RecordingProtocol;
 
 /// A factory that keeps every protocol it makes.
 struct RecorderFactory {
@@ -341,7 +290,7 @@ TEST(Ssl, ProtocolCallbacksInPythonOrder) {
         co.ssl = &cctx;
         co.server_hostname = "localhost";
         auto [t, p] = co_await wait_for(loop.create_connection(cf, "127.0.0.1", port_of(server), co), kWait);
-        EXPECT_EQ(p->made_count, 1);  // connection_made ran before create_connection returned
+        EXPECT_EQ(p->made_calls, 1);  // connection_made ran before create_connection returned
         EXPECT_EQ(t, p->transport);
         EXPECT_EQ(t->get_protocol(), p);
         p->want = 5;
@@ -359,8 +308,8 @@ TEST(Ssl, ProtocolCallbacksInPythonOrder) {
     run(main());
     ASSERT_EQ(clients.size(), 1u);
     ASSERT_EQ(servers.size(), 1u);
-    EXPECT_EQ(clients[0]->events, (std::vector<std::string>{"made", "data", "eof", "lost"}));
-    EXPECT_EQ(servers[0]->events, (std::vector<std::string>{"made", "data", "eof", "lost"}));
+    EXPECT_EQ(clients[0]->lifecycle(), (std::vector<std::string>{"made", "data", "eof", "lost"}));
+    EXPECT_EQ(servers[0]->lifecycle(), (std::vector<std::string>{"made", "data", "eof", "lost"}));
     EXPECT_FALSE(clients[0]->lost_exc);
     EXPECT_FALSE(servers[0]->lost_exc);
     EXPECT_EQ(servers[0]->data, "ping!");
@@ -479,7 +428,7 @@ std::exception_ptr connect_error(const ssl::Context& server_ctx, ssl::Context cl
             wait_for(loop.create_connection(cf, "127.0.0.1", port_of(server), co), kWait));
         CO_ASSERT(clients.size() == 1);
         if (e) {
-            EXPECT_EQ(clients[0]->made_count, 0);  // a failed handshake: never connection_made
+            EXPECT_EQ(clients[0]->made_calls, 0);  // a failed handshake: never connection_made
         } else {
             clients[0]->transport->close();
             co_await wait_for(clients[0]->lost_ev.wait(), kWait);
@@ -493,7 +442,7 @@ std::exception_ptr connect_error(const ssl::Context& server_ctx, ssl::Context cl
     std::exception_ptr e = result;
     if (server_made) {
         *server_made = 0;
-        for (auto& s : servers) *server_made += s->made_count;
+        for (auto& s : servers) *server_made += s->made_calls;
     }
     return e;
 }
@@ -885,7 +834,7 @@ TEST(SslTimeouts, ServerHandshakeTimeout) {
     };
     EXPECT_EQ(run(main()), "");
     ASSERT_EQ(servers.size(), 1u);
-    EXPECT_EQ(servers[0]->made_count, 0);
+    EXPECT_EQ(servers[0]->made_calls, 0);
     EXPECT_TRUE(servers[0]->events.empty());
 }
 
@@ -1029,13 +978,13 @@ TEST(SslFlow, PauseWritingWhenThePeerDoesNotRead) {
             if (!p->writing_paused) co_await sleep(0);  // let the loop send
         }
         EXPECT_TRUE(p->writing_paused);
-        EXPECT_EQ(p->pause_count, 1);
+        EXPECT_EQ(p->pause_calls, 1);
         EXPECT_GE(t->get_write_buffer_size(), t->get_write_buffer_limits().second);
         auto& srv = servers[0];
         srv->want = written;
         srv->transport->resume_reading();
         co_await wait_for(p->resumed_ev.wait(), kWait);
-        EXPECT_EQ(p->resume_count, 1);
+        EXPECT_EQ(p->resume_calls, 1);
         EXPECT_LE(t->get_write_buffer_size(), t->get_write_buffer_limits().first);
         co_await wait_for(srv->data_ev.wait(), 30.0);
         EXPECT_EQ(srv->data.size(), written);
@@ -1069,14 +1018,14 @@ TEST(SslFlow, PauseReadingHoldsDataBack) {
         co_await wait_for(sent.wait(), kWait);
         co_await asyncio_test::settle(50);  // loop iterations, not time: the bytes reach us
         EXPECT_TRUE(p->data.empty());
-        EXPECT_TRUE(p->events == std::vector<std::string>{"made"});
+        EXPECT_TRUE(p->lifecycle() == std::vector<std::string>{"made"});
         p->want = payload.size();
         t->resume_reading();
         EXPECT_TRUE(t->is_reading());
         co_await wait_for(p->data_ev.wait(), kWait);
         co_await wait_for(p->lost_ev.wait(), kWait);  // the server closed
         EXPECT_EQ(p->data, payload);
-        EXPECT_EQ(p->events, (std::vector<std::string>{"made", "data", "eof", "lost"}));
+        EXPECT_EQ(p->lifecycle(), (std::vector<std::string>{"made", "data", "eof", "lost"}));
         server.close();
         co_await wait_for(server.wait_closed(), kWait);
     };
@@ -1136,7 +1085,7 @@ TEST(SslClose, AbortMidStream) {
         co_await wait_for(server.wait_closed(), kWait);
     };
     run(main());
-    EXPECT_EQ(clients.at(0)->events, (std::vector<std::string>{"made", "lost"}));
+    EXPECT_EQ(clients.at(0)->lifecycle(), (std::vector<std::string>{"made", "lost"}));
     EXPECT_FALSE(clients[0]->lost_exc);
     EXPECT_TRUE(log.contains("SSL connection is closed"));
 }
@@ -1166,7 +1115,7 @@ TEST(SslClose, PeerClosingWithoutCloseNotify) {
     };
     run(main());
     EXPECT_EQ(clients.at(0)->data, "bye");
-    EXPECT_EQ(clients[0]->events, (std::vector<std::string>{"made", "data", "eof", "lost"}));
+    EXPECT_EQ(clients[0]->lifecycle(), (std::vector<std::string>{"made", "data", "eof", "lost"}));
     EXPECT_FALSE(clients[0]->lost_exc);
 }
 
@@ -1214,7 +1163,7 @@ TEST(SslClose, EofReceivedReturningTrueOnlyWarns) {
         EventLoop& loop = get_running_loop();
         Server server = co_await start_server(cb, "127.0.0.1", 0, {.ssl = &sctx});
         auto proto = std::make_shared<Recorder>();
-        proto->eof_result = true;  // "keep me half-open": has no effect over TLS
+        proto->keep_open = true;  // "keep me half-open": has no effect over TLS
         clients.push_back(proto);
         auto factory = [proto] { return proto; };
         auto [t, p] =
@@ -1224,7 +1173,7 @@ TEST(SslClose, EofReceivedReturningTrueOnlyWarns) {
         co_await wait_for(server.wait_closed(), kWait);
     };
     run(main());
-    EXPECT_EQ(clients.at(0)->events, (std::vector<std::string>{"made", "eof", "lost"}));
+    EXPECT_EQ(clients.at(0)->lifecycle(), (std::vector<std::string>{"made", "eof", "lost"}));
     EXPECT_TRUE(log.contains("returning true from eof_received() has no effect when using ssl"));
 }
 
@@ -1358,9 +1307,9 @@ TEST(SslStartTls, LoopStartTlsWithProtocols) {
         co_await wait_for(server.wait_closed(), kWait);
     };
     run(main());
-    EXPECT_EQ(clients.at(0)->made_count, 1);
-    EXPECT_EQ(servers.at(0)->made_count, 1);
-    EXPECT_EQ(servers[0]->events, (std::vector<std::string>{"made", "data", "eof", "lost"}));
+    EXPECT_EQ(clients.at(0)->made_calls, 1);
+    EXPECT_EQ(servers.at(0)->made_calls, 1);
+    EXPECT_EQ(servers[0]->lifecycle(), (std::vector<std::string>{"made", "data", "eof", "lost"}));
 }
 
 TEST(SslStartTls, WrongArgumentsAndCancellation) {
