@@ -259,9 +259,8 @@ void EventLoop::run_once() {
 // ---- signals -------------------------------------------------------------------------------
 namespace {
 void check_signal_number(int sig) {
-    if (sig < 1 || sig > SIGRTMAX || sig > 64)
-        throw std::invalid_argument("sig " + std::to_string(sig) + " out of range(1, " + std::to_string(SIGRTMAX + 1) +
-                                    ")");
+    // Python 3.12's _check_signal: ValueError(f'invalid signal number {sig}').
+    if (!detail::signals::valid(sig)) throw std::invalid_argument("invalid signal number " + std::to_string(sig));
 }
 }  // namespace
 
@@ -275,15 +274,15 @@ void EventLoop::add_signal_handler_impl(int sig, std::function<void()> fn) {
     check_closed();
     check_signal_number(sig);
     if (sig == SIGKILL || sig == SIGSTOP)
-        throw RuntimeError("signal " + std::to_string(sig) + " cannot be caught (SIGKILL and SIGSTOP never can)");
+        throw RuntimeError("sig " + std::to_string(sig) + " cannot be caught (SIGKILL and SIGSTOP never can)");
     if (::getpid() != static_cast<pid_t>(::gettid()))
         throw RuntimeError("add_signal_handler() works only in the main thread (as in Python)");
     int fd = detail::signals::wakeup_fd.load();
     if (fd >= 0 && fd != impl_->wakeup_fd)
         throw RuntimeError("another event loop already handles signals in this process; remove its handlers first");
+    detail::signals::install(sig);  // first: a failure leaves nothing registered (Python's too)
     detail::signals::wakeup_fd.store(impl_->wakeup_fd);
     impl_->signal_handlers[sig] = std::move(fn);
-    detail::signals::install(sig);
 }
 
 bool EventLoop::remove_signal_handler(int sig) {

@@ -41,19 +41,39 @@ extern "C" void record_signal(int sig) {
 }
 }  // namespace
 
+namespace {
+/// The program's own disposition of each signal we took over, put back by restore().
+/// Touched from the main thread only (add_signal_handler refuses other threads).
+struct sigaction saved[65];
+bool has_saved[65] = {};
+}  // namespace
+
+bool valid(int sig) noexcept {
+    if (sig < 1 || sig > 64) return false;
+    // Python's signal.valid_signals(): what sigfillset() fills - every signal but the ones the
+    // C library keeps for itself (glibc's 32 and 33, for thread cancellation and setxid).
+    sigset_t all;
+    sigfillset(&all);
+    return sigismember(&all, sig) == 1;
+}
+
 void install(int sig) {
     struct sigaction sa {};
     sa.sa_handler = record_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    if (::sigaction(sig, &sa, nullptr) < 0) throw std::system_error(errno, std::generic_category(), "sigaction");
+    struct sigaction previous {};
+    if (::sigaction(sig, &sa, &previous) < 0) throw std::system_error(errno, std::generic_category(), "sigaction");
+    if (!has_saved[sig]) {  // a second install (handler replaced) keeps the program's own
+        saved[sig] = previous;
+        has_saved[sig] = true;
+    }
 }
 
 void restore(int sig) {
-    struct sigaction sa {};
-    sa.sa_handler = SIG_DFL;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(sig, &sa, nullptr);
+    if (!has_saved[sig]) return;
+    ::sigaction(sig, &saved[sig], nullptr);
+    has_saved[sig] = false;
 }
 
 void arm_hard_interrupt(bool armed) noexcept {

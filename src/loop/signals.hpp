@@ -15,9 +15,12 @@ extern std::atomic<std::uint64_t> pending;
 /// The eventfd of the loop that handles signals (-1: none).
 extern std::atomic<int> wakeup_fd;
 
-/// Installs the recording handler for `sig`.
+/// Whether `sig` is a signal a program may handle (Python's signal.valid_signals()).
+bool valid(int sig) noexcept;
+/// Installs the recording handler for `sig`, keeping the program's disposition of it.
 void install(int sig);
-/// Restores the default disposition of `sig`.
+/// Puts back the disposition `sig` had before install() (unlike Python, which resets to
+/// SIG_DFL: a C++ program's own handler or SIG_IGN is not ours to drop).
 void restore(int sig);
 
 /// Python Runner's Ctrl-C rule: while armed, the first SIGINT is dispatched to the loop and

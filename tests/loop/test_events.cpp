@@ -1598,6 +1598,58 @@ TEST(Signals, CloseRemovesTheHandlers) {
     EXPECT_FALSE(loop.remove_signal_handler(SIGUSR1));
 }
 
+extern "C" void programs_own_handler(int) {}
+
+TEST(Signals, RemovingAHandlerPutsBackTheProgramsOwnDisposition) {
+    // A C++ program's SIG_IGN or own handler is not the library's to drop (Python resets to
+    // SIG_DFL; its interpreter owns every disposition).
+    ::signal(SIGUSR1, SIG_IGN);
+    ::signal(SIGUSR2, programs_own_handler);
+    {
+        EventLoop loop(kVirtual);
+        loop.add_signal_handler(SIGUSR1, [] {});
+        loop.add_signal_handler(SIGUSR2, [] {});
+        EXPECT_NE(current_disposition(SIGUSR1), SIG_IGN);
+        EXPECT_TRUE(loop.remove_signal_handler(SIGUSR1));
+        EXPECT_EQ(current_disposition(SIGUSR1), SIG_IGN);
+        loop.close();  // removes the SIGUSR2 handler
+        EXPECT_EQ(current_disposition(SIGUSR2), &programs_own_handler);
+    }
+    ::signal(SIGUSR1, SIG_DFL);
+    ::signal(SIGUSR2, SIG_DFL);
+}
+
+TEST(Signals, ReplacingAHandlerKeepsTheDispositionToRestore) {
+    ::signal(SIGUSR1, SIG_IGN);
+    EventLoop loop(kVirtual);
+    loop.add_signal_handler(SIGUSR1, [] {});
+    loop.add_signal_handler(SIGUSR1, [] {});  // replaces ours; the program's SIG_IGN is kept
+    EXPECT_TRUE(loop.remove_signal_handler(SIGUSR1));
+    EXPECT_EQ(current_disposition(SIGUSR1), SIG_IGN);
+    ::signal(SIGUSR1, SIG_DFL);
+}
+
+TEST(Signals, SignalsTheCLibraryReservesAreInvalidNumbers) {
+    // Python's valid_signals() is what sigfillset() fills: glibc keeps 32 and 33 for itself.
+    EventLoop loop(kVirtual);
+    sigset_t all;
+    sigfillset(&all);
+    int reserved = 0;
+    for (int sig = 1; sig < SIGRTMIN; ++sig) {
+        if (sigismember(&all, sig) == 1) continue;
+        ++reserved;
+        EXPECT_THROW(loop.add_signal_handler(sig, [] {}), std::invalid_argument) << sig;
+        EXPECT_THROW(loop.remove_signal_handler(sig), std::invalid_argument) << sig;
+    }
+    EXPECT_GT(reserved, 0);  // glibc reserves signals below SIGRTMIN
+    try {
+        loop.add_signal_handler(0, [] {});
+        ADD_FAILURE() << "no exception";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_STREQ(e.what(), "invalid signal number 0");
+    }
+}
+
 TEST(Signals, HandlersMoveToAnotherLoopOnlyAfterTheFirstLetsGo) {
     // One process-wide wake-up channel: a second loop cannot take signals over while the
     // first still has handlers (Python silently steals them; we refuse).
