@@ -92,6 +92,9 @@ struct ConnectionAccess {
                                                        ConnectionOptions opts);
     static Coro<MadeConnection> connect_accepted_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
                                                         ConnectionOptions opts);
+    /// connect_read_pipe / connect_write_pipe (src/net/pipe_transport.cpp).
+    static Coro<MadeConnection> connect_read_pipe(EventLoop& loop, ProtocolFactory factory, int fd);
+    static Coro<MadeConnection> connect_write_pipe(EventLoop& loop, ProtocolFactory factory, int fd);
     /// create_connection / create_unix_connection with sock= (the latter requires AF_UNIX).
     static Coro<MadeConnection> connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
                                                ConnectionOptions opts);
@@ -151,6 +154,20 @@ Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLo
     F factory, Socket sock, ConnectionOptions opts) {
     return detail::typed_connection<F>(detail::ConnectionAccess::connect_accepted_socket(
         *this, detail::erase_factory(std::move(factory)), std::move(sock), opts));
+}
+
+template <class F>
+Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::connect_read_pipe(F factory,
+                                                                                                      int fd) {
+    return detail::typed_connection<F>(
+        detail::ConnectionAccess::connect_read_pipe(*this, detail::erase_factory(std::move(factory)), fd));
+}
+
+template <class F>
+Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::connect_write_pipe(F factory,
+                                                                                                       int fd) {
+    return detail::typed_connection<F>(
+        detail::ConnectionAccess::connect_write_pipe(*this, detail::erase_factory(std::move(factory)), fd));
 }
 
 template <class F>
