@@ -351,6 +351,36 @@ Coro<void> stream_reader_over_pipe() {
 
 TEST(ReadPipe, StreamReaderReadsAPipeToEofThroughStreamReaderProtocol) { run_test(stream_reader_over_pipe); }
 
+struct Throwing : Rec {
+    void data_received(std::string_view d) override {
+        Rec::data_received(d);
+        throw std::runtime_error("bad data");
+    }
+};
+
+Coro<void> data_received_error_is_reported() {
+    Pipe p = make_pipe();
+    HandlerCapture handler;
+    handler.install(get_running_loop());
+    auto proto = std::make_shared<Throwing>();
+    auto factory = [proto] { return proto; };
+    auto made = co_await get_running_loop().connect_read_pipe(factory, p.r);
+    write_all(p.w, "a");
+    co_await until(proto->changed, [&] { return proto->data == "a"; });
+    co_await settle();
+    EXPECT_EQ(handler.contexts.size(), 1u);
+    EXPECT_FALSE(made.first->is_closing()) << "Python: the callback's error is reported, the pipe stays open";
+    write_all(p.w, "b");
+    co_await until(proto->changed, [&] { return proto->data == "ab"; });
+    close_fd(p.w);
+    co_await until_lost(*proto);
+    EXPECT_FALSE(proto->lost_exc);
+}
+
+TEST(ReadPipe, DataReceivedErrorGoesToTheExceptionHandlerAndReadingGoesOn) {
+    run_test(data_received_error_is_reported);
+}
+
 // ---- refused fds ---------------------------------------------------------------------------------
 
 Coro<void> regular_file_refused() {
@@ -561,6 +591,73 @@ Coro<void> write_after_reader_gone() {
 }
 
 TEST(WritePipe, WriteAfterTheReaderLeftFailsWithEpipeAndNeverRaisesSigpipe) { run_test(write_after_reader_gone); }
+
+Coro<void> pending_sigpipe_is_left_alone() {
+    // The program blocks SIGPIPE and has one pending: the transport's EPIPE must not eat it.
+    sigset_t sigpipe, old_mask;
+    sigemptyset(&sigpipe);
+    sigaddset(&sigpipe, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &sigpipe, &old_mask);
+    ::raise(SIGPIPE);
+    Pipe p = make_pipe();
+    auto proto = std::make_shared<Rec>();
+    auto factory = [proto] { return proto; };
+    auto made = co_await get_running_loop().connect_write_pipe(factory, p.w);
+    close_fd(p.r);
+    made.first->write("x");
+    co_await until_lost(*proto);
+    EXPECT_EQ(code_of(proto->lost_exc), std::error_code(EPIPE, std::generic_category()));
+    sigset_t pending;
+    ::sigpending(&pending);
+    EXPECT_TRUE(sigismember(&pending, SIGPIPE)) << "the program's own pending SIGPIPE is still there";
+    sigset_t mask;
+    ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+    EXPECT_TRUE(sigismember(&mask, SIGPIPE)) << "and its mask is as it was";
+    const timespec zero{};
+    ::sigtimedwait(&sigpipe, nullptr, &zero);
+    ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+}
+
+TEST(WritePipe, SigpipeThatWasAlreadyPendingIsNotConsumed) { run_test(pending_sigpipe_is_left_alone); }
+
+Coro<void> stream_writer_over_pipe() {
+    Pipe p = small_pipe();
+    set_nonblocking(p.r);
+    StreamReader unused;
+    auto protocol = std::make_shared<detail::StreamReaderProtocol>(unused);
+    auto factory = [protocol] { return protocol; };
+    auto made = co_await get_running_loop().connect_write_pipe(factory, p.w);
+    StreamWriter writer(made.first, protocol, std::nullopt);
+    const std::string payload = pattern(256 * 1024);
+    Task<std::string> got = create_task(read_raw(p.r, payload.size() + 1));
+    writer.write(payload);
+    co_await writer.drain();  // waits for the pipe's reader: the buffer is far above 64 KiB
+    EXPECT_LE(made.first->get_write_buffer_size(), 16u * 1024);
+    writer.close();
+    co_await writer.wait_closed();
+    EXPECT_EQ(co_await got, payload);
+    close_fd(p.r);
+}
+
+TEST(WritePipe, StreamWriterWritesAndDrainsThroughStreamReaderProtocol) { run_test(stream_writer_over_pipe); }
+
+Coro<void> stream_writer_reader_gone() {
+    DefaultSigpipe dfl;
+    Pipe p = small_pipe();
+    StreamReader reader;
+    auto protocol = std::make_shared<detail::StreamReaderProtocol>(reader);
+    auto factory = [protocol] { return protocol; };
+    auto made = co_await get_running_loop().connect_write_pipe(factory, p.w);
+    StreamWriter writer(made.first, protocol, reader);
+    writer.write(pattern(256 * 1024));
+    close_fd(p.r);
+    std::exception_ptr e = co_await asyncio_test::error_of(writer.drain());
+    EXPECT_EQ(code_of(e), std::error_code(EPIPE, std::generic_category())) << asyncio_test::message_of(e);
+    writer.write("more");  // dropped: the pipe is gone
+    writer.close();
+}
+
+TEST(WritePipe, StreamWriterDrainRaisesEpipeWhenTheReaderLeaves) { run_test(stream_writer_reader_gone); }
 
 Coro<void> socket_write_after_peer_shut_reading() {
     DefaultSigpipe dfl;
