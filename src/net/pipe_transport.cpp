@@ -122,8 +122,7 @@ void PipeTransport::start(std::function<void()> on_made) {
 
 void PipeTransport::fatal_error(std::exception_ptr exc, const char* message, bool quiet) {
     if (!quiet) {
-        loop_->call_exception_handler(
-            {message, exc, {}, "<PipeTransport fd=" + std::to_string(sock_.fileno()) + ">"});
+        loop_->call_exception_handler({message, exc, {}, "<PipeTransport fd=" + std::to_string(sock_.fileno()) + ">"});
     } else if (loop_->get_debug()) {
         log_message(std::string(message));
     }
@@ -279,8 +278,7 @@ void ReadPipeTransport::set_write_buffer_limits(std::optional<std::size_t>, std:
 }
 
 // ---- WritePipeTransport ----------------------------------------------------------------------
-WritePipeTransport::WritePipeTransport(EventLoop& loop, Socket fd, std::shared_ptr<BaseProtocol> protocol,
-                                       mode_t mode)
+WritePipeTransport::WritePipeTransport(EventLoop& loop, Socket fd, std::shared_ptr<BaseProtocol> protocol, mode_t mode)
     : PipeTransport(loop, std::move(fd), std::move(protocol)),
       is_socket_(S_ISSOCK(mode)),
       watch_reader_(S_ISSOCK(mode) || S_ISFIFO(mode)) {
@@ -366,7 +364,8 @@ void WritePipeTransport::write_ready(IoOperation* op) {
     }
     clear_buffer();
     flow_.maybe_resume(*loop_, protocol_.get(), 0);  // may write again
-    if (get_write_buffer_size() == 0 && closing_ && !released_) {
+    // Unless resume_writing() wrote again, or aborted (connection_lost is on its way then).
+    if (get_write_buffer_size() == 0 && closing_ && !conn_lost_ && !released_) {
         stop_reading();
         call_connection_lost(nullptr);
     }

@@ -381,6 +381,23 @@ TEST(ReadPipe, DataReceivedErrorGoesToTheExceptionHandlerAndReadingGoesOn) {
     run_test(data_received_error_is_reported);
 }
 
+Coro<void> cancelled_connect_closes_transport() {
+    Pipe p = make_pipe();
+    auto proto = std::make_shared<Rec>();
+    auto factory = [proto] { return proto; };
+    Task<std::pair<std::shared_ptr<Transport>, std::shared_ptr<Rec>>> connecting =
+        create_task(get_running_loop().connect_read_pipe(factory, p.r));
+    co_await sleep(0);  // the transport exists and waits for connection_made
+    connecting.cancel();
+    std::exception_ptr e = co_await asyncio_test::error_of(connecting);
+    EXPECT_TRUE(asyncio_test::holds<CancelledError>(e));
+    co_await until_lost(*proto);  // Python: the waiter's failure closes the transport
+    EXPECT_FALSE(fd_is_open(p.r));
+    close_fd(p.w);
+}
+
+TEST(ReadPipe, CancelledConnectReadPipeClosesTheTransportAndItsFd) { run_test(cancelled_connect_closes_transport); }
+
 // ---- refused fds ---------------------------------------------------------------------------------
 
 Coro<void> regular_file_refused() {
