@@ -98,6 +98,20 @@ Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLo
 }
 
 template <class F>
+Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::connect_read_pipe(F factory,
+                                                                                                      int fd) {
+    return detail::typed_connection<F>(
+        detail::ConnectionAccess::connect_read_pipe(*this, detail::erase_factory(std::move(factory)), fd));
+}
+
+template <class F>
+Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> EventLoop::connect_write_pipe(F factory,
+                                                                                                       int fd) {
+    return detail::typed_connection<F>(
+        detail::ConnectionAccess::connect_write_pipe(*this, detail::erase_factory(std::move(factory)), fd));
+}
+
+template <class F>
 Coro<Server> EventLoop::create_server(F factory, std::string host, int port, ServerOptions opts) {
     std::vector<std::string> hosts;
     hosts.push_back(std::move(host));

@@ -3,6 +3,9 @@
 // reference and the protocol, the cached addresses, the closing/conn_lost bookkeeping, and
 // the teardown - force_close(), connection_lost through call_soon, releasing the fd (cancel
 // the operations, backend forget, unlink from the loop, close) and the loop's close hook.
+// The pipe transports (pipe_transport.hpp) build on it too: their fd - a pipe, FIFO,
+// character device or socket - is held in the same owning Socket (getsockname simply fails
+// for a non-socket, so nothing is cached).
 #pragma once
 
 #include <asyncio/base_events.hpp>

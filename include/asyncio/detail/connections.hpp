@@ -49,6 +49,9 @@ struct ConnectionAccess {
                                                        ConnectionOptions opts);
     static Coro<MadeConnection> connect_accepted_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
                                                         ConnectionOptions opts);
+    /// connect_read_pipe / connect_write_pipe (src/net/pipe_transport.cpp).
+    static Coro<MadeConnection> connect_read_pipe(EventLoop& loop, ProtocolFactory factory, int fd);
+    static Coro<MadeConnection> connect_write_pipe(EventLoop& loop, ProtocolFactory factory, int fd);
     /// create_connection / create_unix_connection with sock= (the latter requires AF_UNIX).
     static Coro<MadeConnection> connect_socket(EventLoop& loop, ProtocolFactory factory, Socket sock,
                                                ConnectionOptions opts);

@@ -539,6 +539,20 @@ public:
     template <class F>
     Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> connect_accepted_socket(
         F factory, Socket sock, ConnectionOptions opts = {});
+    /// Python's connect_read_pipe: a read transport over `fd` (a pipe, FIFO, character device
+    /// such as a pty, or stream socket), returned once connection_made has run. The factory's
+    /// protocol is a Protocol or a BufferedProtocol. The transport owns the fd (made
+    /// non-blocking, closed after connection_lost). Any other kind of fd (a regular file):
+    /// std::invalid_argument, and the fd stays the caller's, as in Python. The transport's
+    /// writing methods throw RuntimeError (docs/python-to-cpp.md).
+    template <class F>
+    Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> connect_read_pipe(F factory, int fd);
+    /// Python's connect_write_pipe: the same for the writing end. The reader going away is
+    /// noticed even while nothing is written (pipes, FIFOs, sockets): connection_lost(nullptr),
+    /// or std::system_error EPIPE when data was still buffered. A write never raises SIGPIPE.
+    /// The transport's reading methods throw RuntimeError.
+    template <class F>
+    Coro<std::pair<std::shared_ptr<Transport>, detail::factory_result_t<F>>> connect_write_pipe(F factory, int fd);
     /// Listens on host:port ("" = every interface; port 0 = any free port) and creates a
     /// protocol and transport per accepted connection.
     template <class F>
