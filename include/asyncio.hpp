@@ -16,6 +16,7 @@
 #include <asyncio/sockets.hpp>
 #include <asyncio/ssl.hpp>
 #include <asyncio/streams.hpp>
+#include <asyncio/subprocess.hpp>
 #include <asyncio/taskgroups.hpp>
 #include <asyncio/tasks.hpp>
 #include <asyncio/threads.hpp>

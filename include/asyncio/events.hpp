@@ -16,4 +16,5 @@
 
 #include <asyncio/base_events.hpp>  // create_connection, create_server, sock_*, start_tls...
 #include <asyncio/tasks.hpp>        // create_task, run_until_complete
+#include <asyncio/subprocess.hpp>   // subprocess_exec, subprocess_shell
 #include <asyncio/threads.hpp>      // run_in_executor, call_soon_threadsafe with a result

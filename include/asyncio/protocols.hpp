@@ -29,6 +29,7 @@ namespace asyncio {
 
 class Transport;
 class DatagramTransport;
+class SubprocessTransport;
 class SockAddr;
 
 /// What every protocol has (Python's BaseProtocol).
@@ -81,6 +82,26 @@ public:
     /// A send or receive failed (e.g. ICMP port unreachable: ECONNREFUSED). The endpoint stays
     /// open.
     virtual void error_received(std::exception_ptr exc) { (void)exc; }
+};
+
+/// A child process's protocol (Python's SubprocessProtocol), for loop.subprocess_exec /
+/// subprocess_shell. connection_lost() (from BaseProtocol) comes last, once the process has
+/// exited and every pipe is closed.
+class SubprocessProtocol : public BaseProtocol {
+public:
+    virtual void connection_made(std::shared_ptr<SubprocessTransport> transport) { (void)transport; }
+    /// Bytes the child wrote to its stdout (fd 1) or stderr (fd 2). Valid during the call only.
+    virtual void pipe_data_received(int fd, std::string_view data) {
+        (void)fd;
+        (void)data;
+    }
+    /// One of the child's pipes (0, 1 or 2) was closed; `exc` is null for a regular close.
+    virtual void pipe_connection_lost(int fd, std::exception_ptr exc) {
+        (void)fd;
+        (void)exc;
+    }
+    /// The child exited (its return code is the transport's get_returncode()).
+    virtual void process_exited() {}
 };
 
 }  // namespace asyncio

@@ -100,4 +100,23 @@ public:
     virtual std::size_t get_write_buffer_size() const noexcept = 0;
 };
 
+/// A child process and its pipes (Python's SubprocessTransport), from loop.subprocess_exec /
+/// subprocess_shell. close() closes the pipes and kills the child if it still runs (as Python's
+/// does); signalling a child whose transport has finished throws std::system_error ESRCH
+/// (Python's ProcessLookupError).
+class SubprocessTransport : public BaseTransport {
+public:
+    virtual int get_pid() const = 0;
+    /// nullopt while the child runs; its exit status, or -N when signal N killed it.
+    virtual std::optional<int> get_returncode() const = 0;
+    /// The transport of the child's stdin (0), stdout (1) or stderr (2); null when that
+    /// stream is not a pipe.
+    virtual std::shared_ptr<Transport> get_pipe_transport(int fd) const = 0;
+    virtual void send_signal(int sig) = 0;
+    /// SIGTERM.
+    virtual void terminate() = 0;
+    /// SIGKILL.
+    virtual void kill() = 0;
+};
+
 }  // namespace asyncio

@@ -53,7 +53,8 @@ asio::awaitable<void> pipe(std::size_t size) {
     auto executor = co_await asio::this_coro::executor;
     asio::readable_pipe out(executor);
     asio::writable_pipe in(executor);
-    bp::process proc(executor, bp::filesystem::path("/bin/cat"), std::vector<std::string>{}, bp::process_stdio{in, out, {}});
+    bp::process proc(executor, bp::filesystem::path("/bin/cat"), std::vector<std::string>{},
+                     bp::process_stdio{in, out, {}});
     std::string data(size, 'x'), got;
     got.reserve(size);
     asio::co_spawn(executor, write_all(in, data), asio::detached);
@@ -85,7 +86,8 @@ int main(int argc, char** argv) {
     }
     ctx.run();
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("{\"peer\": \"boost.process\", \"mode\": \"%s\", \"n\": %d, \"concurrency\": %d, \"bytes\": %zu, "
-                "\"seconds\": %.6f}\n",
-                mode.c_str(), n, concurrency, size, seconds);
+    std::printf(
+        "{\"peer\": \"boost.process\", \"mode\": \"%s\", \"n\": %d, \"concurrency\": %d, \"bytes\": %zu, "
+        "\"seconds\": %.6f}\n",
+        mode.c_str(), n, concurrency, size, seconds);
 }

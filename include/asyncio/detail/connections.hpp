@@ -76,6 +76,35 @@ Coro<std::pair<std::shared_ptr<Transport>, factory_result_t<F>>> typed_connectio
     MadeConnection m = co_await std::move(made);
     co_return std::pair<std::shared_ptr<Transport>, factory_result_t<F>>(std::move(m.first), protocol_of<F>(m.second));
 }
+/// A child process as started: its transport and the protocol the factory returned.
+using MadeSubprocess = std::pair<std::shared_ptr<SubprocessTransport>, std::shared_ptr<BaseProtocol>>;
+
+/// The loop's subprocess methods (src/net/subprocess_transport.cpp). Called when the member is
+/// called: the options' views (cwd, env, pass_fds) are copied before anything is awaited.
+struct SubprocessAccess {
+    static Coro<MadeSubprocess> subprocess_exec(EventLoop& loop, ProtocolFactory factory, std::vector<std::string> argv,
+                                                const SubprocessOptions& opts);
+    static Coro<MadeSubprocess> subprocess_shell(EventLoop& loop, ProtocolFactory factory, std::string cmd,
+                                                 const SubprocessOptions& opts);
+    /// Python's transport._wait(): the return code, once the child exited and its pipes closed.
+    static Coro<int> wait(SubprocessTransport& transport);
+};
+
+/// Python's defaults of loop.subprocess_exec: stdin, stdout and stderr are pipes.
+inline SubprocessOptions three_pipes() noexcept {
+    SubprocessOptions o;
+    o.stdin_ = PIPE;
+    o.stdout_ = PIPE;
+    o.stderr_ = PIPE;
+    return o;
+}
+
+template <class F>
+Coro<std::pair<std::shared_ptr<SubprocessTransport>, factory_result_t<F>>> typed_subprocess(Coro<MadeSubprocess> made) {
+    MadeSubprocess m = co_await std::move(made);
+    co_return std::pair<std::shared_ptr<SubprocessTransport>, factory_result_t<F>>(std::move(m.first),
+                                                                                   protocol_of<F>(m.second));
+}
 }  // namespace detail
 
 }  // namespace asyncio

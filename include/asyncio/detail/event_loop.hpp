@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -45,6 +46,7 @@ class Socket;
 class SockAddr;
 struct AddrInfo;
 class Transport;
+class SubprocessTransport;
 class DatagramTransport;
 class BaseProtocol;
 class Server;
@@ -360,6 +362,49 @@ struct StartTlsOptions {
     double ssl_shutdown_timeout = 30.0;
 };
 
+// ---- subprocesses (Python's asyncio.subprocess and loop.subprocess_exec) ---------------------
+
+/// Where a child's stdin/stdout/stderr goes (Python's subprocess constants, same values):
+/// a new pipe, /dev/null, or - for stderr - wherever its stdout goes. Any other value >= 0 is
+/// an fd of ours the child gets; unset means the child inherits ours.
+inline constexpr int PIPE = -1;
+inline constexpr int STDOUT = -2;
+inline constexpr int DEVNULL = -3;
+
+/// The environment a child gets instead of ours: a view of a map (or of an optional map, as
+/// Python's `env=`) that the call copies at once. Empty: the child inherits our environment.
+class EnvRef {
+public:
+    using Map = std::map<std::string, std::string>;
+    EnvRef() noexcept = default;
+    EnvRef(std::nullopt_t) noexcept {}
+    EnvRef(const Map& map) noexcept : map_(&map) {}
+    EnvRef(const std::optional<Map>& map) noexcept : map_(map ? &*map : nullptr) {}
+    explicit operator bool() const noexcept { return map_ != nullptr; }
+    const Map* get() const noexcept { return map_; }
+
+private:
+    const Map* map_ = nullptr;
+};
+
+/// Options of create_subprocess_exec/_shell and loop.subprocess_exec/_shell (Python's keyword
+/// arguments, in API.md's order). Trivially destructible on purpose, so that it can be written
+/// inside a co_await expression (docs/compilers.md): cwd, env and pass_fds are views, copied
+/// when the call is made.
+struct SubprocessOptions {
+    std::optional<int> stdin_ = {};
+    std::optional<int> stdout_ = {};
+    std::optional<int> stderr_ = {};
+    std::string_view cwd = {};  // empty: ours
+    EnvRef env = {};
+    bool start_new_session = false;         // setsid() in the child
+    std::optional<int> process_group = {};  // setpgid(0, n) in the child (0: a new group)
+    /// The fds (besides 0, 1, 2) the child keeps; every other one is closed in the child.
+    std::span<const int> pass_fds = {};
+    /// The buffer limit of the Process's StreamReaders (create_subprocess_* only).
+    std::size_t limit = 64 * 1024;
+};
+
 /// Construction options of an EventLoop.
 struct LoopOptions {
     bool debug = false;
@@ -599,6 +644,26 @@ public:
     /// The transport must not be written to meanwhile (RuntimeError).
     Coro<std::size_t> sendfile(std::shared_ptr<Transport> transport, int fd, std::size_t offset = 0,
                                std::optional<std::size_t> count = std::nullopt, bool fallback = true);
+
+    // ---- subprocesses (asyncio/subprocess.hpp) -----------------------------------------------
+    /// Starts `argv` (argv[0] searched in PATH) as a child process (Python's
+    /// loop.subprocess_exec): the factory's SubprocessProtocol hears about its pipes and its
+    /// exit. Without options, stdin, stdout and stderr are pipes (Python's defaults); with
+    /// options, an unset stream is inherited. A program that cannot be started throws
+    /// std::system_error with the child's errno (ENOENT, EACCES...), leaking nothing.
+    template <class F>
+    Coro<std::pair<std::shared_ptr<SubprocessTransport>, detail::factory_result_t<F>>> subprocess_exec(
+        F protocol_factory, std::vector<std::string> argv);
+    template <class F>
+    Coro<std::pair<std::shared_ptr<SubprocessTransport>, detail::factory_result_t<F>>> subprocess_exec(
+        F protocol_factory, std::vector<std::string> argv, SubprocessOptions opts);
+    /// `/bin/sh -c cmd` (Python's loop.subprocess_shell).
+    template <class F>
+    Coro<std::pair<std::shared_ptr<SubprocessTransport>, detail::factory_result_t<F>>> subprocess_shell(
+        F protocol_factory, std::string cmd);
+    template <class F>
+    Coro<std::pair<std::shared_ptr<SubprocessTransport>, detail::factory_result_t<F>>> subprocess_shell(
+        F protocol_factory, std::string cmd, SubprocessOptions opts);
 
     // ---- executors (asyncio/threads.hpp) ---------------------------------------------------
     /// Runs `fn()` on `executor` (nullptr: the default executor) and returns a Future for its
