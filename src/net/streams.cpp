@@ -64,6 +64,12 @@ public:
         }
         return out;
     }
+    /// Appends everything to `out` and empties the buffer (same retention rule as take()).
+    void take_all_into(std::string& out, std::size_t retained_capacity) {
+        out.append(data_.get() + begin_, size());
+        begin_ = end_ = 0;
+        if (cap_ > retained_capacity) release();
+    }
     void clear() noexcept { begin_ = end_ = 0; }
 
 private:
@@ -115,6 +121,7 @@ struct StreamReaderState {
     std::size_t size() const noexcept { return buf.size(); }
     std::string_view view() const noexcept { return buf.view(); }
     std::string take(std::size_t n) { return buf.take(n, retained_capacity); }
+    void take_all_into(std::string& out) { buf.take_all_into(out, retained_capacity); }
     void clear() noexcept { buf.clear(); }
 
     /// feed_data's second half: wake the reader, pause the transport above 2 * limit.
@@ -221,12 +228,19 @@ Coro<std::string> StreamReader::read(std::ptrdiff_t n) {
     if (s.exception) std::rethrow_exception(s.exception);
     if (n == 0) co_return std::string();
     if (n < 0) {
-        // Everything until EOF, in limit-sized blocks (so the transport keeps being resumed).
+        // Everything until EOF. Python reads limit-sized blocks and joins them, so that the
+        // transport keeps being resumed; taking the whole buffer at each wake-up does that
+        // too, with one copy per byte instead of two.
         std::string all;
         for (;;) {
-            std::string block = co_await read(static_cast<std::ptrdiff_t>(s.limit));
-            if (block.empty()) break;
-            all += block;
+            if (s.exception) std::rethrow_exception(s.exception);
+            if (s.size() == 0) {
+                if (s.eof) break;
+                co_await s.wait_for_data("read");
+                continue;
+            }
+            s.take_all_into(all);
+            s.maybe_resume_transport();
         }
         co_return all;
     }

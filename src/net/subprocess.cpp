@@ -104,10 +104,18 @@ bool is_broken_pipe(const std::system_error& e) {
 }
 
 /// Python's Process._feed_stdin: a child that does not read its input is not an error.
+/// The input goes in pieces with drain() between them, so the transport only ever copies what
+/// the pipe does not take at once - never the whole input (Python writes it in one call).
 Coro<void> feed_stdin(StreamWriter stdin_, std::string input) {
+    constexpr std::size_t piece = 256 * 1024;
     try {
-        if (!input.empty()) stdin_.write(input);
-        co_await stdin_.drain();
+        std::string_view rest(input);
+        do {
+            std::string_view now = rest.substr(0, piece);
+            rest.remove_prefix(now.size());
+            if (!now.empty()) stdin_.write(now);
+            co_await stdin_.drain();
+        } while (!rest.empty());
     } catch (const std::system_error& e) {
         if (!is_broken_pipe(e)) throw;
     }
