@@ -16,5 +16,5 @@ for preset in release dev; do
 done
 echo "== tsan: the thread-facing tests under ThreadSanitizer"
 cmake --preset tsan -DASYNCIO_BUILD_TESTS=ON >/dev/null
-cmake --build --preset tsan --target test_threads test_events test_runners test_child_watch
+cmake --build --preset tsan --target test_threads test_events test_runners test_child_watch test_subprocess
 ctest --preset tsan

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -546,6 +547,33 @@ TEST_F(Subprocess, ALoopClosingWithAChildRunningReleasesItsFdsAndLeavesTheChildA
     int pid = run(leave_a_child_running());
     EXPECT_EQ(::kill(pid, 0), 0) << "the child was killed";
     ::kill(pid, SIGKILL);  // the loop core's reaper collects it
+}
+
+// ---- loops in many threads -----------------------------------------------------------------
+
+Coro<std::vector<std::string>> echo_each(int thread, int n) {
+    std::vector<Coro<std::string>> runs;
+    for (int i = 0; i < n; ++i) {
+        SubprocessOptions o;
+        o.stdout_ = PIPE;
+        runs.push_back(shell_output("echo " + std::to_string(thread) + "-" + std::to_string(i), o));
+    }
+    co_return co_await gather(std::move(runs));
+}
+
+class SubprocessThreads : public NoFdLeak {};
+
+TEST_F(SubprocessThreads, LoopsInFourThreadsEachRunAndHearTheirOwnChildren) {
+    // No process-wide SIGCHLD handler: each loop watches its own children (pidfds).
+    constexpr int threads = 4, per_thread = 10;
+    std::vector<std::vector<std::string>> got(threads);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back([t, &got] { got[t] = run(echo_each(t, per_thread)); });
+    for (auto& th : pool) th.join();
+    for (int t = 0; t < threads; ++t) {
+        ASSERT_EQ(got[t].size(), std::size_t(per_thread));
+        for (int i = 0; i < per_thread; ++i) EXPECT_EQ(got[t][i], std::to_string(t) + "-" + std::to_string(i) + "\n");
+    }
 }
 
 }  // namespace
