@@ -14,6 +14,10 @@ for preset in release dev; do
   echo "== $preset: test"
   ctest --preset "$preset"
 done
+echo "== release: the suite again with shuffled scheduling (ASYNCIO_SHUFFLE_SEED), two seeds"
+for seed in 1 2; do
+  ASYNCIO_SHUFFLE_SEED=$seed ctest --preset release
+done
 echo "== tsan: the thread-facing tests under ThreadSanitizer"
 cmake --preset tsan -DASYNCIO_BUILD_TESTS=ON >/dev/null
 cmake --build --preset tsan --target test_threads test_events test_runners test_child_watch test_subprocess

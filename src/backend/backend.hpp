@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <system_error>
+#include <utility>
 #include <vector>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -152,9 +153,30 @@ public:
     /// "epoll" or "io_uring".
     virtual const char* name() const noexcept = 0;
 
+    /// Shuffled scheduling, for tests (Seastar's SHUFFLE_TASK_QUEUE): from now on each poll()
+    /// reports the completions of different fds (and sides) in an order drawn from `seed`
+    /// (0: the kernel's order again), while the completions of one fd's side keep theirs. That
+    /// is the order Python leaves unspecified - whatever the selector reports - so code that
+    /// depends on it shows up. make_backend() sets it from $ASYNCIO_SHUFFLE_SEED.
+    void shuffle_completions(std::uint64_t seed) noexcept { shuffle_ = seed; }
+
 protected:
+    /// The next number of the shuffle's generator (splitmix64).
+    std::uint64_t shuffle_next() noexcept {
+        std::uint64_t z = (shuffle_ += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    /// Fisher-Yates over `items[0, n)` with the shuffle's generator.
+    template <class T>
+    void shuffle(T* items, std::size_t n) noexcept {
+        for (std::size_t i = n; i > 1; --i) std::swap(items[i - 1], items[shuffle_next() % i]);
+    }
+
     std::size_t in_flight_ = 0;  // started and not yet reported
     bool prefers_queued_io_ = false;
+    std::uint64_t shuffle_ = 0;  // the generator's state; 0: no shuffle
 };
 
 /// The epoll backend (always available on Linux).

@@ -94,6 +94,8 @@ public:
             timeout_ms = static_cast<int>(timeout * 1000.0 + 0.999);  // round up: never wake early
         epoll_event events[256];
         int n = ::epoll_wait(epfd_, events, 256, timeout_ms);
+        if (shuffle_ != 0 && n > 1) [[unlikely]]
+            shuffle(events, static_cast<std::size_t>(n));  // one event per fd: any order is one
         for (int i = 0; i < n; ++i) {
             const std::uint64_t tag = events[i].data.u64;
             const auto fd = static_cast<std::size_t>(tag & 0xffffffffu);

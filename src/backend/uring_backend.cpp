@@ -365,7 +365,16 @@ private:
     }
 
     /// Reports every completion the kernel has posted; returns how many operations completed.
+    /// A completion of a shuffled batch (reap_shuffled) and whether it was dispatched yet.
+    struct Pending {
+        Completion completion;
+        bool dispatched;
+    };
+    std::vector<Pending> shuffled_;
+
     int reap() {
+        if (shuffle_ != 0) [[unlikely]]
+            return reap_shuffled();
         int reported = 0;
         io_uring_cqe* cqe;
         while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
@@ -373,6 +382,38 @@ private:
             io_uring_cqe_seen(&ring_, cqe);  // before any callback: cancel() scans from here
             reported += dispatch(c);
         }
+        return reported;
+    }
+
+    /// reap() for shuffled scheduling: the batch's completions grouped by fd side, the groups
+    /// in a random order, each group in the kernel's order (a side's completions - a
+    /// multishot receive's chunks - must stay in order). The batch leaves the ring at once,
+    /// so while it is dispatched the ring scan of abandon() looks at its undispatched rest
+    /// first (for_each_completion), as it would find them in the ring otherwise.
+    int reap_shuffled() {
+        shuffled_.clear();
+        io_uring_cqe* cqe;
+        while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+            shuffled_.push_back(Pending{Completion{cqe->user_data, cqe->res, cqe->flags}, false});
+            io_uring_cqe_seen(&ring_, cqe);
+        }
+        std::vector<std::pair<std::uint64_t, std::size_t>> order;  // (group's key, index)
+        std::vector<std::pair<std::pair<void*, int>, std::uint64_t>> keys;
+        for (std::size_t i = 0; i < shuffled_.size(); ++i) {
+            const Completion& c = shuffled_[i].completion;
+            const std::pair<void*, int> side(tag_reg(c.tag), tag_side(c.tag));
+            auto known = std::find_if(keys.begin(), keys.end(), [&](const auto& k) { return k.first == side; });
+            const std::uint64_t key =
+                known != keys.end() ? known->second : keys.emplace_back(side, shuffle_next()).second;
+            order.emplace_back(key, i);
+        }
+        std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+        int reported = 0;
+        for (auto& [key, i] : order) {
+            shuffled_[i].dispatched = true;
+            reported += dispatch(shuffled_[i].completion);
+        }
+        shuffled_.clear();
         return reported;
     }
 
@@ -482,6 +523,8 @@ private:
     /// Calls `fn` for each completion with `tag` still in the ring (not yet reaped).
     template <class F>
     void for_each_completion(std::uint64_t tag, F fn) {
+        for (const Pending& p : shuffled_)  // a shuffled batch's rest: older than the ring's
+            if (!p.dispatched && p.completion.tag == tag) fn(p.completion);
         unsigned head;
         io_uring_cqe* cqe;
         io_uring_for_each_cqe(&ring_, head, cqe) {
