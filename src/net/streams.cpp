@@ -231,12 +231,19 @@ Coro<std::string> StreamReader::read(std::ptrdiff_t n) {
         // Everything until EOF. Python reads limit-sized blocks and joins them, so that the
         // transport keeps being resumed; taking the whole buffer at each wake-up does that
         // too, with one copy per byte instead of two.
+        // Python's order for each block: the exception, then a wait if the buffer is empty,
+        // then EOF ends the read. An exception set after the EOF that woke us (feed_eof then
+        // set_exception before the reader runs) is not raised: Python returns the data.
         std::string all;
         for (;;) {
             if (s.exception) std::rethrow_exception(s.exception);
-            if (s.size() == 0) {
-                if (s.eof) break;
-                co_await s.wait_for_data("read");
+            if (s.size() == 0 && !s.eof) co_await s.wait_for_data("read");
+            if (s.size() == 0) break;  // EOF (the wait ends only with data or EOF)
+            if (s.exception) {
+                // Set after the data that woke us: Python's read(limit) takes one block, then
+                // the next one raises (the block is lost with the raise; the rest stays).
+                s.take(std::min(s.limit, s.size()));
+                s.maybe_resume_transport();
                 continue;
             }
             s.take_all_into(all);

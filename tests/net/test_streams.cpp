@@ -472,6 +472,46 @@ TEST(StreamReader, ReadAllRaisesTheSetException) {
     run(main());
 }
 
+// Found by fuzz/stream_reader_fuzzer.cpp: EOF wakes the waiting read(-1), and an exception is
+// set before the reader runs. Python's read(-1) returns what it has (its read(limit) returns
+// b'' at EOF before it looks at the exception again); we used to raise the exception.
+TEST(StreamReader, ReadAllReturnsTheDataWhenEofWakesItBeforeAnExceptionIsSet) {
+    auto main = []() -> Coro<void> {
+        StreamReader r;
+        Task<std::string> t = create_task(r.read(-1));
+        co_await sleep(0);
+        r.feed_data("partial");
+        co_await sleep(0);
+        EXPECT_FALSE(t.done());
+        r.feed_eof();
+        r.set_exception(std::make_exception_ptr(TestError("boom")));
+        std::string d = co_await t;
+        EXPECT_EQ(d, "partial");
+        // The next read raises it.
+        auto e = co_await error_of(r.read(-1));
+        EXPECT_TRUE(holds<TestError>(e)) << message_of(e);
+    };
+    run(main());
+}
+
+// Found by fuzz/stream_reader_fuzzer.cpp: data wakes the waiting read(-1), and an exception is
+// set before the reader runs. Python's read(-1) reads limit-sized blocks and looks at the
+// exception before each: it takes one block, then raises, and the rest stays buffered. We used
+// to take the whole buffer before raising.
+TEST(StreamReader, ReadAllLeavesAllButOneBlockBufferedWhenAnExceptionFollowsTheData) {
+    auto main = []() -> Coro<void> {
+        StreamReader r(2);
+        Task<std::string> t = create_task(r.read(-1));
+        co_await sleep(0);
+        r.feed_data("abcdefgh");
+        r.set_exception(std::make_exception_ptr(TestError("boom")));
+        auto e = co_await error_of(t);
+        EXPECT_TRUE(holds<TestError>(e)) << message_of(e);
+        EXPECT_EQ(r.buffered(), 6u);
+    };
+    run(main());
+}
+
 // ---- readline ---------------------------------------------------------------------------------
 
 TEST(StreamReader, ReadlineWaitsForTheNewline) {
