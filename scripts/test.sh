@@ -18,6 +18,8 @@ echo "== release: the suite again with shuffled scheduling (ASYNCIO_SHUFFLE_SEED
 for seed in 1 2; do
   ASYNCIO_SHUFFLE_SEED=$seed ctest --preset release
 done
+echo "== fuzz: each fuzzer for 20 s over its seed corpus (clang-16, libFuzzer + ASan/UBSan)"
+scripts/fuzz.sh 20
 echo "== tsan: the thread-facing tests under ThreadSanitizer"
 cmake --preset tsan -DASYNCIO_BUILD_TESTS=ON >/dev/null
 cmake --build --preset tsan --target test_threads test_events test_runners test_child_watch test_subprocess
