@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite twice - GCC release (-O2, warnings as errors) and
-# Clang 16 Debug with AddressSanitizer + UndefinedBehaviorSanitizer - then the tests that
-# cross threads once more under ThreadSanitizer. First, the tree must follow .clang-format.
+# Clang 16 Debug with AddressSanitizer + UndefinedBehaviorSanitizer - then the release suite
+# with shuffled scheduling (two seeds), each fuzzer for a short run, and the tests that cross
+# threads once more under ThreadSanitizer. First, the tree must follow .clang-format.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
