@@ -9,6 +9,7 @@
 // docs/compilers.md), and protocol factories are named before the co_await.
 #include <gtest/gtest.h>
 
+#include "recording_protocol.hpp"
 #include "support.hpp"
 
 #include <csignal>
@@ -41,68 +42,10 @@ namespace {
 
 // ---- a recording protocol -------------------------------------------------------------------
 
-struct Rec : Protocol {
-    std::shared_ptr<Transport> transport;
-    std::vector<std::string> events;  // "made", "data", "eof", "lost", "pause", "resume"
-    std::string data;
-    int lost_calls = 0;
-    int pause_calls = 0;
-    int resume_calls = 0;
-    std::size_t size_at_pause = 0;
-    std::size_t size_at_resume = 0;
-    std::exception_ptr lost_exc;
-    Event changed;
-
-    void note(const char* e) {
-        if (events.empty() || events.back() != e || std::string(e) != "data") events.emplace_back(e);
-        changed.set();
-    }
-    void connection_made(std::shared_ptr<Transport> t) override {
-        transport = std::move(t);
-        note("made");
-    }
-    void data_received(std::string_view d) override {
-        data += d;
-        note("data");
-    }
-    bool eof_received() override {
-        note("eof");
-        return false;
-    }
-    void connection_lost(std::exception_ptr exc) override {
-        ++lost_calls;
-        lost_exc = exc;
-        note("lost");
-    }
-    void pause_writing() override {
-        ++pause_calls;
-        size_at_pause = transport->get_write_buffer_size();
-        note("pause");
-    }
-    void resume_writing() override {
-        ++resume_calls;
-        size_at_resume = transport->get_write_buffer_size();
-        note("resume");
-    }
-};
-
-std::vector<std::string> seq(std::initializer_list<const char*> names) { return {names.begin(), names.end()}; }
-
-Coro<void> until_loop(Event& changed, std::function<bool()> pred) {
-    while (!pred()) {
-        changed.clear();
-        co_await changed.wait();
-    }
-}
-
-/// Waits (10 s at most, so a bug fails instead of hanging) until `pred()` holds.
-Coro<void> until(Event& changed, std::function<bool()> pred) {
-    co_await wait_for(until_loop(changed, std::move(pred)), 10.0);
-}
-
-Coro<void> until_lost(Rec& p) {
-    co_await until(p.changed, [&p] { return p.lost_calls > 0; });
-}
+using Rec = asyncio_test::RecordingProtocol;
+using asyncio_test::seq;
+using asyncio_test::until;
+using asyncio_test::until_lost;
 
 // ---- fds ----------------------------------------------------------------------------------------
 
@@ -189,7 +132,7 @@ Coro<void> read_data_then_eof() {
     close_fd(p.w);
     co_await until_lost(*proto);
     EXPECT_EQ(proto->data, "12345678");
-    EXPECT_EQ(proto->events, seq({"made", "data", "eof", "lost"}));
+    EXPECT_EQ(proto->collapsed(), seq({"made", "data", "eof", "lost"}));
     EXPECT_FALSE(proto->lost_exc);
     EXPECT_TRUE(tr->is_closing());
     EXPECT_FALSE(fd_is_open(p.r)) << "the transport closes its fd";
@@ -239,7 +182,7 @@ Coro<void> close_while_reading() {
     write_all(p.w, "ignored");
     co_await until_lost(*proto);
     co_await settle();
-    EXPECT_EQ(proto->events, seq({"made", "lost"}));
+    EXPECT_EQ(proto->collapsed(), seq({"made", "lost"}));
     EXPECT_FALSE(proto->lost_exc);
     EXPECT_EQ(proto->lost_calls, 1);
     EXPECT_FALSE(fd_is_open(p.r));
@@ -314,7 +257,7 @@ Coro<void> read_fifo_and_socket() {
     close_fd(w);
     co_await until_lost(*proto);
     EXPECT_EQ(proto->data, "fifo");
-    EXPECT_EQ(proto->events, seq({"made", "data", "eof", "lost"}));
+    EXPECT_EQ(proto->collapsed(), seq({"made", "data", "eof", "lost"}));
 
     std::pair<Socket, Socket> ends = socketpair();
     auto proto2 = std::make_shared<Rec>();
@@ -324,7 +267,7 @@ Coro<void> read_fifo_and_socket() {
     ends.second.close();
     co_await until_lost(*proto2);
     EXPECT_EQ(proto2->data, "sock");
-    EXPECT_EQ(proto2->events, seq({"made", "data", "eof", "lost"}));
+    EXPECT_EQ(proto2->collapsed(), seq({"made", "data", "eof", "lost"}));
 }
 
 TEST(ReadPipe, AcceptsFifosAndUnixStreamSockets) { run_test(read_fifo_and_socket); }

@@ -52,28 +52,9 @@ namespace {
 
 using Rec = asyncio_test::RecordingProtocol;
 
-std::vector<std::string> seq(std::initializer_list<const char*> names) {
-    std::vector<std::string> v;
-    for (const char* n : names) v.emplace_back(n);
-    return v;
-}
-
-Coro<void> until_loop(Event& changed, std::function<bool()> pred) {
-    while (!pred()) {
-        changed.clear();
-        co_await changed.wait();
-    }
-}
-
-/// Waits (10 s at most, so a bug fails instead of hanging) until `pred()` holds; `changed`
-/// is set whenever what pred() looks at may have changed.
-Coro<void> until(Event& changed, std::function<bool()> pred) {
-    co_await wait_for(until_loop(changed, std::move(pred)), 10.0);
-}
-
-Coro<void> until_lost(Rec& p) {
-    co_await until(p.changed, [&p] { return p.lost_calls > 0; });
-}
+using asyncio_test::seq;
+using asyncio_test::until;
+using asyncio_test::until_lost;
 
 // ---- connections ----------------------------------------------------------------------------
 

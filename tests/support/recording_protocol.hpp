@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <exception>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -114,5 +115,26 @@ private:
         changed.set();
     }
 };
+
+/// A list of event names, for comparing with events / collapsed().
+inline std::vector<std::string> seq(std::initializer_list<const char*> names) { return {names.begin(), names.end()}; }
+
+inline asyncio::Coro<void> until_loop(asyncio::Event& changed, std::function<bool()> pred) {
+    while (!pred()) {
+        changed.clear();
+        co_await changed.wait();
+    }
+}
+
+/// Waits (10 s at most, so a bug fails instead of hanging) until `pred()` holds; `changed`
+/// is set whenever what pred() looks at may have changed.
+inline asyncio::Coro<void> until(asyncio::Event& changed, std::function<bool()> pred) {
+    co_await asyncio::wait_for(until_loop(changed, std::move(pred)), 10.0);
+}
+
+/// Waits until the protocol's connection_lost ran.
+inline asyncio::Coro<void> until_lost(RecordingProtocol& p) {
+    co_await until(p.changed, [&p] { return p.lost_calls > 0; });
+}
 
 }  // namespace asyncio_test
