@@ -55,11 +55,15 @@ ssize_t write_without_sigpipe(int fd, const void* data, std::size_t size) {
     ::sigemptyset(&sigpipe);
     ::sigaddset(&sigpipe, SIGPIPE);
     ::pthread_sigmask(SIG_BLOCK, &sigpipe, &old_mask);
-    // Checked once blocked: a SIGPIPE pending now was pending before (an unblocked one would
-    // have been delivered), so it is not ours to consume.
-    sigset_t pending;
-    ::sigpending(&pending);
-    const bool was_pending = ::sigismember(&pending, SIGPIPE) == 1;
+    // Checked once blocked: a SIGPIPE pending now was pending before, so it is not ours to
+    // consume. Only possible when this thread already blocked it: an unblocked one would have
+    // been delivered - so the usual case (not blocked) saves the sigpending call.
+    bool was_pending = false;
+    if (::sigismember(&old_mask, SIGPIPE) == 1) {
+        sigset_t pending;
+        ::sigpending(&pending);
+        was_pending = ::sigismember(&pending, SIGPIPE) == 1;
+    }
     ssize_t n;
     do {
         n = ::write(fd, data, size);

@@ -9,15 +9,78 @@
 #include "tls_seam.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <span>
 #include <cerrno>
 #include <stdexcept>
 #include <system_error>
 
+#include <sys/mman.h>
+
 namespace asyncio {
 
 namespace detail {
+
+namespace {
+/// What read() to EOF collects grows to the whole stream; past this size its block is
+/// pre-faulted in bulk (below: see append_prefaulted).
+constexpr std::size_t prefault_min = 8 * 1024 * 1024;
+/// How far ahead of the data the block is pre-faulted at a time.
+constexpr std::size_t prefault_step = 4 * 1024 * 1024;
+std::atomic<bool> prefault_unsupported{false};
+
+/// Asks the kernel to fault in [begin, end) for writing at once (MADV_POPULATE_WRITE, Linux
+/// 5.14): one call instead of a page fault per 4 KiB page. Only a hint - the contents are never
+/// changed, and a kernel without it (EINVAL) is not asked again.
+void prefault(char* begin, char* end) noexcept {
+#ifdef MADV_POPULATE_WRITE
+    if (prefault_unsupported.load(std::memory_order_relaxed)) return;
+    constexpr std::uintptr_t page = 4096;
+    // Whole pages inside the range only: the page around `begin` may hold someone else's block.
+    auto b = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) & ~(page - 1);
+    auto e = reinterpret_cast<std::uintptr_t>(end) & ~(page - 1);
+    if (e <= b) return;
+    if (::madvise(reinterpret_cast<void*>(b), e - b, MADV_POPULATE_WRITE) < 0 && errno == EINVAL)
+        prefault_unsupported.store(true, std::memory_order_relaxed);
+#else
+    (void)begin;
+    (void)end;
+#endif
+}
+
+/// out += data, for read() to EOF. Past prefault_min the string's block is pre-faulted just
+/// before it is written - the whole copy into a grown block, then the tail prefault_step at a
+/// time - instead of taking a page fault per page (the copy into a grown block and the kernel's
+/// zeroing are the same; the fault entries are what goes). `faulted`: how much of out's block
+/// is known to be faulted in. Never beyond what the string owns, so the memory in use does not
+/// change. 1 GiB through `cat` in C (bench/subprocess/floor/communicate_floor.c, copygrow
+/// without and with populate): 2.1-2.2 s -> 1.8 s.
+void append_prefaulted(std::string& out, std::string_view data, std::size_t& faulted) {
+    const std::size_t need = out.size() + data.size();
+    if (need > out.capacity()) {
+        const std::size_t cap = std::max(need, 2 * out.capacity());
+        if (cap < prefault_min) {
+            out.reserve(cap);
+        } else {
+            std::string grown;
+            grown.reserve(cap);
+            faulted = std::min(need + prefault_step, grown.capacity());
+            prefault(grown.data(), grown.data() + faulted);
+            grown.append(out);
+            out.swap(grown);
+        }
+    }
+    if (out.capacity() >= prefault_min && need > faulted) {
+        const std::size_t upto = std::min(need + prefault_step, out.capacity());
+        prefault(out.data() + faulted, out.data() + upto);
+        faulted = upto;
+    }
+    out.append(data);
+}
+}  // namespace
+
 /// The reader's bytes: [begin, end) of an uninitialised heap block (no zero-filling, unlike
 /// std::string::resize), so the transport can receive straight into the free tail.
 class ByteBuffer {
@@ -65,8 +128,9 @@ public:
         return out;
     }
     /// Appends everything to `out` and empties the buffer (same retention rule as take()).
-    void take_all_into(std::string& out, std::size_t retained_capacity) {
-        out.append(data_.get() + begin_, size());
+    /// `faulted`: see append_prefaulted.
+    void take_all_into(std::string& out, std::size_t& faulted, std::size_t retained_capacity) {
+        append_prefaulted(out, view(), faulted);
         begin_ = end_ = 0;
         if (cap_ > retained_capacity) release();
     }
@@ -121,7 +185,7 @@ struct StreamReaderState {
     std::size_t size() const noexcept { return buf.size(); }
     std::string_view view() const noexcept { return buf.view(); }
     std::string take(std::size_t n) { return buf.take(n, retained_capacity); }
-    void take_all_into(std::string& out) { buf.take_all_into(out, retained_capacity); }
+    void take_all_into(std::string& out, std::size_t& faulted) { buf.take_all_into(out, faulted, retained_capacity); }
     void clear() noexcept { buf.clear(); }
 
     /// feed_data's second half: wake the reader, pause the transport above 2 * limit.
@@ -235,6 +299,7 @@ Coro<std::string> StreamReader::read(std::ptrdiff_t n) {
         // then EOF ends the read. An exception set after the EOF that woke us (feed_eof then
         // set_exception before the reader runs) is not raised: Python returns the data.
         std::string all;
+        std::size_t faulted = 0;
         for (;;) {
             if (s.exception) std::rethrow_exception(s.exception);
             if (s.size() == 0 && !s.eof) co_await s.wait_for_data("read");
@@ -246,7 +311,7 @@ Coro<std::string> StreamReader::read(std::ptrdiff_t n) {
                 s.maybe_resume_transport();
                 continue;
             }
-            s.take_all_into(all);
+            s.take_all_into(all, faulted);
             s.maybe_resume_transport();
         }
         co_return all;

@@ -122,15 +122,17 @@ Coro<void> feed_stdin(StreamWriter stdin_, std::string input) {
     stdin_.close();
 }
 
-/// Python's Process._read_stream: everything until EOF, then the pipe is closed.
-Coro<std::string> read_stream(StreamReader reader, std::shared_ptr<Transport> pipe) {
-    std::string output = co_await reader.read();
+/// Python's Process._read_stream: everything until EOF, then the pipe is closed. The output
+/// goes into `*output` rather than being the task's result: gather() copies its children's
+/// results (a task's result may be asked for again), and copying a large output costs as much
+/// as reading it. Shared, not a reference into communicate()'s frame: when another child of
+/// the gather fails, communicate() is gone while this one still runs.
+Coro<void> read_stream(StreamReader reader, std::shared_ptr<Transport> pipe, std::shared_ptr<std::string> output) {
+    *output = co_await reader.read();
     if (pipe) pipe->close();
-    co_return output;
 }
 
 Coro<void> nothing() { co_return; }
-Coro<std::string> no_output() { co_return std::string(); }
 
 }  // namespace
 
@@ -151,14 +153,14 @@ Coro<int> Process::wait() { return detail::SubprocessAccess::wait(*transport_); 
 
 Coro<std::pair<std::string, std::string>> Process::communicate(std::string input) {
     Coro<void> feed = stdin_ ? detail::feed_stdin(*stdin_, std::move(input)) : detail::nothing();
-    Coro<std::string> out =
-        stdout_ ? detail::read_stream(*stdout_, transport_->get_pipe_transport(1)) : detail::no_output();
-    Coro<std::string> err =
-        stderr_ ? detail::read_stream(*stderr_, transport_->get_pipe_transport(2)) : detail::no_output();
-    auto [fed, out_bytes, err_bytes] = co_await gather(std::move(feed), std::move(out), std::move(err));
-    (void)fed;
+    auto out_bytes = std::make_shared<std::string>(), err_bytes = std::make_shared<std::string>();
+    Coro<void> out =
+        stdout_ ? detail::read_stream(*stdout_, transport_->get_pipe_transport(1), out_bytes) : detail::nothing();
+    Coro<void> err =
+        stderr_ ? detail::read_stream(*stderr_, transport_->get_pipe_transport(2), err_bytes) : detail::nothing();
+    co_await gather(std::move(feed), std::move(out), std::move(err));
     co_await wait();
-    co_return std::pair<std::string, std::string>(std::move(out_bytes), std::move(err_bytes));
+    co_return std::pair<std::string, std::string>(std::move(*out_bytes), std::move(*err_bytes));
 }
 
 void Process::send_signal(int sig) { transport_->send_signal(sig); }

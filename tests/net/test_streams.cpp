@@ -434,6 +434,29 @@ TEST(StreamReader, ReadAllReturnsDataLongerThanTheLimit) {
     run(main());
 }
 
+TEST(StreamReader, ReadAllCollectsTensOfMebibytesFedInUnevenPieces) {
+    // Past 8 MiB what read(-1) collects is pre-faulted ahead of the copies (growing the block
+    // and then in steps): every byte must still land in its place.
+    auto main = []() -> Coro<void> {
+        StreamReader r;
+        const std::string big = pattern(40 << 20);
+        Task<std::string> t = create_task(r.read(-1));
+        std::size_t at = 0, step = 1;
+        while (at < big.size()) {
+            const std::size_t n = std::min(big.size() - at, (step * 7919) % (700 * 1024) + 1);
+            r.feed_data(std::string_view(big).substr(at, n));
+            at += n;
+            ++step;
+            if (step % 3 == 0) co_await sleep(0);  // sometimes several pieces per wake-up
+        }
+        r.feed_eof();
+        std::string d = co_await t;
+        EXPECT_EQ(d.size(), big.size());
+        EXPECT_TRUE(d == big);
+    };
+    run(main());
+}
+
 TEST(StreamReader, ReadIsNotCappedByTheLimit) {
     auto main = []() -> Coro<void> {
         StreamReader r(3);
