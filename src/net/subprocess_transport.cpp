@@ -162,6 +162,7 @@ Coro<void> UnixSubprocessTransport::connect_pipes() {
         }
     }
     loop_->call_soon([self = shared_from_this()] {
+        self->made_ = true;
         if (self->protocol_) self->protocol_->connection_made(self);
     });
     for (auto& fn : *pending_) loop_->call_soon(std::move(fn));
@@ -207,15 +208,21 @@ void UnixSubprocessTransport::call(std::function<void()> fn) {
         loop_->call_soon(std::move(fn));
 }
 
+bool UnixSubprocessTransport::can_deliver_now() const noexcept { return made_ && queued_data_ == 0; }
+
 void UnixSubprocessTransport::pipe_data_received(int fd, std::string_view data) {
-    // Python defers this call too (call_soon); once connection_made has been scheduled we
-    // call the protocol at once instead - the same order, one copy and one callback less
-    // per chunk (the pipe transport already calls us from a loop callback).
-    if (!pending_) {
+    // Python defers this call too (call_soon); once connection_made has run and no deferred
+    // data is waiting we call the protocol at once instead - the same order, one copy and one
+    // callback less per chunk (the pipe transport already calls us from a loop callback).
+    // Not as soon as connection_made is scheduled: output read before it runs would reach a
+    // protocol that has not set up its readers (Process lost a short child's output so).
+    if (can_deliver_now()) {
         if (protocol_) protocol_->pipe_data_received(fd, data);
         return;
     }
+    ++queued_data_;
     call([self = shared_from_this(), fd, bytes = std::string(data)] {
+        --self->queued_data_;
         if (self->protocol_) self->protocol_->pipe_data_received(fd, bytes);
     });
 }

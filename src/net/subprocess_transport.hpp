@@ -109,6 +109,9 @@ private:
     /// Python's _call: queued until connection_made has been scheduled, then call_soon.
     void call(std::function<void()> fn);
     void try_finish();
+    /// Pipe data may go to the protocol at once: connection_made has run and no earlier data
+    /// waits in the loop's queue.
+    bool can_deliver_now() const noexcept;
     void call_connection_lost();
     /// wait() returns from now on; the loop lets go of us.
     void finish() noexcept;
@@ -121,6 +124,8 @@ private:
     int pid_ = -1;
     std::optional<int> returncode_;
     bool closed_ = false;
+    bool made_ = false;                          // the protocol's connection_made has run
+    std::size_t queued_data_ = 0;                // pipe data deferred with call_soon, not yet delivered
     bool finished_ = false;                      // connection_lost scheduled
     bool proc_gone_ = false;                     // connection_lost ran (Python's _proc = None)
     bool linked_ = false;                        // a loop resource
