@@ -76,7 +76,7 @@ public:
             self->datagram_protocol_->connection_made(self);
         });
         loop_->call_soon([self] {
-            if (!self->closing_) self->arm_reading();
+            if (!self->closing_) self->arm_datagram_reading();
         });
         if (on_made) loop_->call_soon(std::move(on_made));
     }
@@ -158,10 +158,10 @@ private:
         return r < 0 ? -errno : r;
     }
 
-    void arm_reading() {
-        if (read_op_.in_flight || released_) return;
-        read_op_.addrlen = SockAddr::capacity();
-        backend_->start(&read_op_);
+    void arm_datagram_reading() {
+        if (read_op_.in_flight || released_) return;  // the kernel may be using addrlen
+        read_op_.addrlen = SockAddr::capacity();      // recvfrom's address buffer, per datagram
+        arm_reading();
     }
 
     /// Unlike a stream transport's, a datagram protocol's exceptions are not fatal: in
@@ -182,7 +182,7 @@ private:
         } catch (...) {
             report_callback_error(op->result < 0 ? "error_received" : "datagram_received");
         }
-        if (!closing_) arm_reading();
+        if (!closing_) arm_datagram_reading();
     }
 
     void report_callback_error(const char* callback) {
@@ -259,24 +259,6 @@ Coro<std::vector<AddrInfo>> resolve_dgram(EventLoop& loop, std::string_view host
     co_return infos;
 }
 
-/// Starts the transport and waits until connection_made has run; on failure (cancellation)
-/// the transport is closed, as Python does. Returns the factory's protocol, whatever the
-/// transport did with it meanwhile.
-Coro<MadeEndpoint> wait_connection_made(EventLoop& loop, std::shared_ptr<SocketDatagramTransport> transport,
-                                        std::shared_ptr<BaseProtocol> protocol) {
-    Future<void> waiter(loop);
-    transport->start([waiter]() mutable {
-        if (!waiter.done()) waiter.set_result();
-    });
-    try {
-        co_await waiter;
-    } catch (...) {
-        transport->close();
-        throw;
-    }
-    co_return MadeEndpoint(std::move(transport), std::move(protocol));
-}
-
 /// The protocol and its transport over a ready socket (Python's tail of
 /// create_datagram_endpoint: the factory is only called once the socket is).
 Coro<MadeEndpoint> make_endpoint(EventLoop& loop, ProtocolFactory& factory, Socket sock, std::optional<SockAddr> peer,
@@ -284,7 +266,7 @@ Coro<MadeEndpoint> make_endpoint(EventLoop& loop, ProtocolFactory& factory, Sock
     std::shared_ptr<BaseProtocol> protocol = factory();
     auto transport =
         std::make_shared<SocketDatagramTransport>(loop, std::move(sock), protocol, std::move(peer), connected);
-    co_return co_await wait_connection_made(loop, std::move(transport), std::move(protocol));
+    co_return co_await start_and_wait<MadeEndpoint>(loop, std::move(transport), std::move(protocol));
 }
 
 /// One attempt of Python's loop over the address pairs: a socket of `family` with the options

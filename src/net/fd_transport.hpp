@@ -9,6 +9,8 @@
 #pragma once
 
 #include <asyncio/base_events.hpp>
+#include <asyncio/coroutines.hpp>
+#include <asyncio/futures.hpp>
 #include <asyncio/protocols.hpp>
 
 #include "backend/backend.hpp"
@@ -34,6 +36,23 @@ protected:
     /// Python's extra info: "peername", "sockname" (cached), "socket" (while the fd is open).
     std::any extra_info(std::string_view name) const;
     void stop_reading() noexcept;
+    /// Starts the read operation unless it is in flight or the fd is released.
+    void arm_reading() {
+        if (!read_op_.in_flight && !released_) backend_->start(&read_op_);
+    }
+    /// The stream transports' reading state (Python's `_paused`): is_reading(),
+    /// pause_reading() and resume_reading() of the socket and read-pipe transports.
+    bool reading_active() const noexcept { return !paused_ && !closing_; }
+    void pause_fd_reading() noexcept {
+        if (!reading_active()) return;
+        paused_ = true;
+        stop_reading();
+    }
+    void resume_fd_reading() {
+        if (closing_ || !paused_) return;
+        paused_ = false;
+        arm_reading();
+    }
 
     /// Python's _force_close: unsent data is dropped, reading stops, connection_lost(exc)
     /// follows through call_soon. Once only.
@@ -67,6 +86,7 @@ protected:
     IoOperation write_op_;
     int conn_lost_ = 0;
     bool closing_ = false;
+    bool paused_ = false;    // pause_reading() (stream transports)
     bool started_ = false;   // connection_made ran
     bool released_ = false;  // release_fd() or loop_closing() ran: the socket is closed
 
@@ -74,5 +94,24 @@ private:
     /// The loop closes (and unlinked us already): the fd is released without callbacks.
     void loop_closing() noexcept final;
 };
+
+/// Starts `transport` (its start(on_made)) and waits until connection_made has run, as
+/// Python's waiter future; a wait that ends otherwise (cancellation) closes the transport and
+/// rethrows. Returns {transport, protocol}: the factory's protocol, whatever the transport
+/// did with it meanwhile.
+template <class Made, class T>
+Coro<Made> start_and_wait(EventLoop& loop, std::shared_ptr<T> transport, std::shared_ptr<BaseProtocol> protocol) {
+    Future<void> waiter(loop);
+    transport->start([waiter]() mutable {
+        if (!waiter.done()) waiter.set_result();
+    });
+    try {
+        co_await waiter;
+    } catch (...) {
+        transport->close();
+        throw;
+    }
+    co_return Made(std::move(transport), std::move(protocol));
+}
 
 }  // namespace asyncio::detail

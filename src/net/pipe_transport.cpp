@@ -150,22 +150,6 @@ void ReadPipeTransport::start_io() {
     if (is_reading()) arm_reading();
 }
 
-void ReadPipeTransport::arm_reading() {
-    if (!read_op_.in_flight && !released_) backend_->start(&read_op_);
-}
-
-void ReadPipeTransport::pause_reading() {
-    if (!is_reading()) return;
-    paused_ = true;
-    stop_reading();
-}
-
-void ReadPipeTransport::resume_reading() {
-    if (closing_ || !paused_) return;
-    paused_ = false;
-    arm_reading();
-}
-
 void ReadPipeTransport::on_read(IoOperation* op) {
     auto* self = static_cast<ReadPipeTransport*>(op->user);
     std::shared_ptr<FdTransport> keep = self->self_;  // the callbacks may drop every other
@@ -427,24 +411,6 @@ void WritePipeTransport::resume_reading() {
 }
 
 // ---- connect_read_pipe / connect_write_pipe --------------------------------------------------
-namespace {
-/// Starts the transport and waits until connection_made has run (Python's waiter); closes
-/// the transport if that wait ends otherwise (cancellation).
-Coro<MadeConnection> start_pipe(EventLoop& loop, std::shared_ptr<PipeTransport> transport,
-                                std::shared_ptr<BaseProtocol> protocol) {
-    Future<void> waiter(loop);
-    transport->start([waiter]() mutable {
-        if (!waiter.done()) waiter.set_result();
-    });
-    try {
-        co_await waiter;
-    } catch (...) {
-        transport->close();
-        throw;
-    }
-    co_return MadeConnection(std::move(transport), std::move(protocol));
-}
-}  // namespace
 
 // The checks come before Socket::adopt: when they refuse, the fd is still the caller's (Python
 // leaves the pipe object alone too).
@@ -453,7 +419,7 @@ Coro<MadeConnection> ConnectionAccess::connect_read_pipe(EventLoop& loop, Protoc
     check_pipe_protocol(protocol.get());
     check_pipe_fd(fd, "Pipe transport is for pipes/sockets only.");
     auto transport = std::make_shared<ReadPipeTransport>(loop, Socket::adopt(fd), protocol);
-    co_return co_await start_pipe(loop, std::move(transport), std::move(protocol));
+    co_return co_await start_and_wait<MadeConnection>(loop, std::move(transport), std::move(protocol));
 }
 
 Coro<MadeConnection> ConnectionAccess::connect_write_pipe(EventLoop& loop, ProtocolFactory factory, int fd) {
@@ -461,7 +427,7 @@ Coro<MadeConnection> ConnectionAccess::connect_write_pipe(EventLoop& loop, Proto
     check_pipe_protocol(protocol.get());
     const mode_t mode = check_pipe_fd(fd, "Pipe transport is only for pipes, sockets and character devices");
     auto transport = std::make_shared<WritePipeTransport>(loop, Socket::adopt(fd), protocol, mode);
-    co_return co_await start_pipe(loop, std::move(transport), std::move(protocol));
+    co_return co_await start_and_wait<MadeConnection>(loop, std::move(transport), std::move(protocol));
 }
 
 }  // namespace asyncio::detail

@@ -80,9 +80,9 @@ public:
     ReadPipeTransport(EventLoop& loop, Socket fd, std::shared_ptr<BaseProtocol> protocol);
 
     void close() override;
-    bool is_reading() const noexcept override { return !paused_ && !closing_; }
-    void pause_reading() override;
-    void resume_reading() override;
+    bool is_reading() const noexcept override { return reading_active(); }
+    void pause_reading() override { pause_fd_reading(); }
+    void resume_reading() override { resume_fd_reading(); }
     /// Closes at once, as close() does (nothing is ever buffered on this side).
     void abort() override { close(); }
     // The missing writing side: the commands throw RuntimeError, the queries say "nothing".
@@ -95,7 +95,6 @@ public:
 
 private:
     void start_io() override;
-    void arm_reading();
     static void on_read(IoOperation* op);
     void read_ready(IoOperation* op);
     /// One read(2) into the protocol's buffer (or the scratch buffer for data_received).
@@ -106,8 +105,6 @@ private:
     /// ("Exception in callback") and the transport goes on.
     void report_callback_error(const char* callback);
     void drop_unsent() override {}
-
-    bool paused_ = false;
 };
 
 /// Python's _UnixWritePipeTransport (with _FlowControlMixin).

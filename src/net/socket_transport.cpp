@@ -95,22 +95,6 @@ void SocketTransport::start(std::function<void()> on_made) {
 }
 
 // ---- reading -------------------------------------------------------------------------------
-void SocketTransport::arm_reading() {
-    if (!read_op_.in_flight && !released_) backend_->start(&read_op_);
-}
-
-void SocketTransport::pause_reading() {
-    if (!is_reading()) return;
-    paused_ = true;
-    stop_reading();
-}
-
-void SocketTransport::resume_reading() {
-    if (closing_ || !paused_) return;
-    paused_ = false;
-    arm_reading();
-}
-
 void SocketTransport::on_read(IoOperation* op) {
     auto* self = static_cast<SocketTransport*>(op->user);
     // The callback may close the transport and drop every other reference.

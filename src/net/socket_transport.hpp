@@ -48,9 +48,9 @@ public:
     void set_protocol(std::shared_ptr<BaseProtocol> protocol) override;
     std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_; }
     // Transport
-    bool is_reading() const noexcept override { return !paused_ && !closing_; }
-    void pause_reading() override;
-    void resume_reading() override;
+    bool is_reading() const noexcept override { return reading_active(); }
+    void pause_reading() override { pause_fd_reading(); }
+    void resume_reading() override { resume_fd_reading(); }
     void write(std::string_view data) override;
     void write_eof() override;
     bool can_write_eof() const noexcept override { return true; }
@@ -72,7 +72,6 @@ public:
     void end_sendfile() noexcept;
 
 private:
-    void arm_reading();
     static void on_read(IoOperation* op);
     static void on_write(IoOperation* op);
     void read_ready(IoOperation* op);
@@ -107,7 +106,6 @@ private:
     std::string sending_;  // queued I/O: the bytes the in-flight send covers, from soff_
     std::size_t soff_ = 0;
     WriteFlowControl flow_;  // high/low water marks, pause_writing()/resume_writing()
-    bool paused_ = false;    // pause_reading()
     bool eof_ = false;       // write_eof() called
     bool sendfile_in_progress_ = false;
     std::optional<Future<void>> empty_waiter_;
