@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite twice - GCC release (-O2, warnings as errors) and
 # Clang 16 Debug with AddressSanitizer + UndefinedBehaviorSanitizer - then the release suite
-# with shuffled scheduling (two seeds), each fuzzer for a short run, and the tests that cross
+# with shuffled scheduling (two seeds) and under soft fault injection (two seeds), each fuzzer for a short run, and the tests that cross
 # threads once more under ThreadSanitizer. First, the tree must follow .clang-format.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,15 @@ done
 echo "== release: the suite again with shuffled scheduling (ASYNCIO_SHUFFLE_SEED), two seeds"
 for seed in 1 2; do
   ASYNCIO_SHUFFLE_SEED=$seed ctest --preset release
+done
+echo "== release: the suite again under soft fault injection (ASYNCIO_FAULTS: EINTR, EAGAIN, 1-byte transfers), two seeds"
+# Excluded until sorted out (docs/reliability.md, fault injection): SubprocessThreads (a data-loss
+# race in subprocess output across threads, seen without faults too), the shuffle contract test
+# (asserts an exact completion order, which injected EAGAINs change) and AcceptBurst's 200
+# clients (fails under injection, not yet analysed).
+for seed in 1 2; do
+  ASYNCIO_FAULTS=$seed:0.2:soft ctest --preset release -j2 \
+    -E 'SubprocessThreads|ShuffledCompletionsComeInASeededOrder|AcceptBurst.TwoHundredClients'
 done
 echo "== fuzz: each fuzzer for 20 s over its seed corpus (clang-16, libFuzzer + ASan/UBSan)"
 scripts/fuzz.sh 20

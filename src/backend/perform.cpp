@@ -1,5 +1,6 @@
 // src/backend/perform.cpp - see perform.hpp.
 #include "perform.hpp"
+#include "faults.hpp"
 
 #include <cerrno>
 
@@ -14,23 +15,23 @@ Outcome perform(IoOperation* op, char* provided, std::size_t provided_size) noex
     for (;;) {
         switch (op->kind) {
             case IoOperation::Kind::read:
-                r = ::read(fd, op->buffer, op->length);
+                r = sys::read(fd, op->buffer, op->length);
                 break;
             case IoOperation::Kind::write:
-                r = ::write(fd, op->buffer, op->length);
+                r = sys::write(fd, op->buffer, op->length);
                 break;
             case IoOperation::Kind::recv:
-                r = ::recv(fd, op->buffer, op->length, op->flags);
+                r = sys::recv(fd, op->buffer, op->length, op->flags);
                 break;
             case IoOperation::Kind::recv_provided:
-                r = ::recv(fd, provided, provided_size, op->flags);
+                r = sys::recv(fd, provided, provided_size, op->flags);
                 op->data = provided;
                 break;
             case IoOperation::Kind::recvfrom: {
                 void* buf = op->buffer ? op->buffer : provided;
                 std::size_t len = op->buffer ? op->length : provided_size;
                 socklen_t alen = op->addrlen;
-                r = ::recvfrom(fd, buf, len, op->flags, op->addr, op->addr ? &alen : nullptr);
+                r = sys::recvfrom(fd, buf, len, op->flags, op->addr, op->addr ? &alen : nullptr);
                 if (r >= 0) {
                     op->addrlen = alen;
                     op->data = static_cast<const char*>(buf);
@@ -38,18 +39,19 @@ Outcome perform(IoOperation* op, char* provided, std::size_t provided_size) noex
                 break;
             }
             case IoOperation::Kind::send:
-                r = ::send(fd, op->buffer, op->length, op->flags | MSG_NOSIGNAL);
+                r = sys::send(fd, op->buffer, op->length, op->flags | MSG_NOSIGNAL);
                 break;
             case IoOperation::Kind::sendto:
-                r = ::sendto(fd, op->buffer, op->length, op->flags | MSG_NOSIGNAL, op->addr, op->addrlen);
+                r = sys::sendto(fd, op->buffer, op->length, op->flags | MSG_NOSIGNAL, op->addr, op->addrlen);
                 break;
             case IoOperation::Kind::accept: {
                 socklen_t alen = op->addrlen;
-                r = ::accept4(fd, op->addr, op->addr ? &alen : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                r = sys::accept4(fd, op->addr, op->addr ? &alen : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (r >= 0) op->addrlen = alen;
                 break;
             }
             case IoOperation::Kind::connect: {
+                if (sys::connect_still_pending(fd)) return Outcome::would_block;
                 int err = 0;
                 socklen_t len = sizeof err;
                 if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;

@@ -7,6 +7,7 @@
 #include <asyncio/timeouts.hpp>
 
 #include "sock_argument.hpp"
+#include "backend/faults.hpp"
 #include "socket_transport.hpp"
 #include "tls_seam.hpp"
 
@@ -455,7 +456,7 @@ struct ServerState final : LoopResource, std::enable_shared_from_this<ServerStat
             if (r == -EAGAIN || r == -EWOULDBLOCK) break;
             if (++taken >= s->opts.backlog) break;
             socklen_t len = SockAddr::capacity();
-            r = ::accept4(l->sock.fileno(), l->peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            r = detail::sys::accept4(l->sock.fileno(), l->peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (r < 0) r = -errno;
             op->addrlen = len;
         }

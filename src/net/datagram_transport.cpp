@@ -7,6 +7,7 @@
 #include <asyncio/futures.hpp>
 
 #include "flow_control.hpp"
+#include "backend/faults.hpp"
 #include "fd_transport.hpp"
 #include "sock_argument.hpp"
 
@@ -152,8 +153,9 @@ private:
     ssize_t send_one(std::string_view data, const SockAddr& to) noexcept {
         ssize_t r;
         do {
-            r = connected_ ? ::send(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL)
-                           : ::sendto(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL, to.data(), to.size());
+            r = connected_
+                    ? detail::sys::sendto(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL, nullptr, 0)
+                    : detail::sys::sendto(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL, to.data(), to.size());
         } while (r < 0 && errno == EINTR);
         return r < 0 ? -errno : r;
     }

@@ -2,6 +2,7 @@
 // _UnixReadPipeTransport and _UnixWritePipeTransport, method by method (see
 // pipe_transport.hpp), and the loop's connect_read_pipe / connect_write_pipe.
 #include "pipe_transport.hpp"
+#include "backend/faults.hpp"
 
 #include <asyncio/exceptions.hpp>
 #include <asyncio/futures.hpp>
@@ -66,7 +67,7 @@ ssize_t write_without_sigpipe(int fd, const void* data, std::size_t size) {
     }
     ssize_t n;
     do {
-        n = ::write(fd, data, size);
+        n = detail::sys::write(fd, data, size);
     } while (n < 0 && errno == EINTR);
     const int err = errno;
     if (n < 0 && err == EPIPE && !was_pending) {
@@ -187,7 +188,7 @@ void ReadPipeTransport::read_once() {
     }
     ssize_t n;
     do {
-        n = ::read(sock_.fileno(), buf, size);
+        n = detail::sys::read(sock_.fileno(), buf, size);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -286,7 +287,7 @@ ssize_t WritePipeTransport::write_some(const char* data, std::size_t size) noexc
     ssize_t n;
     if (is_socket_) {
         do {
-            n = ::send(sock_.fileno(), data, size, MSG_NOSIGNAL);
+            n = detail::sys::send(sock_.fileno(), data, size, MSG_NOSIGNAL);
         } while (n < 0 && errno == EINTR);
     } else {
         n = write_without_sigpipe(sock_.fileno(), data, size);

@@ -6,6 +6,7 @@
 #include <asyncio/tasks.hpp>
 
 #include "io_awaiter.hpp"
+#include "backend/faults.hpp"
 #include "socket_transport.hpp"
 
 #include <algorithm>
@@ -41,7 +42,7 @@ Coro<std::size_t> sendfile_native(EventLoop& loop, int sock_fd, int fd, std::siz
     for (;;) {
         const std::size_t pos = offset + total;
         if (pos >= end || (!count && pos >= fsize)) break;
-        ssize_t r = ::sendfile(sock_fd, fd, &off, std::min<std::size_t>(end - pos, 0x7ffff000));
+        ssize_t r = detail::sys::sendfile(sock_fd, fd, &off, std::min<std::size_t>(end - pos, 0x7ffff000));
         if (r > 0) {
             total += static_cast<std::size_t>(r);
             continue;

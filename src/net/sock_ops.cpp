@@ -6,6 +6,7 @@
 #include <asyncio/threads.hpp>
 
 #include "io_awaiter.hpp"
+#include "backend/faults.hpp"
 
 #include <cerrno>
 #include <system_error>
@@ -43,7 +44,7 @@ Coro<std::size_t> EventLoop::sock_recv_into(Socket& sock, std::span<char> buffer
     check_socket(*this, sock, "sock_recv_into");
     // Bytes the backend kept from a cancelled receive come first: then no direct recv().
     if (!detail::IoAccess::backend(*this).registration(sock.fileno())->holds_input) {
-        ssize_t r = ::recv(sock.fileno(), buffer.data(), buffer.size(), 0);
+        ssize_t r = detail::sys::recv(sock.fileno(), buffer.data(), buffer.size(), 0);
         if (r >= 0) co_return static_cast<std::size_t>(r);
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) detail::throw_errno(errno, "recv");
     }
@@ -70,7 +71,7 @@ Coro<std::pair<std::size_t, SockAddr>> EventLoop::sock_recvfrom_into(Socket& soc
     if (nbytes > buffer.size()) throw std::invalid_argument("nbytes is greater than the length of the buffer");
     SockAddr from;
     socklen_t len = SockAddr::capacity();
-    ssize_t r = ::recvfrom(sock.fileno(), buffer.data(), nbytes, 0, from.data(), &len);
+    ssize_t r = detail::sys::recvfrom(sock.fileno(), buffer.data(), nbytes, 0, from.data(), &len);
     if (r < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) detail::throw_errno(errno, "recvfrom");
         detail::IoAwaiter aw(*this, sock.fileno(), Kind::recvfrom);
@@ -97,7 +98,7 @@ Coro<void> EventLoop::sock_sendall(Socket& sock, std::string_view data) {
     check_socket(*this, sock, "sock_sendall");
     std::size_t sent = 0;
     while (sent < data.size()) {
-        ssize_t r = ::send(sock.fileno(), data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+        ssize_t r = detail::sys::send(sock.fileno(), data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
         if (r >= 0) {
             sent += static_cast<std::size_t>(r);
             continue;
@@ -115,7 +116,8 @@ Coro<void> EventLoop::sock_sendall(Socket& sock, std::string_view data) {
 
 Coro<std::size_t> EventLoop::sock_sendto(Socket& sock, std::string_view data, const SockAddr& address) {
     check_socket(*this, sock, "sock_sendto");
-    ssize_t r = ::sendto(sock.fileno(), data.data(), data.size(), MSG_NOSIGNAL, address.data(), address.size());
+    ssize_t r =
+        detail::sys::sendto(sock.fileno(), data.data(), data.size(), MSG_NOSIGNAL, address.data(), address.size());
     if (r >= 0) co_return static_cast<std::size_t>(r);
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) detail::throw_errno(errno, "sendto");
     SockAddr to = address;
@@ -133,7 +135,7 @@ Coro<std::pair<Socket, SockAddr>> EventLoop::sock_accept(Socket& sock) {
     check_socket(*this, sock, "sock_accept");
     SockAddr peer;
     socklen_t len = SockAddr::capacity();
-    int fd = ::accept4(sock.fileno(), peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = detail::sys::accept4(sock.fileno(), peer.data(), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) detail::throw_errno(errno, "accept");
         detail::IoAwaiter aw(*this, sock.fileno(), Kind::accept);

@@ -1,6 +1,7 @@
 // src/net/socket_transport.cpp - SocketTransport: Python's _SelectorSocketTransport, method by
 // method, on completion-style operations (see socket_transport.hpp).
 #include "socket_transport.hpp"
+#include "backend/faults.hpp"
 
 #include <asyncio/exceptions.hpp>
 
@@ -173,7 +174,7 @@ void SocketTransport::buffered_read_ready() {
         return;
     ssize_t n;
     do {
-        n = ::recv(sock_.fileno(), buf.data(), buf.size(), 0);
+        n = detail::sys::recv(sock_.fileno(), buf.data(), buf.size(), 0);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -224,7 +225,7 @@ void SocketTransport::write(std::string_view data) {
     if (get_write_buffer_size() == 0) {
         ssize_t n;
         do {
-            n = ::send(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL);
+            n = detail::sys::send(sock_.fileno(), data.data(), data.size(), MSG_NOSIGNAL);
         } while (n < 0 && errno == EINTR);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
