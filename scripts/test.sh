@@ -20,13 +20,12 @@ for seed in 1 2; do
   ASYNCIO_SHUFFLE_SEED=$seed ctest --preset release
 done
 echo "== release: the suite again under soft fault injection (ASYNCIO_FAULTS: EINTR, EAGAIN, 1-byte transfers), two seeds"
-# Excluded until sorted out (docs/reliability.md, fault injection): SubprocessThreads (a data-loss
-# race in subprocess output across threads, seen without faults too), the shuffle contract test
+# Excluded until sorted out (docs/reliability.md, fault injection): the shuffle contract test
 # (asserts an exact completion order, which injected EAGAINs change) and AcceptBurst's 200
 # clients (fails under injection, not yet analysed).
 for seed in 1 2; do
   ASYNCIO_FAULTS=$seed:0.2:soft ctest --preset release -j2 \
-    -E 'SubprocessThreads|ShuffledCompletionsComeInASeededOrder|AcceptBurst.TwoHundredClients'
+    -E 'ShuffledCompletionsComeInASeededOrder|AcceptBurst.TwoHundredClients'
 done
 echo "== fuzz: each fuzzer for 20 s over its seed corpus (clang-16, libFuzzer + ASan/UBSan)"
 scripts/fuzz.sh 20
