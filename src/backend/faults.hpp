@@ -94,6 +94,20 @@ bool parse(const char* text, Config& out) noexcept;
 extern std::atomic<bool> active_flag;
 inline bool active() noexcept { return active_flag.load(std::memory_order_relaxed); }
 
+/// For a test whose premise is a kernel that takes every write at once (an empty write
+/// buffer right after write(), no pause_writing): injection is off while this lives, then
+/// as it was (the same generator and counts).
+class Suspended {
+public:
+    Suspended() noexcept : was_(active_flag.exchange(false)) {}
+    ~Suspended() { active_flag.store(was_); }
+    Suspended(const Suspended&) = delete;
+    Suspended& operator=(const Suspended&) = delete;
+
+private:
+    bool was_;
+};
+
 /// The slow path: 0 to go ahead (with `length` perhaps clamped to 1), or the errno to fail
 /// with. `fd` tells stream sockets from datagram ones.
 int decide(Call call, int fd, std::size_t& length) noexcept;

@@ -12,6 +12,7 @@
 // variables here for that reason.
 #include <gtest/gtest.h>
 
+#include "backend/faults.hpp"
 #include "recording_protocol.hpp"
 #include "support.hpp"
 
@@ -497,6 +498,7 @@ TEST(ProtocolCallbacks, ServerFactoryExceptionIsReportedAndTheServerKeepsServing
 }
 
 TEST(ProtocolCallbacks, UnixServerAndConnectionExchangeDataThroughProtocols) {
+    asyncio::detail::faults::Suspended premise;  // "hi" arrives in one read (fault injection off)
     char tmpl[] = "/tmp/asyncio-proto-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     std::string dir = tmpl;
@@ -605,6 +607,7 @@ TEST(TransportWrite, EchoServerReturnsALargePayloadIntact) {
 }
 
 TEST(TransportWrite, WriteSendsTheBytesToThePeer) {
+    asyncio::detail::faults::Suspended kernel_takes_everything;  // the premise (fault injection off)
     auto proto = std::make_shared<Rec>();
     std::string got;
     auto main = [&]() -> Coro<void> {
@@ -801,6 +804,7 @@ TEST(TransportWrite, WriteEofAfterCloseIsANoOp) {
 }
 
 TEST(TransportWrite, WriteAfterCloseIsIgnored) {
+    asyncio::detail::faults::Suspended kernel_takes_everything;  // the premise (fault injection off)
     auto proto = std::make_shared<Rec>();
     std::string got = "unset";
     auto main = [&]() -> Coro<void> {
@@ -994,6 +998,7 @@ TEST(TransportClose, DroppingEveryHandleDoesNotCutAnOpenConnection) {
 }
 
 TEST(TransportClose, AbortInsideDataReceivedEndsTheConnectionWithoutError) {
+    asyncio::detail::faults::Suspended premise;  // what the peer sends arrives in one read (fault injection off)
     auto proto = std::make_shared<Rec>();
     proto->on_data = [](Rec& p, std::string_view) { p.transport->abort(); };
     HandlerCapture handler;
@@ -1437,6 +1442,7 @@ TEST(TransportFlowControl, LowAboveHighIsInvalidAndKeepsTheOldLimits) {
 }
 
 TEST(TransportFlowControl, NoPauseWritingWhileTheKernelTakesEverything) {
+    asyncio::detail::faults::Suspended kernel_takes_everything;  // the premise (fault injection off)
     auto proto = std::make_shared<Rec>();
     std::string got;
     auto main = [&]() -> Coro<void> {
@@ -1802,6 +1808,7 @@ TEST(TransportProtocolSwitch, LaterCallbacksGoToTheNewProtocol) {
 }
 
 TEST(TransportProtocolSwitch, SetProtocolFromInsideDataReceivedTakesEffectForTheNextBytes) {
+    asyncio::detail::faults::Suspended one_read_per_write;  // the premise (fault injection off)
     auto first = std::make_shared<Rec>();
     auto second = std::make_shared<Rec>();
     first->on_data = [second](Rec& p, std::string_view) {
