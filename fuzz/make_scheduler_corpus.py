@@ -115,6 +115,9 @@ SEEDS = {
     "group-body-raises": prog(header(1), [try_(group([[sleep(3)]], [sleep(1), RAISE]))]),
     "group-cancelled": prog(header(2), [group([[sleep(3)], [sleep(4)]], [sleep(2)])], [sleep(1), cancel(0)]),
     "group-fails-while-cancelled": prog(header(2), [try_(group([[sleep(1), RAISE]], [sleep(3)]))], [sleep(1), cancel(0)]),
+    # a group failing at the deadline of the timeout around it: inside the timeout, the
+    # worker's cancelling() counts the timeout's cancel until the timeout's exit
+    "group-fails-at-timeout": prog(header(1), [try_(timeout(1, sleep(0), try_(group([[sleep(1), RAISE]], [sleep(3)]))))]),
     "group-in-timeout": prog(header(1), [try_(timeout(2, group([[sleep(5)], [sleep(1)]], [sleep(4)])))]),
     "shield": prog(header(2), [shield(sleep(3))], [sleep(1), cancel(0)]),
     "shield-raises": prog(header(1), [try_(shield(sleep(1), RAISE))]),

@@ -19,10 +19,10 @@
 //     or a CancelledError went through one of its steps after that cancel, or its cancelling()
 //     still counts it (a TaskGroup that failed reports the cancellation in the ExceptionGroup
 //     and leaves it counted, as Python does);
-//   * cancelling() bookkeeping: a worker leaving timeout()/wait_for()/task_group() normally or
-//     with TimeoutError/ExceptionGroup, with no cancel() of it in between, has the cancelling()
-//     it had on entry; a task that ended normally without being cancelled by a CANCEL step has
-//     cancelling() == 0;
+//   * cancelling() bookkeeping: a worker leaving its outermost timeout()/wait_for()/
+//     task_group() step normally or with TimeoutError/ExceptionGroup, with no cancel() of it in
+//     between, has the cancelling() it had on entry; a task that ended normally without being cancelled by a CANCEL
+//     step has cancelling() == 0;
 //   * locks are free with no waiters at the end, semaphores are back at their initial value
 //     with no waiters, events have no waiters, each queue holds puts - gets items (and never
 //     more than its maxsize);
@@ -209,6 +209,7 @@ struct World {
     std::vector<Task<>> workers;
     int cancels[4] = {0, 0, 0, 0};                      // cancel() calls on each worker that returned true
     bool saw_cancel[4] = {false, false, false, false};  // a CancelledError after the first
+    int nesting[4] = {0, 0, 0, 0};                      // timeout / wait_for / group steps a worker is inside
     std::vector<Task<>> spawned;                        // group children and shielded tasks
     int next_item = 0;
 };
@@ -257,14 +258,23 @@ struct Ctx {
 
 Coro<> run_block(Ctx ctx, const Block& b);
 
-/// Checks a worker's cancelling() after a timeout / wait_for / group step that it left
-/// normally or with a non-cancellation error, when no cancel() of it came in between.
+/// Checks a worker's cancelling() after the outermost timeout / wait_for / group step of its
+/// own frames, left normally or with a non-cancellation error, when no cancel() of it came in
+/// between. (Inside such a step the count may legitimately differ on exit: an enclosing
+/// timeout that expired counts one until its own exit uncancels it.)
 struct CancellingProbe {
     int worker = current_worker();
+    bool outermost = worker >= 0 && world->nesting[worker]++ == 0;
     int cancels_before = worker >= 0 ? world->cancels[worker] : 0;
     int cancelling_before = worker >= 0 ? world->workers[worker].cancelling() : 0;
+    CancellingProbe() = default;
+    CancellingProbe(const CancellingProbe&) = delete;
+    CancellingProbe& operator=(const CancellingProbe&) = delete;
+    ~CancellingProbe() {
+        if (worker >= 0) --world->nesting[worker];
+    }
     void check(const char* what) const {
-        if (worker < 0 || world->cancels[worker] != cancels_before) return;
+        if (!outermost || world->cancels[worker] != cancels_before) return;
         if (world->workers[worker].cancelling() != cancelling_before) {
             std::fprintf(stderr, "%s: cancelling() %d on entry, %d on exit\n", what, cancelling_before,
                          world->workers[worker].cancelling());
