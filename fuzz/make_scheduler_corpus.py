@@ -118,6 +118,9 @@ SEEDS = {
     # a group failing at the deadline of the timeout around it: inside the timeout, the
     # worker's cancelling() counts the timeout's cancel until the timeout's exit
     "group-fails-at-timeout": prog(header(1), [try_(timeout(1, sleep(0), try_(group([[sleep(1), RAISE]], [sleep(3)]))))]),
+    # an eager worker: its first steps run inside create_task(); an outer group's cancel of it
+    # is still pending when the inner group exits
+    "eager-group-in-group": prog(header(2, eager=True), [group([[wait_for(0)]], [shield(), group([[], [], []])])], []),
     "group-in-timeout": prog(header(1), [try_(timeout(2, group([[sleep(5)], [sleep(1)]], [sleep(4)])))]),
     "shield": prog(header(2), [shield(sleep(3))], [sleep(1), cancel(0)]),
     "shield-raises": prog(header(1), [try_(shield(sleep(1), RAISE))]),

@@ -209,8 +209,11 @@ struct World {
     std::vector<Task<>> workers;
     int cancels[4] = {0, 0, 0, 0};                      // cancel() calls on each worker that returned true
     bool saw_cancel[4] = {false, false, false, false};  // a CancelledError after the first
-    int nesting[4] = {0, 0, 0, 0};                      // timeout / wait_for / group steps a worker is inside
-    std::vector<Task<>> spawned;                        // group children and shielded tasks
+    // Each worker's task, recorded by the worker itself as it starts: an eager worker runs its
+    // first steps inside create_task(), before `workers` holds its handle.
+    const void* worker_ids[4] = {nullptr, nullptr, nullptr, nullptr};
+    int nesting[4] = {0, 0, 0, 0};  // timeout / wait_for / group steps a worker is inside
+    std::vector<Task<>> spawned;    // group children and shielded tasks
     int next_item = 0;
 };
 
@@ -218,10 +221,9 @@ World* world = nullptr;
 
 /// The worker the running task is, or -1 (a child task).
 int current_worker() {
-    AnyTask cur = current_task();
-    for (std::size_t w = 0; w < world->workers.size(); ++w)
-        if (world->workers[w].state_ptr() != nullptr && world->workers[w].state_ptr() == cur.state_ptr())
-            return static_cast<int>(w);
+    const void* cur = current_task().state_ptr();
+    for (int w = 0; w < 4; ++w)
+        if (cur != nullptr && world->worker_ids[w] == cur) return w;
     return -1;
 }
 
@@ -266,7 +268,7 @@ struct CancellingProbe {
     int worker = current_worker();
     bool outermost = worker >= 0 && world->nesting[worker]++ == 0;
     int cancels_before = worker >= 0 ? world->cancels[worker] : 0;
-    int cancelling_before = worker >= 0 ? world->workers[worker].cancelling() : 0;
+    int cancelling_before = worker >= 0 ? current_task().cancelling() : 0;
     CancellingProbe() = default;
     CancellingProbe(const CancellingProbe&) = delete;
     CancellingProbe& operator=(const CancellingProbe&) = delete;
@@ -275,9 +277,9 @@ struct CancellingProbe {
     }
     void check(const char* what) const {
         if (!outermost || world->cancels[worker] != cancels_before) return;
-        if (world->workers[worker].cancelling() != cancelling_before) {
+        if (current_task().cancelling() != cancelling_before) {
             std::fprintf(stderr, "%s: cancelling() %d on entry, %d on exit\n", what, cancelling_before,
-                         world->workers[worker].cancelling());
+                         current_task().cancelling());
             fail("cancelling() bookkeeping", worker);
         }
     }
@@ -433,7 +435,10 @@ Coro<> run_block(Ctx ctx, const Block& b) {
     for (const Node& n : b) co_await run_step(ctx, n);
 }
 
-Coro<> worker(int w) { co_await run_block(Ctx{}, world->prog.scripts[w]); }
+Coro<> worker(int w) {
+    world->worker_ids[w] = current_task().state_ptr();
+    co_await run_block(Ctx{}, world->prog.scripts[w]);
+}
 
 /// Checks a finished task: cancelled, an allowed exception, or a normal end.
 void check_task(Task<>& t, int worker, int cancels) {
