@@ -12,7 +12,7 @@ seconds=${1:-30}
 shift || true
 fuzzers=("$@")
 if [ ${#fuzzers[@]} -eq 0 ]; then
-  fuzzers=(stream_reader)
+  fuzzers=(stream_reader scheduler)
 fi
 targets=()
 for f in "${fuzzers[@]}"; do targets+=("${f}_fuzzer"); done
