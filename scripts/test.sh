@@ -20,12 +20,12 @@ for seed in 1 2; do
   ASYNCIO_SHUFFLE_SEED=$seed ctest --preset release
 done
 echo "== release: the suite again under soft fault injection (ASYNCIO_FAULTS: EINTR, EAGAIN, 1-byte transfers), two seeds"
-# Excluded until sorted out (docs/reliability.md, fault injection): the shuffle contract test
-# (asserts an exact completion order, which injected EAGAINs change) and AcceptBurst's 200
-# clients (fails under injection, not yet analysed).
+# Left out (docs/reliability.md): the shuffle contract test asserts an exact completion order,
+# which the injected EAGAINs change; AcceptBurst's small-backlog test fails under 1-byte sends
+# (its clients past the listen queue depend on TCP retransmitting their first segment).
 for seed in 1 2; do
   ASYNCIO_FAULTS=$seed:0.2:soft ctest --preset release -j2 \
-    -E 'ShuffledCompletionsComeInASeededOrder|AcceptBurst.TwoHundredClients'
+    -E 'ShuffledCompletionsComeInASeededOrder|AcceptBurst.MoreClientsThanASmallBacklog'
 done
 echo "== fuzz: each fuzzer for 20 s over its seed corpus (clang-16, libFuzzer + ASan/UBSan)"
 scripts/fuzz.sh 20
