@@ -414,17 +414,17 @@ Coro<void> one(const std::uint8_t* data, std::size_t size) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     static EventLoop loop;
-    static int baseline = [] {
+    [[maybe_unused]] static const bool contexts = [] {
         server_context();
         client_ctx(false);
         client_ctx(true);
-        return -1;
+        return true;
     }();
-    // The loop's own fds (the poller, its wake-up fd) exist once it has run once.
+    // The loop's own fds (the poller, its wake-up fd) exist once it has run once. The count is
+    // taken afresh for each input: libFuzzer's leak check between inputs (LeakSanitizer's
+    // StopTheWorld) may hold an fd of its own for a while.
     loop.run_until_complete(spin(1));
-    if (baseline < 0) baseline = open_fds();
     const int before = open_fds();
-    if (before != baseline) fail("fd count changed between inputs");
     loop.run_until_complete(one(data, size));
     for (int i = 0; i < 100 && open_fds() != before; ++i) loop.run_until_complete(spin(1));
     if (open_fds() != before) fail("an fd is left open");
