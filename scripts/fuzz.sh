@@ -11,11 +11,6 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 fuzzers=("$@")
-if [ ${#fuzzers[@]} -eq 0 ]; then
-  fuzzers=(stream_reader scheduler)
-fi
-targets=()
-for f in "${fuzzers[@]}"; do targets+=("${f}_fuzzer"); done
 
 # ASan's stack-use-after-return check makes every C++ throw scan a fake stack: 7x slower here
 # (the stream fuzzer throws on most reads), for frames that are mostly coroutine frames on the
@@ -23,6 +18,13 @@ for f in "${fuzzers[@]}"; do targets+=("${f}_fuzzer"); done
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_stack_use_after_return=0}
 
 cmake --preset fuzz >/dev/null
+if [ ${#fuzzers[@]} -eq 0 ]; then
+  fuzzers=(stream_reader scheduler)
+  # tls_record only when the build has TLS (OpenSSL 3 found: ASYNCIO_WITH_TLS=ON)
+  if grep -q '^ASYNCIO_WITH_TLS:BOOL=ON' build/fuzz/CMakeCache.txt; then fuzzers+=(tls_record); fi
+fi
+targets=()
+for f in "${fuzzers[@]}"; do targets+=("${f}_fuzzer"); done
 cmake --build --preset fuzz --target "${targets[@]}"
 
 for f in "${fuzzers[@]}"; do
