@@ -65,6 +65,12 @@ unsigned applicable(Call call) noexcept {
 const bool from_environment = [] {
     const char* env = std::getenv("ASYNCIO_FAULTS");
     if (env == nullptr || *env == '\0') return false;
+    if (!compiled_in) {
+        std::fprintf(stderr,
+                     "ASYNCIO_FAULTS is set, but this build has no fault injection "
+                     "(configure with -DASYNCIO_FAULT_INJECTION=ON, as the test presets do); ignored\n");
+        return false;
+    }
     Config config;
     if (!parse(env, config)) {
         std::fprintf(stderr,

@@ -91,6 +91,13 @@ Counts counts() noexcept;
 /// Parses "seed:rate:kinds"; false when malformed.
 bool parse(const char* text, Config& out) noexcept;
 
+/// Whether this build has the seam (CMake ASYNCIO_FAULT_INJECTION, on in the test presets).
+#ifdef ASYNCIO_FAULT_INJECTION
+inline constexpr bool compiled_in = true;
+#else
+inline constexpr bool compiled_in = false;
+#endif
+
 extern std::atomic<bool> active_flag;
 inline bool active() noexcept { return active_flag.load(std::memory_order_relaxed); }
 
@@ -116,6 +123,9 @@ int decide(Call call, int fd, std::size_t& length) noexcept;
 
 namespace asyncio::detail::sys {
 
+// Compiled in only with ASYNCIO_FAULT_INJECTION (the test presets): elsewhere the wrappers are
+// the plain system calls, and the seam costs nothing.
+#ifdef ASYNCIO_FAULT_INJECTION
 #define ASYNCIO_FAULT_POINT(call, fd, len)                        \
     if (faults::active()) [[unlikely]] {                          \
         if (const int injected = faults::decide(call, fd, len)) { \
@@ -123,6 +133,9 @@ namespace asyncio::detail::sys {
             return -1;                                            \
         }                                                         \
     }
+#else
+#define ASYNCIO_FAULT_POINT(call, fd, len) (void)(len);
+#endif
 
 inline ssize_t read(int fd, void* buf, std::size_t len) noexcept {
     ASYNCIO_FAULT_POINT(faults::Call::read, fd, len)
@@ -160,6 +173,10 @@ inline ssize_t sendfile(int out_fd, int in_fd, off_t* offset, std::size_t count)
 }
 /// The connect completion: true when it must be treated as still in progress.
 inline bool connect_still_pending(int fd) noexcept {
+#ifndef ASYNCIO_FAULT_INJECTION
+    (void)fd;
+    return false;
+#endif
     if (!faults::active()) [[likely]]
         return false;
     std::size_t len = 0;
