@@ -27,6 +27,8 @@ for seed in 1 2; do
   ASYNCIO_FAULTS=$seed:0.2:soft ctest --preset release -j2 \
     -E 'ShuffledCompletionsComeInASeededOrder|AcceptBurst.MoreClientsThanASmallBacklog'
 done
+echo "== python: the Python face (asyncio_cpp) for each interpreter, both backends"
+scripts/test_python.sh
 echo "== fuzz: each fuzzer for 20 s over its seed corpus (clang-16, libFuzzer + ASan/UBSan)"
 scripts/fuzz.sh 20
 echo "== tsan: the thread-facing tests under ThreadSanitizer"

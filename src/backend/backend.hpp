@@ -160,6 +160,18 @@ public:
     /// depends on it shows up. make_backend() sets it from $ASYNCIO_SHUFFLE_SEED.
     void shuffle_completions(std::uint64_t seed) noexcept { shuffle_ = seed; }
 
+    /// What an embedding does while poll() waits in the kernel: `leave` just before a wait
+    /// that may block, `enter` right after it, before any completion is reported. The Python
+    /// face releases CPython's GIL there, so other Python threads run while the loop sleeps
+    /// and every completion (which may call Python) runs with the GIL held again.
+    struct BlockingHooks {
+        void (*leave)(void* arg) noexcept;
+        void (*enter)(void* arg) noexcept;
+        void* arg;
+    };
+    /// Sets the hooks (null: none). `hooks` must outlive the backend or be reset first.
+    void set_blocking_hooks(const BlockingHooks* hooks) noexcept { hooks_ = hooks; }
+
 protected:
     /// The next number of the shuffle's generator (splitmix64).
     std::uint64_t shuffle_next() noexcept {
@@ -174,7 +186,19 @@ protected:
         for (std::size_t i = n; i > 1; --i) std::swap(items[i - 1], items[shuffle_next() % i]);
     }
 
+    /// Runs `wait()` (a blocking kernel wait) between the embedding's hooks, if any.
+    template <class Wait>
+    auto blocking(Wait wait) {
+        if (!hooks_) [[likely]]
+            return wait();
+        hooks_->leave(hooks_->arg);
+        auto result = wait();
+        hooks_->enter(hooks_->arg);
+        return result;
+    }
+
     std::size_t in_flight_ = 0;  // started and not yet reported
+    const BlockingHooks* hooks_ = nullptr;
     bool prefers_queued_io_ = false;
     std::uint64_t shuffle_ = 0;  // the generator's state; 0: no shuffle
 };

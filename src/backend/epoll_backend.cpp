@@ -93,7 +93,8 @@ public:
         else
             timeout_ms = static_cast<int>(timeout * 1000.0 + 0.999);  // round up: never wake early
         epoll_event events[256];
-        int n = ::epoll_wait(epfd_, events, 256, timeout_ms);
+        int n = timeout_ms == 0 ? ::epoll_wait(epfd_, events, 256, 0)
+                                : blocking([&] { return ::epoll_wait(epfd_, events, 256, timeout_ms); });
         if (shuffle_ != 0 && n > 1) [[unlikely]]
             shuffle(events, static_cast<std::size_t>(n));  // one event per fd: any order is one
         for (int i = 0; i < n; ++i) {

@@ -238,7 +238,7 @@ public:
         if (reported > 0 || timeout == 0) {
             rc = io_uring_submit_and_get_events(&ring_);
         } else if (timeout < 0) {
-            rc = io_uring_submit_and_wait(&ring_, 1);
+            rc = blocking([&] { return io_uring_submit_and_wait(&ring_, 1); });
         } else {
             // Round up to the microsecond: never wake before the timer is due.
             const auto usec = static_cast<long long>(timeout * 1e6 + 0.999);
@@ -246,7 +246,7 @@ public:
             ts.tv_sec = usec / 1000000;
             ts.tv_nsec = (usec % 1000000) * 1000;
             io_uring_cqe* cqe = nullptr;
-            rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+            rc = blocking([&] { return io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr); });
         }
         if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
             throw std::system_error(-rc, std::generic_category(), "io_uring_enter");

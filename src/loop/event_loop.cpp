@@ -250,6 +250,8 @@ void EventLoop::run_once() {
         if (!impl.wakeup_read.in_flight) impl.arm_wakeup();
         if (anchor_->wakeup_pending.load()) drain_threadsafe_inbox();
     }
+    if (impl.after_poll) [[unlikely]]
+        impl.after_poll(impl.after_poll_arg);
 
     if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed)) dispatch_signals();
     process_timers();

@@ -64,6 +64,12 @@ struct EventLoop::Impl {
     std::vector<std::pair<const void*, std::unique_ptr<detail::LoopResource>>> states;
     std::unordered_map<int, std::unique_ptr<detail::FdWatch>> fd_watches;
 
+    /// An embedding's check after each poll of the backend (the Python face: CPython's
+    /// pending signals, so Ctrl-C interrupts a sleeping loop as it does the stock one). It may
+    /// throw: the iteration then ends there, its timers and callbacks still queued.
+    void (*after_poll)(void* arg) = nullptr;
+    void* after_poll_arg = nullptr;
+
     int wakeup_fd = -1;  // owned here; writers reach it through the anchor (see LoopAnchor)
     std::uint64_t wakeup_buffer = 0;
     detail::IoOperation wakeup_read;

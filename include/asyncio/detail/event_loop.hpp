@@ -746,6 +746,13 @@ namespace detail {
 /// The runtime's private door into the loop, used by tasks, futures and awaiters.
 struct LoopAccess {
     static void schedule(EventLoop& loop, ReadyItem* item) noexcept { loop.ready_.push_back(item); }
+    /// Like schedule(), for a new call_soon() from a layer above: what other threads posted
+    /// with call_soon_threadsafe() before it goes first, as call_soon() guarantees.
+    static void schedule_soon(EventLoop& loop, ReadyItem* item) {
+        if (loop.anchor_->wakeup_pending.load(std::memory_order_acquire)) [[unlikely]]
+            loop.drain_threadsafe_inbox();
+        loop.ready_.push_back(item);
+    }
     static TaskBase*& current_task(EventLoop& loop) noexcept { return loop.current_task_; }
     static LoopAnchor* anchor(EventLoop& loop) noexcept { return loop.anchor_; }
     static void add_timer(EventLoop& loop, TimerNode* node, double when);
