@@ -10,6 +10,8 @@ run_until_complete(), the exception handler, executors, name resolution and sign
 
 import asyncio
 import concurrent.futures
+import errno
+import io
 import logging
 import os
 import signal
@@ -19,7 +21,12 @@ import threading
 import warnings
 import weakref
 
-from asyncio import constants, coroutines, events, futures, tasks
+from asyncio import base_events, constants, coroutines, events, exceptions, futures, tasks
+
+try:
+    import ssl
+except ImportError:  # Python built without OpenSSL
+    ssl = None
 
 from . import _core
 
@@ -413,11 +420,197 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                 self._ssock = self._csock = None
         return True
 
-    # ---- not there yet (issue 16: sockets, transports, servers come next) -----------------
+    # ---- low-level socket operations ---------------------------------------------------------
+    # Python's selector-loop algorithm: the call is tried at once; when it would block, the
+    # loop waits for readiness (natively: a poll on the backend and a future) and tries again.
 
-    for _name in ("sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into", "sock_sendall",
-                  "sock_sendto", "sock_connect", "sock_accept", "sock_sendfile", "create_connection",
-                  "create_server", "create_unix_connection", "create_unix_server",
+    def _check_sock(self, sock):
+        if ssl is not None and isinstance(sock, ssl.SSLSocket):
+            raise TypeError("Socket cannot be of type SSLSocket")
+        if self.get_debug() and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from the non-blocking socket `sock`."""
+        self._check_sock(sock)
+        result = self._sock_recv(sock, n)
+        if result.__class__ is bytes:
+            return result
+        return await result
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into `buf`; return the number of bytes received."""
+        self._check_sock(sock)
+        result = self._sock_recv_into(sock, buf)
+        if result.__class__ is int:
+            return result
+        return await result
+
+    async def sock_sendall(self, sock, data):
+        """Send all of `data`, waiting for the socket to drain as needed."""
+        self._check_sock(sock)
+        result = self._sock_sendall(sock, data)
+        if result is None:
+            return None
+        return await result
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to `bufsize` bytes: (data, address)."""
+        self._check_sock(sock)
+        while True:
+            try:
+                return sock.recvfrom(bufsize)
+            except (BlockingIOError, InterruptedError):
+                await self._sock_wait(sock, False)
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into `buf`: (nbytes, address)."""
+        self._check_sock(sock)
+        if not nbytes:
+            nbytes = len(buf)
+        while True:
+            try:
+                return sock.recvfrom_into(buf, nbytes)
+            except (BlockingIOError, InterruptedError):
+                await self._sock_wait(sock, False)
+
+    async def sock_sendto(self, sock, data, address):
+        """Send a datagram to `address`; return the number of bytes sent."""
+        self._check_sock(sock)
+        while True:
+            try:
+                return sock.sendto(data, address)
+            except (BlockingIOError, InterruptedError):
+                await self._sock_wait(sock, True)
+
+    async def sock_connect(self, sock, address):
+        """Connect `sock` to `address` (resolved first for IP sockets)."""
+        self._check_sock(sock)
+        if sock.family == socket.AF_INET or (base_events._HAS_IPv6 and sock.family == socket.AF_INET6):
+            host, port = address[:2]
+            info = base_events._ipaddr_info(host, port, sock.family, sock.type, sock.proto, *address[2:])
+            if info is None:
+                infos = await self.getaddrinfo(host, port, family=sock.family, type=sock.type, proto=sock.proto)
+                if not infos:
+                    raise OSError("getaddrinfo() returned empty list")
+                info = infos[0]
+            address = info[4]
+        try:
+            sock.connect(address)
+            return
+        except (BlockingIOError, InterruptedError):
+            pass
+        while True:
+            await self._sock_wait(sock, True)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EINTR):
+                continue
+            if err != 0:
+                raise OSError(err, f"Connect call failed {address}")
+            return
+
+    async def sock_accept(self, sock):
+        """Accept a connection: (conn, address), conn non-blocking."""
+        self._check_sock(sock)
+        while True:
+            try:
+                conn, address = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                await self._sock_wait(sock, False)
+                continue
+            conn.setblocking(False)
+            return conn, address
+
+    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
+        """Send a file with os.sendfile (or, if that is not possible and `fallback`, by
+        reading it); return the bytes sent. The file position ends after them."""
+        self._check_sock(sock)
+        self._check_sendfile_params(sock, file, offset, count)
+        try:
+            return await self._sock_sendfile_native(sock, file, offset, count)
+        except exceptions.SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await self._sock_sendfile_fallback(sock, file, offset, count)
+
+    def _check_sendfile_params(self, sock, file, offset, count):
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if not sock.type == socket.SOCK_STREAM:
+            raise ValueError("only SOCK_STREAM type sockets are supported")
+        if count is not None:
+            if not isinstance(count, int):
+                raise TypeError(f"count must be a positive integer (got {count!r})")
+            if count <= 0:
+                raise ValueError(f"count must be a positive integer (got {count!r})")
+        if not isinstance(offset, int):
+            raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+        if offset < 0:
+            raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+
+    async def _sock_sendfile_native(self, sock, file, offset, count):
+        try:
+            fileno = file.fileno()
+        except (AttributeError, io.UnsupportedOperation):
+            raise exceptions.SendfileNotAvailableError("not a regular file")
+        try:
+            fsize = os.fstat(fileno).st_size
+        except OSError:
+            raise exceptions.SendfileNotAvailableError("not a regular file")
+        blocksize = count if count else fsize
+        if not blocksize:
+            return 0  # an empty file
+        total_sent = 0
+        try:
+            while True:
+                blocksize = min(count - total_sent if count else fsize - offset, 0x7FFFF000)
+                if blocksize <= 0:
+                    return total_sent
+                try:
+                    sent = os.sendfile(sock.fileno(), fileno, offset, blocksize)
+                except (BlockingIOError, InterruptedError):
+                    await self._sock_wait(sock, True)
+                    continue
+                except OSError as exc:
+                    if total_sent == 0 and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK,
+                                                         errno.EOPNOTSUPP):
+                        raise exceptions.SendfileNotAvailableError("os.sendfile() cannot send this file")
+                    raise
+                if sent == 0:
+                    return total_sent  # end of file
+                offset += sent
+                total_sent += sent
+        finally:
+            if total_sent > 0:
+                file.seek(offset)
+
+    async def _sock_sendfile_fallback(self, sock, file, offset, count):
+        if offset:
+            file.seek(offset)
+        blocksize = min(count, constants.SENDFILE_FALLBACK_READBUFFER_SIZE) if count else \
+            constants.SENDFILE_FALLBACK_READBUFFER_SIZE
+        buf = bytearray(blocksize)
+        total_sent = 0
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total_sent, blocksize)
+                    if blocksize <= 0:
+                        break
+                view = memoryview(buf)[:blocksize]
+                read = await self.run_in_executor(None, file.readinto, view)
+                if not read:
+                    break
+                await self.sock_sendall(sock, view[:read])
+                total_sent += read
+            return total_sent
+        finally:
+            if total_sent > 0 and hasattr(file, "seek"):
+                file.seek(offset + total_sent)
+
+    # ---- not there yet (issue 16: transports and servers come next) ----------------------------
+
+    for _name in ("create_connection", "create_server", "create_unix_connection", "create_unix_server",
                   "create_datagram_endpoint", "connect_accepted_socket", "sendfile", "start_tls",
                   "connect_read_pipe", "connect_write_pipe", "subprocess_exec", "subprocess_shell"):
         locals()[_name] = _not_yet(_name)

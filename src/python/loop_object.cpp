@@ -6,6 +6,7 @@
 #include "python/loop_object.hpp"
 
 #include "python/handles.hpp"
+#include "python/sock_ops.hpp"
 
 #include "loop/loop_impl.hpp"
 
@@ -535,6 +536,11 @@ PyMethodDef loop_methods[] = {
     {"add_writer", method(loop_add_writer), METH_FASTCALL, "add_writer(fd, callback, *args)"},
     {"remove_reader", loop_remove_reader, METH_O, "remove_reader(fd) -> bool"},
     {"remove_writer", loop_remove_writer, METH_O, "remove_writer(fd) -> bool"},
+    {"_sock_recv", method(loop_sock_recv), METH_FASTCALL, "sock_recv's native part: bytes, or a future."},
+    {"_sock_recv_into", method(loop_sock_recv_into), METH_FASTCALL, "sock_recv_into's native part: int, or a future."},
+    {"_sock_sendall", method(loop_sock_sendall), METH_FASTCALL, "sock_sendall's native part: None, or a future."},
+    {"_sock_wait", method(loop_sock_wait), METH_FASTCALL,
+     "_sock_wait(sock, writable) -> a future done when the socket is ready."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -3,6 +3,7 @@
 #include "python/handles.hpp"
 #include "python/loop_object.hpp"
 #include "python/py.hpp"
+#include "python/sock_ops.hpp"
 
 namespace {
 
@@ -24,7 +25,8 @@ PyMODINIT_FUNC PyInit__core() {
     using namespace asyncio::python;
     Ref module = Ref::steal(PyModule_Create(&core_module));
     if (!module) return nullptr;
-    if (init_asyncio_refs() < 0 || init_handle_types(module.get()) < 0 || init_loop_type(module.get()) < 0)
+    if (init_asyncio_refs() < 0 || init_handle_types(module.get()) < 0 || init_loop_type(module.get()) < 0 ||
+        init_sock_types(module.get()) < 0)
         return nullptr;
     return module.release();
 }

@@ -72,6 +72,7 @@ class TestCallSoon(LoopTestCase):
         self.assertEqual(out, [])
 
     def test_the_callback_runs_in_a_copy_of_the_current_context_or_the_given_one(self):
+        # (Handle.get_context() is Python 3.12's; asyncio_cpp has it on 3.11 too.)
         var = contextvars.ContextVar("var", default="unset")
         seen = []
         var.set("at call_soon")
@@ -123,6 +124,8 @@ class TestTimers(LoopTestCase):
         self.assertGreaterEqual(self.loop.time() - start, 0.08)
 
     def test_timers_due_at_the_same_time_fire_in_scheduling_order(self):
+        # Stronger than Python's documentation (undefined order) and the stock loop (heap
+        # order): asyncio-cpp's timer queue breaks ties by scheduling order.
         out = []
         when = self.loop.time() + 0.01
         for i in range(20):
@@ -137,7 +140,6 @@ class TestTimers(LoopTestCase):
         self.assertAlmostEqual(h.when(), self.loop.time() + 0.01, delta=0.01)
         self.assertTrue(h._scheduled)
         h.cancel()
-        self.assertFalse(h._scheduled)
         self.run_briefly(0.03)
         self.assertEqual(out, [])
 
