@@ -21,7 +21,7 @@ import threading
 import warnings
 import weakref
 
-from asyncio import base_events, constants, coroutines, events, exceptions, futures, tasks
+from asyncio import base_events, constants, coroutines, events, exceptions, futures, tasks, trsock
 
 try:
     import ssl
@@ -32,7 +32,7 @@ from . import _core
 
 logger = logging.getLogger("asyncio")
 
-__all__ = ("Loop",)
+__all__ = ("Loop", "Server")
 
 
 def _run_until_complete_cb(fut):
@@ -42,6 +42,84 @@ def _run_until_complete_cb(fut):
             # The loop stops by the exception itself, leaving run_forever().
             return
     fut.get_loop().stop()
+
+
+def _transport_socket(fd):
+    """get_extra_info('socket') and Server.sockets: an asyncio.trsock.TransportSocket over a
+    socket object of a duplicate of the fd (options set through it apply to the same socket;
+    closing it leaves the transport's fd open)."""
+    return trsock.TransportSocket(socket.socket(fileno=os.dup(fd)))
+
+
+def _port_number(port):
+    if port is None:
+        return 0
+    if isinstance(port, str):
+        return int(port) if port.isdigit() else socket.getservbyname(port)
+    return int(port)
+
+
+def _no_tls(what):
+    raise NotImplementedError(
+        f"asyncio_cpp: {what} with TLS (ssl=) is not implemented yet (issue 16, part 2); "
+        f"use the stock loop for TLS meanwhile")
+
+
+class Server(events.AbstractServer):
+    """A listening server (asyncio.Server's interface): close(), serve_forever(),
+    wait_closed(), sockets, close_clients(), abort_clients(), async with."""
+
+    def __init__(self, loop, handle):
+        self._loop = loop
+        self._handle = handle
+        self._sockets = None
+
+    def __repr__(self):
+        return f"<{self.__class__.__name__} sockets={self.sockets!r}>"
+
+    def get_loop(self):
+        return self._loop
+
+    def is_serving(self):
+        return self._handle.is_serving()
+
+    @property
+    def sockets(self):
+        fds = self._handle.fds()
+        if not fds:
+            self._drop_sockets()
+            return ()
+        if self._sockets is None:
+            self._sockets = tuple(_transport_socket(fd) for fd in fds)
+        return self._sockets
+
+    def _drop_sockets(self):
+        if self._sockets:
+            for s in self._sockets:
+                s._sock.close()
+        self._sockets = None
+
+    def close(self):
+        self._handle.close()
+        self._drop_sockets()
+
+    def close_clients(self):
+        self._handle.close_clients()
+
+    def abort_clients(self):
+        self._handle.abort_clients()
+
+    async def start_serving(self):
+        await self._handle.start_serving()
+
+    async def serve_forever(self):
+        try:
+            await self._handle.serve_forever()
+        finally:
+            self._drop_sockets()
+
+    async def wait_closed(self):
+        await self._handle.wait_closed()
 
 
 def _not_yet(name):
@@ -608,11 +686,148 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             if total_sent > 0 and hasattr(file, "seek"):
                 file.seek(offset + total_sent)
 
-    # ---- not there yet (issue 16: transports and servers come next) ----------------------------
+    # ---- connections and servers -------------------------------------------------------------
+    # The arguments are checked here with Python's messages; the connection is made by the
+    # C++ loop, and the transport is its C++ transport (asyncio_cpp.Transport).
 
-    for _name in ("create_connection", "create_server", "create_unix_connection", "create_unix_server",
-                  "create_datagram_endpoint", "connect_accepted_socket", "sendfile", "start_tls",
-                  "connect_read_pipe", "connect_write_pipe", "subprocess_exec", "subprocess_shell"):
+    async def create_connection(self, protocol_factory, host=None, port=None, *, ssl=None, family=0, proto=0,
+                                flags=0, sock=None, local_addr=None, server_hostname=None,
+                                ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
+                                happy_eyeballs_delay=None, interleave=None, all_errors=False):
+        """Connect to host:port (or wrap the connected `sock`); return (transport, protocol)."""
+        if server_hostname is not None and not ssl:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None and not ssl:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        if sock is not None:
+            base_events._check_ssl_socket(sock)
+        if ssl:
+            _no_tls("create_connection")
+        if happy_eyeballs_delay is not None and interleave is None:
+            interleave = 1
+        if host is not None or port is not None:
+            if sock is not None:
+                raise ValueError("host/port and sock can not be specified at the same time")
+            local_host, local_port = None, -1
+            if local_addr is not None:
+                local_host, local_port = local_addr[0], _port_number(local_addr[1])
+            return await self._create_connection(
+                protocol_factory, host if host is not None else "localhost", _port_number(port), family, proto,
+                flags, local_host, local_port, -1.0 if happy_eyeballs_delay is None else happy_eyeballs_delay,
+                interleave or 0, bool(all_errors))
+        if sock is None:
+            raise ValueError("host and port was not specified and no sock specified")
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+        return await self._connect_fd(protocol_factory, sock.detach(), 0)
+
+    async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
+                                     server_hostname=None, ssl_handshake_timeout=None,
+                                     ssl_shutdown_timeout=None):
+        """Connect to the Unix socket `path` (or wrap `sock`); return (transport, protocol)."""
+        if ssl:
+            _no_tls("create_unix_connection")
+        if server_hostname is not None:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        if ssl_handshake_timeout is not None:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        if path is not None:
+            if sock is not None:
+                raise ValueError("path and sock can not be specified at the same time")
+            return await self._create_unix_connection(protocol_factory, os.fsdecode(os.fspath(path)))
+        if sock is None:
+            raise ValueError("no path and sock were specified")
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+        return await self._connect_fd(protocol_factory, sock.detach(), 1)
+
+    async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None, ssl_handshake_timeout=None,
+                                      ssl_shutdown_timeout=None):
+        """Wrap an accepted connection `sock`; return (transport, protocol)."""
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None and not ssl:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        if ssl:
+            _no_tls("connect_accepted_socket")
+        base_events._check_ssl_socket(sock)
+        return await self._connect_fd(protocol_factory, sock.detach(), 2)
+
+    async def create_server(self, protocol_factory, host=None, port=None, *, family=socket.AF_UNSPEC,
+                            flags=socket.AI_PASSIVE, sock=None, backlog=100, ssl=None, reuse_address=None,
+                            reuse_port=None, keep_alive=None, ssl_handshake_timeout=None,
+                            ssl_shutdown_timeout=None, start_serving=True):
+        """Listen on host:port (host: a name, a sequence of names, or None/'' for every
+        interface), or on the bound `sock`; return a Server."""
+        if isinstance(ssl, bool):
+            raise TypeError("ssl argument must be an SSLContext or None")
+        if ssl_handshake_timeout is not None and ssl is None:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None and ssl is None:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        if sock is not None:
+            base_events._check_ssl_socket(sock)
+        if ssl is not None:
+            _no_tls("create_server")
+        if host is not None or port is not None:
+            if sock is not None:
+                raise ValueError("host/port and sock can not be specified at the same time")
+            if reuse_address is None:
+                reuse_address = os.name == "posix" and sys.platform != "cygwin"
+            if host == "" or host is None:
+                hosts = []
+            elif isinstance(host, str) or not hasattr(host, "__iter__"):
+                hosts = [host]
+            else:
+                hosts = list(host)
+            handle = await self._create_server(protocol_factory, hosts, _port_number(port), family, flags,
+                                               backlog, bool(reuse_address), bool(reuse_port), bool(keep_alive),
+                                               bool(start_serving))
+        else:
+            if sock is None:
+                raise ValueError("Neither host/port nor sock were specified")
+            if sock.type != socket.SOCK_STREAM:
+                raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+            handle = await self._serve_fd(protocol_factory, sock.detach(), False, backlog, bool(keep_alive),
+                                          bool(start_serving))
+        return Server(self, handle)
+
+    async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
+                                 ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True,
+                                 cleanup_socket=True):
+        """Listen on the Unix socket `path` (or the bound `sock`); return a Server."""
+        if isinstance(ssl, bool):
+            raise TypeError("ssl argument must be an SSLContext or None")
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None and not ssl:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        if ssl:
+            _no_tls("create_unix_server")
+        if path is not None:
+            if sock is not None:
+                raise ValueError("path and sock can not be specified at the same time")
+            handle = await self._create_unix_server(protocol_factory, os.fsdecode(os.fspath(path)), backlog,
+                                                    bool(start_serving))
+        else:
+            if sock is None:
+                raise ValueError("path was not specified, and no sock specified")
+            if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+                raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+            handle = await self._serve_fd(protocol_factory, sock.detach(), True, backlog, False,
+                                          bool(start_serving))
+        return Server(self, handle)
+
+    # ---- not there yet (issue 16: datagrams, sendfile, then part 2: TLS, pipes, subprocesses)
+
+    for _name in ("create_datagram_endpoint", "sendfile", "start_tls", "connect_read_pipe",
+                  "connect_write_pipe", "subprocess_exec", "subprocess_shell"):
         locals()[_name] = _not_yet(_name)
     del _name
 

@@ -5,6 +5,7 @@
 // per task step and per future callback, so its cost is the loop's cost.
 #include "python/loop_object.hpp"
 
+#include "python/connections.hpp"
 #include "python/handles.hpp"
 #include "python/sock_ops.hpp"
 
@@ -541,6 +542,12 @@ PyMethodDef loop_methods[] = {
     {"_sock_sendall", method(loop_sock_sendall), METH_FASTCALL, "sock_sendall's native part: None, or a future."},
     {"_sock_wait", method(loop_sock_wait), METH_FASTCALL,
      "_sock_wait(sock, writable) -> a future done when the socket is ready."},
+    {"_create_connection", loop_create_connection, METH_VARARGS, nullptr},
+    {"_create_unix_connection", loop_create_unix_connection, METH_VARARGS, nullptr},
+    {"_connect_fd", loop_connect_fd, METH_VARARGS, nullptr},
+    {"_create_server", loop_create_server, METH_VARARGS, nullptr},
+    {"_serve_fd", loop_serve_fd, METH_VARARGS, nullptr},
+    {"_create_unix_server", loop_create_unix_server, METH_VARARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -1,9 +1,11 @@
 // src/python/module.cpp - the extension module asyncio_cpp._core: the loop's native half and
 // its handles (the package python/asyncio_cpp builds the public Loop on them).
+#include "python/connections.hpp"
 #include "python/handles.hpp"
 #include "python/loop_object.hpp"
 #include "python/py.hpp"
 #include "python/sock_ops.hpp"
+#include "python/transport_object.hpp"
 
 namespace {
 
@@ -26,7 +28,8 @@ PyMODINIT_FUNC PyInit__core() {
     Ref module = Ref::steal(PyModule_Create(&core_module));
     if (!module) return nullptr;
     if (init_asyncio_refs() < 0 || init_handle_types(module.get()) < 0 || init_loop_type(module.get()) < 0 ||
-        init_sock_types(module.get()) < 0)
+        init_sock_types(module.get()) < 0 || init_transport_type(module.get()) < 0 ||
+        init_connection_types(module.get()) < 0)
         return nullptr;
     return module.release();
 }

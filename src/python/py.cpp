@@ -1,6 +1,9 @@
 // src/python/py.cpp - exception plumbing between C++ and CPython, and the asyncio lookups.
 #include "python/py.hpp"
 
+#include "python/handles.hpp"
+#include "python/loop_object.hpp"
+
 #include <new>
 #include <stdexcept>
 #include <system_error>
@@ -35,9 +38,21 @@ void restore_exception(PyObject* exc) noexcept {
 #endif
 }
 
+PyError::PyError(PyObject* e) noexcept : exception(Ref::steal(e)) {
+    try {
+        Ref r = Ref::steal(e ? PyObject_Repr(e) : nullptr);
+        const char* s = r ? PyUnicode_AsUTF8(r.get()) : nullptr;
+        description = s ? s : "Python exception";
+    } catch (...) {
+    }
+    PyErr_Clear();
+}
+
 PyObject* set_python_error() noexcept {
     try {
         throw;
+    } catch (const PyError& e) {
+        restore_exception(Py_NewRef(e.exception.get()));
     } catch (const LeaveLoop&) {
         // The exception is kept by the loop object; this path is not reached for it.
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "asyncio_cpp: lost a SystemExit/KeyboardInterrupt");
@@ -72,6 +87,11 @@ PyObject* set_python_error() noexcept {
         PyErr_SetString(PyExc_SystemError, "asyncio_cpp: unknown C++ exception");
     }
     return nullptr;
+}
+
+[[noreturn]] void throw_python_error(LoopObject* loop) {
+    if (PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) leave_loop(loop);
+    throw PyError(fetch_exception());
 }
 
 namespace {

@@ -8,6 +8,8 @@
 
 #include <asyncio/exceptions.hpp>
 
+#include <exception>
+#include <string>
 #include <utility>
 
 namespace asyncio::python {
@@ -46,6 +48,20 @@ private:
 /// the loop object (LoopObject::exit_exception) until run_forever() re-raises it. Derived
 /// from the C++ runtime's KeyboardInterrupt, which every layer already lets through.
 struct LeaveLoop : asyncio::KeyboardInterrupt {};
+
+/// A Python exception on its way through C++ code (a protocol method that raised, inside a
+/// transport): the C++ layers handle it as any exception, and set_python_error() turns it
+/// back into the Python exception it was.
+struct PyError : std::exception {
+    explicit PyError(PyObject* exception) noexcept;  // takes over the reference
+    Ref exception;
+    std::string description;  // repr(exception), for the C++ layers' logs
+    const char* what() const noexcept override { return description.c_str(); }
+};
+/// Throws the current Python exception as a PyError (LeaveLoop for SystemExit and
+/// KeyboardInterrupt, which `loop` keeps).
+struct LoopObject;
+[[noreturn]] void throw_python_error(LoopObject* loop);
 
 /// The current Python exception (normalized), taken out of the error indicator; null if none.
 PyObject* fetch_exception() noexcept;

@@ -1,0 +1,39 @@
+// src/python/transport_object.hpp - asyncio_cpp.Transport: a C++ stream transport (TCP or
+// Unix socket) behind Python's asyncio.Transport interface (write/writelines/write_eof, flow
+// control, pause_reading/resume_reading, close/abort, get_extra_info with Python's keys).
+#pragma once
+
+#include "python/py.hpp"
+
+#include <asyncio/sockets.hpp>
+#include <asyncio/transports.hpp>
+
+#include <memory>
+
+namespace asyncio::python {
+
+struct LoopObject;
+
+struct TransportObject {
+    PyObject_HEAD std::shared_ptr<Transport>* transport;  // owned (a pointer keeps this struct standard-layout)
+    LoopObject* loop;                                     // strong
+    PyObject* protocol;                                   // strong: the Python protocol (get_protocol())
+    PyObject* socket;                                     // get_extra_info('socket'), made on first use
+    PyObject* weakreflist;
+};
+
+extern PyTypeObject* TransportType;
+int init_transport_type(PyObject* module) noexcept;
+
+/// A new Python transport for `transport`, whose Python protocol is `protocol` (borrowed).
+TransportObject* new_transport(LoopObject* loop, std::shared_ptr<Transport> transport, PyObject* protocol);
+
+/// The connection is gone: closes the duplicate fd behind get_extra_info('socket') (while it
+/// is open, the peer would not see the connection close).
+void release_extra_socket(PyObject* transport) noexcept;
+
+/// A socket address as Python gives it: (host, port) for IPv4, (host, port, flowinfo,
+/// scope_id) for IPv6, the path (str, or bytes for an abstract name) for Unix sockets.
+PyObject* address_to_python(const SockAddr& address);
+
+}  // namespace asyncio::python
