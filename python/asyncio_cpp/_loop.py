@@ -44,6 +44,9 @@ def _run_until_complete_cb(fut):
     fut.get_loop().stop()
 
 
+_unset = object()
+
+
 def _transport_socket(fd):
     """get_extra_info('socket') and Server.sockets: an asyncio.trsock.TransportSocket over a
     socket object of a duplicate of the fd (options set through it apply to the same socket;
@@ -824,9 +827,48 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                                           bool(start_serving))
         return Server(self, handle)
 
-    # ---- not there yet (issue 16: datagrams, sendfile, then part 2: TLS, pipes, subprocesses)
+    async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None, *, family=0,
+                                       proto=0, flags=0, reuse_address=_unset, reuse_port=None,
+                                       allow_broadcast=None, sock=None):
+        """A datagram endpoint: bound to local_addr, connected to remote_addr (or over the
+        datagram socket `sock`); return (transport, protocol)."""
+        if sock is not None:
+            if sock.type == socket.SOCK_STREAM:
+                raise ValueError(f"A datagram socket was expected, got {sock!r}")
+            if (local_addr or remote_addr or family or proto or flags or reuse_port or allow_broadcast):
+                opts = dict(local_addr=local_addr, remote_addr=remote_addr, family=family, proto=proto, flags=flags,
+                            reuse_address=reuse_address, reuse_port=reuse_port, allow_broadcast=allow_broadcast)
+                problems = ", ".join(f"{k}={v}" for k, v in opts.items() if v and v is not _unset)
+                raise ValueError(f"socket modifier keyword arguments can not be used when sock is specified. "
+                                 f"({problems})")
+            sock.setblocking(False)
+            return await self._create_datagram_endpoint(protocol_factory, sock.detach(), None, -1, None, -1, 0, 0, 0,
+                                                        False, False)
+        if reuse_address is not _unset:
+            if reuse_address:
+                raise ValueError("Passing `reuse_address=True` is no longer supported, as the usage of "
+                                 "SO_REUSEPORT in UDP poses a significant security concern.")
+            warnings.warn("The *reuse_address* parameter has been deprecated as of 3.5.10 and is scheduled "
+                          "for removal in 3.11.", DeprecationWarning, stacklevel=2)
+        if family == socket.AF_UNIX:
+            for addr, name in ((local_addr, "local_addr"), (remote_addr, "remote_addr")):
+                if addr is not None and not isinstance(addr, (str, bytes)):
+                    raise TypeError(f"string is expected, got {addr!r} for {name}")
+            return await self._create_datagram_endpoint(
+                protocol_factory, -1, os.fsdecode(local_addr) if local_addr else None, -1,
+                os.fsdecode(remote_addr) if remote_addr else None, -1, family, proto, flags, False, False)
+        local_host, local_port = (None, -1) if local_addr is None else (local_addr[0], _port_number(local_addr[1]))
+        remote_host, remote_port = (None, -1) if remote_addr is None else (remote_addr[0],
+                                                                             _port_number(remote_addr[1]))
+        if local_addr is None and remote_addr is None and family == 0:
+            raise ValueError("unexpected address family")
+        return await self._create_datagram_endpoint(protocol_factory, -1, local_host, local_port, remote_host,
+                                                    remote_port, family, proto, flags, bool(reuse_port),
+                                                    bool(allow_broadcast))
 
-    for _name in ("create_datagram_endpoint", "sendfile", "start_tls", "connect_read_pipe",
+    # ---- not there yet (issue 16: loop.sendfile, then part 2: TLS, pipes, subprocesses)
+
+    for _name in ("sendfile", "start_tls", "connect_read_pipe",
                   "connect_write_pipe", "subprocess_exec", "subprocess_shell"):
         locals()[_name] = _not_yet(_name)
     del _name

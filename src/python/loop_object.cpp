@@ -6,6 +6,7 @@
 #include "python/loop_object.hpp"
 
 #include "python/connections.hpp"
+#include "python/datagram.hpp"
 #include "python/handles.hpp"
 #include "python/sock_ops.hpp"
 
@@ -548,6 +549,7 @@ PyMethodDef loop_methods[] = {
     {"_create_server", loop_create_server, METH_VARARGS, nullptr},
     {"_serve_fd", loop_serve_fd, METH_VARARGS, nullptr},
     {"_create_unix_server", loop_create_unix_server, METH_VARARGS, nullptr},
+    {"_create_datagram_endpoint", loop_create_datagram_endpoint, METH_VARARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -1,6 +1,7 @@
 // src/python/module.cpp - the extension module asyncio_cpp._core: the loop's native half and
 // its handles (the package python/asyncio_cpp builds the public Loop on them).
 #include "python/connections.hpp"
+#include "python/datagram.hpp"
 #include "python/handles.hpp"
 #include "python/loop_object.hpp"
 #include "python/py.hpp"
@@ -29,7 +30,7 @@ PyMODINIT_FUNC PyInit__core() {
     if (!module) return nullptr;
     if (init_asyncio_refs() < 0 || init_handle_types(module.get()) < 0 || init_loop_type(module.get()) < 0 ||
         init_sock_types(module.get()) < 0 || init_transport_type(module.get()) < 0 ||
-        init_connection_types(module.get()) < 0)
+        init_connection_types(module.get()) < 0 || init_datagram_types(module.get()) < 0)
         return nullptr;
     return module.release();
 }
