@@ -54,6 +54,22 @@ def _transport_socket(fd):
     return trsock.TransportSocket(socket.socket(fileno=os.dup(fd)))
 
 
+def _wrap_socket(sock):
+    """The caller's own socket object (sock=) as a transport's 'socket' extra."""
+    return trsock.TransportSocket(sock)
+
+
+async def _with_sock(sock, made):
+    """Awaits a connection or server made on a duplicate of `sock`'s fd: the caller's socket
+    object stays usable (getsockname...) and is closed with the transport or server; if
+    making it fails, it is closed now, as the stock loop closes it."""
+    try:
+        return await made
+    except BaseException:
+        sock.close()
+        raise
+
+
 def _port_number(port):
     if port is None:
         return 0
@@ -72,10 +88,11 @@ class Server(events.AbstractServer):
     """A listening server (asyncio.Server's interface): close(), serve_forever(),
     wait_closed(), sockets, close_clients(), abort_clients(), async with."""
 
-    def __init__(self, loop, handle):
+    def __init__(self, loop, handle, sock=None):
         self._loop = loop
         self._handle = handle
         self._sockets = None
+        self._sock = sock  # create_server(sock=): the caller's socket, closed with the server
 
     def __repr__(self):
         return f"<{self.__class__.__name__} sockets={self.sockets!r}>"
@@ -93,7 +110,10 @@ class Server(events.AbstractServer):
             self._drop_sockets()
             return ()
         if self._sockets is None:
-            self._sockets = tuple(_transport_socket(fd) for fd in fds)
+            if self._sock is not None:
+                self._sockets = (trsock.TransportSocket(self._sock),)
+            else:
+                self._sockets = tuple(_transport_socket(fd) for fd in fds)
         return self._sockets
 
     def _drop_sockets(self):
@@ -101,6 +121,8 @@ class Server(events.AbstractServer):
             for s in self._sockets:
                 s._sock.close()
         self._sockets = None
+        if self._sock is not None and not self._handle.fds():
+            self._sock.close()
 
     def close(self):
         self._handle.close()
@@ -149,6 +171,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         self._old_agen_hooks = None
         self._signal_handlers = {}
         self._ssock = self._csock = None
+        self._transports = weakref.WeakValueDictionary()  # fd -> its transport
         self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
@@ -501,6 +524,43 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                 self._ssock = self._csock = None
         return True
 
+    # ---- fd watching: a transport's fd is the transport's ---------------------------------------
+
+    def _register_transport(self, fd, transport):
+        if fd >= 0:
+            self._transports[fd] = transport
+
+    def _ensure_fd_no_transport(self, fd):
+        fileno = fd
+        if not isinstance(fileno, int):
+            try:
+                fileno = int(fileno.fileno())
+            except (AttributeError, TypeError, ValueError):
+                raise ValueError(f"Invalid file object: {fd!r}") from None
+        transport = self._transports.get(fileno)
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+
+    def add_reader(self, fd, callback, *args):
+        """Call callback(*args) whenever `fd` is readable."""
+        self._ensure_fd_no_transport(fd)
+        return _core.Loop.add_reader(self, fd, callback, *args)
+
+    def add_writer(self, fd, callback, *args):
+        """Call callback(*args) whenever `fd` is writable."""
+        self._ensure_fd_no_transport(fd)
+        return _core.Loop.add_writer(self, fd, callback, *args)
+
+    def remove_reader(self, fd):
+        """Stop watching `fd` for reading; return whether it was watched."""
+        self._ensure_fd_no_transport(fd)
+        return _core.Loop.remove_reader(self, fd)
+
+    def remove_writer(self, fd):
+        """Stop watching `fd` for writing; return whether it was watched."""
+        self._ensure_fd_no_transport(fd)
+        return _core.Loop.remove_writer(self, fd)
+
     # ---- low-level socket operations ---------------------------------------------------------
     # Python's selector-loop algorithm: the call is tried at once; when it would block, the
     # loop waits for readiness (natively: a poll on the backend and a future) and tries again.
@@ -724,7 +784,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             raise ValueError("host and port was not specified and no sock specified")
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-        return await self._connect_fd(protocol_factory, sock.detach(), 0)
+        return await _with_sock(sock, self._connect_fd(protocol_factory, os.dup(sock.fileno()), 0, sock))
 
     async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
                                      server_hostname=None, ssl_handshake_timeout=None,
@@ -746,7 +806,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             raise ValueError("no path and sock were specified")
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-        return await self._connect_fd(protocol_factory, sock.detach(), 1)
+        return await _with_sock(sock, self._connect_fd(protocol_factory, os.dup(sock.fileno()), 1, sock))
 
     async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None, ssl_handshake_timeout=None,
                                       ssl_shutdown_timeout=None):
@@ -760,7 +820,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         if ssl:
             _no_tls("connect_accepted_socket")
         base_events._check_ssl_socket(sock)
-        return await self._connect_fd(protocol_factory, sock.detach(), 2)
+        return await _with_sock(sock, self._connect_fd(protocol_factory, os.dup(sock.fileno()), 2, sock))
 
     async def create_server(self, protocol_factory, host=None, port=None, *, family=socket.AF_UNSPEC,
                             flags=socket.AI_PASSIVE, sock=None, backlog=100, ssl=None, reuse_address=None,
@@ -797,8 +857,9 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                 raise ValueError("Neither host/port nor sock were specified")
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-            handle = await self._serve_fd(protocol_factory, sock.detach(), False, backlog, bool(keep_alive),
-                                          bool(start_serving))
+            handle = await _with_sock(sock, self._serve_fd(protocol_factory, os.dup(sock.fileno()), False, backlog,
+                                                           bool(keep_alive), bool(start_serving)))
+            return Server(self, handle, sock)
         return Server(self, handle)
 
     async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
@@ -823,8 +884,9 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                 raise ValueError("path was not specified, and no sock specified")
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-            handle = await self._serve_fd(protocol_factory, sock.detach(), True, backlog, False,
-                                          bool(start_serving))
+            handle = await _with_sock(sock, self._serve_fd(protocol_factory, os.dup(sock.fileno()), True, backlog,
+                                                           False, bool(start_serving)))
+            return Server(self, handle, sock)
         return Server(self, handle)
 
     async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None, *, family=0,

@@ -18,6 +18,7 @@
 #include <system_error>
 #include <vector>
 
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -25,6 +26,13 @@ namespace asyncio {
 
 namespace detail {
 constinit thread_local EventLoop* tl_running_loop = nullptr;
+
+namespace {
+// A process forked while a loop runs starts with no running loop, as Python's does (the
+// parent's loop belongs to the parent): the child may make and run its own.
+[[maybe_unused]] const int fork_handler_installed =
+    ::pthread_atfork(nullptr, nullptr, [] { tl_running_loop = nullptr; });
+}  // namespace
 
 void throw_no_running_loop() {
     throw RuntimeError(

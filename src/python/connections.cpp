@@ -220,21 +220,22 @@ PyObject* loop_create_unix_connection(PyObject* o, PyObject* args) {
 }
 
 PyObject* loop_connect_fd(PyObject* o, PyObject* args) {
-    // (factory, fd, kind): kind 0 create_connection(sock=), 1 create_unix_connection(sock=),
-    // 2 connect_accepted_socket. The fd is the transport's from now on (closed on failure).
-    PyObject* factory;
+    // (factory, fd, kind, sock): kind 0 create_connection(sock=), 1 create_unix_connection(sock=),
+    // 2 connect_accepted_socket. The fd (a duplicate of sock's) is the transport's from now on
+    // (closed on failure); `sock` becomes the 'socket' extra, closed with the connection.
+    PyObject *factory, *sock;
     int fd, kind;
-    if (!PyArg_ParseTuple(args, "Oii:_connect_fd", &factory, &fd, &kind)) return nullptr;
+    if (!PyArg_ParseTuple(args, "OiiO:_connect_fd", &factory, &fd, &kind, &sock)) return nullptr;
     LoopObject* loop = open_loop(o);
     if (!loop) return nullptr;
     return guarded([&] {
-        Socket sock = Socket::adopt(fd);
-        detail::ProtocolFactory f = python_protocol_factory(loop, factory);
+        Socket owned = Socket::adopt(fd);
+        detail::ProtocolFactory f = python_protocol_factory(loop, factory, sock);
         Coro<detail::MadeConnection> made =
-            kind == 0 ? detail::ConnectionAccess::connect_socket(*loop->core, std::move(f), std::move(sock), {})
+            kind == 0 ? detail::ConnectionAccess::connect_socket(*loop->core, std::move(f), std::move(owned), {})
             : kind == 1
-                ? detail::ConnectionAccess::connect_unix_socket(*loop->core, std::move(f), std::move(sock), {})
-                : detail::ConnectionAccess::connect_accepted_socket(*loop->core, std::move(f), std::move(sock), {});
+                ? detail::ConnectionAccess::connect_unix_socket(*loop->core, std::move(f), std::move(owned), {})
+                : detail::ConnectionAccess::connect_accepted_socket(*loop->core, std::move(f), std::move(owned), {});
         return run_as_future(loop, std::move(made), connection_result(loop, nullptr));
     });
 }

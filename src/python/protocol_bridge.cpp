@@ -4,6 +4,7 @@
 #include "python/loop_object.hpp"
 #include "python/transport_object.hpp"
 
+#include <any>
 #include <span>
 
 namespace asyncio::python {
@@ -46,6 +47,8 @@ public:
     virtual ~Bridge() = default;
     PyObject* python_protocol() const noexcept { return protocol_.get(); }
     PyObject* python_transport() const noexcept { return transport_.get(); }
+    /// The caller's socket object (sock=): the transport's 'socket' extra.
+    void set_socket(PyObject* sock) { sock_ = Ref::borrow(sock); }
 
 protected:
     /// protocol.<name>(*args); the result (new reference), or throws the Python error.
@@ -60,6 +63,24 @@ protected:
         if (!transport_) {
             transport_ = Ref::steal(reinterpret_cast<PyObject*>(new_transport(loop_, transport, protocol_.get())));
             if (!transport_) throw_python_error(loop_);
+            Ref fd;
+            if (sock_) {
+                Ref module = Ref::steal(PyImport_ImportModule("asyncio_cpp._loop"));
+                Ref wrapped =
+                    module ? Ref::steal(PyObject_CallMethod(module.get(), "_wrap_socket", "O", sock_.get())) : Ref();
+                if (!wrapped) throw_python_error(loop_);
+                reinterpret_cast<TransportObject*>(transport_.get())->socket = wrapped.release();
+                fd = Ref::steal(PyObject_CallMethod(sock_.get(), "fileno", nullptr));
+            } else {
+                std::any s = transport->get_extra_info("socket");
+                const TransportSocket* ts = std::any_cast<TransportSocket>(&s);
+                fd = Ref::steal(PyLong_FromLong(ts ? ts->fileno() : -1));
+            }
+            // The loop's fd -> transport map: add_reader() & co refuse a transport's fd.
+            Ref r = fd ? Ref::steal(PyObject_CallMethod(reinterpret_cast<PyObject*>(loop_), "_register_transport", "OO",
+                                                        fd.get(), transport_.get()))
+                       : Ref();
+            if (!r) throw_python_error(loop_);
         }
         call(str_connection_made, transport_.get());
     }
@@ -90,6 +111,7 @@ private:
     Ref loop_ref_;
     Ref protocol_;
     Ref transport_;
+    Ref sock_;
 };
 
 class StreamBridge final : public Protocol, public Bridge {
@@ -154,11 +176,14 @@ std::shared_ptr<BaseProtocol> make_protocol_bridge(LoopObject* loop, PyObject* p
     return std::make_shared<StreamBridge>(loop, protocol, transport);
 }
 
-detail::ProtocolFactory python_protocol_factory(LoopObject* loop, PyObject* factory) {
-    return [loop, f = Ref::borrow(factory), keep = Ref::borrow(reinterpret_cast<PyObject*>(loop))]() {
+detail::ProtocolFactory python_protocol_factory(LoopObject* loop, PyObject* factory, PyObject* sock) {
+    return [loop, f = Ref::borrow(factory), keep = Ref::borrow(reinterpret_cast<PyObject*>(loop)),
+            s = Ref::borrow(sock)]() {
         Ref protocol = Ref::steal(PyObject_CallNoArgs(f.get()));
         if (!protocol) throw_python_error(loop);
-        return make_protocol_bridge(loop, protocol.get(), nullptr);
+        std::shared_ptr<BaseProtocol> bridge = make_protocol_bridge(loop, protocol.get(), nullptr);
+        if (s) dynamic_cast<Bridge*>(bridge.get())->set_socket(s.get());
+        return bridge;
     };
 }
 

@@ -24,8 +24,9 @@ struct TransportObject;
 std::shared_ptr<BaseProtocol> make_protocol_bridge(LoopObject* loop, PyObject* protocol, TransportObject* transport);
 
 /// A protocol factory for the C++ connection methods: calls the Python factory, bridges what
-/// it returns.
-detail::ProtocolFactory python_protocol_factory(LoopObject* loop, PyObject* factory);
+/// it returns. `sock` (optional): the caller's socket object behind the connection (sock=),
+/// which becomes get_extra_info('socket') and is closed with the connection, as Python's.
+detail::ProtocolFactory python_protocol_factory(LoopObject* loop, PyObject* factory, PyObject* sock = nullptr);
 
 /// (transport, protocol) as Python objects for a connection made with a bridged protocol.
 PyObject* connection_tuple(LoopObject* loop, const detail::MadeConnection& made);
