@@ -338,7 +338,7 @@ void EventLoop::run_item(detail::ReadyItem* item) {
     if (dt >= slow_callback_duration_) {
         char buf[64];
         std::snprintf(buf, sizeof buf, "%.3f", dt);
-        log_message("Executing " + what + " took " + buf + " seconds");
+        log_message("Executing " + what + " took " + buf + " seconds", LogLevel::warning);
     }
 }
 
@@ -387,7 +387,7 @@ void EventLoop::default_exception_handler(const ExceptionContext& context) {
     if (!context.future.empty()) msg.append("\nfuture: ").append(context.future);
     if (!context.handle.empty()) msg.append("\nhandle: ").append(context.handle);
     if (context.exception) msg.append("\n").append(describe_exception(context.exception));
-    log_message(msg);
+    log_message(msg, LogLevel::error);
 }
 
 void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept {
@@ -418,11 +418,20 @@ LogHandler& log_handler_slot() {
     static LogHandler handler;
     return handler;
 }
+LogSink& log_sink_slot() {
+    static LogSink sink;
+    return sink;
+}
 }  // namespace
 
 void set_log_handler(LogHandler handler) { log_handler_slot() = std::move(handler); }
+void set_log_sink(LogSink sink) { log_sink_slot() = std::move(sink); }
 
-void log_message(std::string_view message) {
+void log_message(std::string_view message, LogLevel level) {
+    if (auto& sink = log_sink_slot()) {
+        sink(level, message);
+        return;
+    }
     if (auto& h = log_handler_slot()) {
         h(message);
         return;

@@ -295,7 +295,8 @@ void remove_stale_unix_socket(const std::string& path) {
     } else if (S_ISSOCK(st.st_mode) && ::unlink(path.c_str()) != 0) {
         err = errno;
     }
-    if (err) log_message("Unable to check or remove stale UNIX socket " + path + ": " + std::strerror(err));
+    if (err)
+        log_message("Unable to check or remove stale UNIX socket " + path + ": " + std::strerror(err), LogLevel::error);
 }
 
 /// family=AF_UNIX: the addresses are paths (Python's str addresses), one socket to try.

@@ -129,7 +129,7 @@ void PipeTransport::fatal_error(std::exception_ptr exc, const char* message, boo
     if (!quiet) {
         loop_->call_exception_handler({message, exc, {}, "<PipeTransport fd=" + std::to_string(sock_.fileno()) + ">"});
     } else if (loop_->get_debug()) {
-        log_message(std::string(message));
+        log_message(std::string(message), LogLevel::debug);
     }
     stop_reading();  // force_close() skips it when already closing (write_eof with a buffer)
     force_close(std::move(exc));
@@ -229,7 +229,8 @@ void ReadPipeTransport::report_callback_error(const char* callback) {
 void ReadPipeTransport::eof_reached() {
     // Python: eof_received() and connection_lost(None) come in two later callbacks, and what
     // eof_received() returns does not matter - a pipe has no other direction to keep open.
-    if (loop_->get_debug()) log_message("pipe fd=" + std::to_string(sock_.fileno()) + " was closed by peer");
+    if (loop_->get_debug())
+        log_message("pipe fd=" + std::to_string(sock_.fileno()) + " was closed by peer", LogLevel::info);
     closing_ = true;
     ++conn_lost_;
     stop_reading();
@@ -374,7 +375,8 @@ void WritePipeTransport::reader_gone(IoOperation* op) {
     }
     // Python's _read_ready: the write end turned readable, so the reader left. Data still
     // buffered is lost: BrokenPipeError (EPIPE); otherwise this is a plain end.
-    if (loop_->get_debug()) log_message("pipe fd=" + std::to_string(sock_.fileno()) + " was closed by peer");
+    if (loop_->get_debug())
+        log_message("pipe fd=" + std::to_string(sock_.fileno()) + " was closed by peer", LogLevel::info);
     force_close(get_write_buffer_size() > 0 ? errno_error(EPIPE, "write") : nullptr);
 }
 

@@ -196,7 +196,8 @@ void SocketTransport::buffered_read_ready() {
 }
 
 void SocketTransport::eof_received() {
-    if (loop_->get_debug()) log_message("transport fd=" + std::to_string(sock_.fileno()) + " received EOF");
+    if (loop_->get_debug())
+        log_message("transport fd=" + std::to_string(sock_.fileno()) + " received EOF", LogLevel::debug);
     bool keep_open;
     try {
         keep_open = plain_ ? plain_->eof_received() : buffered_->eof_received();
@@ -370,7 +371,7 @@ void SocketTransport::fatal_error(std::exception_ptr exc, const char* message) {
         loop_->call_exception_handler(
             {message, exc, {}, "<SocketTransport fd=" + std::to_string(sock_.fileno()) + ">"});
     } else if (loop_->get_debug()) {
-        log_message(std::string(message));
+        log_message(std::string(message), LogLevel::debug);
     }
     force_close(exc);
 }

@@ -245,7 +245,8 @@ void UnixSubprocessTransport::process_exited(int returncode) {
     watched_ = false;
     if (loop_->get_debug())
         log_message("<UnixSubprocessTransport pid=" + std::to_string(pid_) + "> exited with return code " +
-                    std::to_string(returncode));
+                        std::to_string(returncode),
+                    LogLevel::info);
     returncode_ = returncode;
     call([self = shared_from_this()] {
         if (self->protocol_) self->protocol_->process_exited();
@@ -368,7 +369,7 @@ Coro<MadeSubprocess> run_subprocess(EventLoop& loop, ProtocolFactory factory, Un
     std::shared_ptr<BaseProtocol> made = factory();
     auto protocol = std::dynamic_pointer_cast<SubprocessProtocol>(made);
     if (!protocol) throw std::invalid_argument("subprocess_exec(): the factory must return a SubprocessProtocol");
-    if (loop.get_debug()) log_message("execute program '" + r.argv[0] + "'");
+    if (loop.get_debug()) log_message("execute program '" + r.argv[0] + "'", LogLevel::debug);
     std::shared_ptr<UnixSubprocessTransport> transport =
         co_await UnixSubprocessTransport::start(loop, protocol, std::move(r));
     co_return MadeSubprocess(std::move(transport), std::move(made));

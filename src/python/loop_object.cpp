@@ -187,6 +187,7 @@ void loop_dealloc(PyObject* o) {
     PyObject_GC_UnTrack(o);
     if (self->weakreflist) PyObject_ClearWeakRefs(o);
     if (self->core) {
+        if (!self->core->is_closed()) drop_sock_waits(self);
         // Closes it if the program did not (dropping its queued callbacks, timers, fds).
         delete self->core;
         self->core = nullptr;
@@ -341,6 +342,7 @@ PyObject* loop_run(PyObject* o, PyObject*) {
 
 PyObject* loop_close_core(PyObject* o, PyObject*) {
     try {
+        if (!as_loop(o)->core->is_running()) drop_sock_waits(as_loop(o));
         as_loop(o)->core->close();
     } catch (...) {
         return set_python_error();

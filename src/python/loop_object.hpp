@@ -22,6 +22,7 @@ struct LoopObject {
     PyObject* exit_exception;     // a SystemExit/KeyboardInterrupt on its way out of run_forever
     PyThreadState* saved_thread;  // while the backend blocks, without the GIL
     detail::Backend::BlockingHooks hooks;
+    void* sock_waits;  // the sock_* waits in flight (sock_ops.cpp), dropped when the loop closes
 };
 
 extern PyTypeObject* LoopType;

@@ -39,7 +39,27 @@ struct SockWait {
     enum class Kind : unsigned char { recv, recv_into, sendall, wait } kind;
     Py_ssize_t length;  // recv: n; recv_into: nbytes; sendall: total
     Py_ssize_t offset;  // sendall: sent so far
+    SockWait* prev;     // the loop's list of armed waits
+    SockWait* next;
 };
+
+void link(SockWait* w) noexcept {
+    auto*& head = reinterpret_cast<SockWait*&>(w->loop->sock_waits);
+    w->prev = nullptr;
+    w->next = head;
+    if (head) head->prev = w;
+    head = w;
+}
+
+void unlink(SockWait* w) noexcept {
+    auto*& head = reinterpret_cast<SockWait*&>(w->loop->sock_waits);
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (head == w)
+        head = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->prev = w->next = nullptr;
+}
 
 detail::Backend& backend_of(SockWait* w) { return detail::IoAccess::backend(*w->loop->core); }
 
@@ -101,6 +121,7 @@ SockWait* new_wait(LoopObject* loop, PyObject* sock, SockWait::Kind kind) {
     w->kind = kind;
     w->length = 0;
     w->offset = 0;
+    w->prev = w->next = nullptr;
     PyObject_GC_Track(w);
     return w;
 }
@@ -118,6 +139,7 @@ void arm(SockWait* w, int fd) {
     backend.start(&w->op);
     Py_INCREF(reinterpret_cast<PyObject*>(w));
     w->armed = true;
+    link(w);
 }
 
 /// One attempt of the wait's system call. Returns the result (a new reference) when done,
@@ -171,6 +193,7 @@ void on_ready(detail::IoOperation* op) {
     auto* w = static_cast<SockWait*>(op->user);
     Ref held = Ref::steal(reinterpret_cast<PyObject*>(w));  // the backend's reference
     w->armed = false;
+    unlink(w);
     const int fd = op->reg->fd;
     backend_of(w).release_interest(op->reg);  // the socket may be closed before the next call
     int done = future_done(w->future);
@@ -205,6 +228,7 @@ PyObject* sockwait_call(PyObject* o, PyObject*, PyObject*) {
     if (w->armed && !w->loop->core->is_closed() && backend_of(w).cancel(&w->op)) {
         backend_of(w).release_interest(w->op.reg);
         w->armed = false;
+        unlink(w);
         Py_DECREF(o);  // the backend's reference
     }
     Py_RETURN_NONE;
@@ -253,6 +277,15 @@ bool holds_input(LoopObject* loop, int fd) {
 }
 
 }  // namespace
+
+void drop_sock_waits(LoopObject* loop) noexcept {
+    while (auto* w = static_cast<SockWait*>(loop->sock_waits)) {
+        detail::IoAccess::backend(*loop->core).cancel(&w->op);
+        w->armed = false;
+        unlink(w);
+        Py_DECREF(reinterpret_cast<PyObject*>(w));  // the backend's reference
+    }
+}
 
 int init_sock_types(PyObject*) noexcept {
     SockWaitType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&sockwait_spec));

@@ -19,4 +19,9 @@ PyObject* loop_sock_sendall(PyObject* loop, PyObject* const* args, Py_ssize_t na
 /// writable; cancelling it stops the wait.
 PyObject* loop_sock_wait(PyObject* loop, PyObject* const* args, Py_ssize_t nargs);
 
+struct LoopObject;
+/// The loop is closing: every wait still in flight stops (its future stays pending, as with
+/// the stock loop, whose selector closes) and lets go of its objects.
+void drop_sock_waits(LoopObject* loop) noexcept;
+
 }  // namespace asyncio::python

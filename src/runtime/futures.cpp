@@ -52,7 +52,8 @@ void FutureStateBase::report_unretrieved() noexcept {
     if (EventLoop* loop = anchor_->loop)
         loop->call_exception_handler(ctx);
     else
-        log_message(ctx.message + "\nfuture: " + ctx.future + "\n" + describe_exception(ctx.exception));
+        log_message(ctx.message + "\nfuture: " + ctx.future + "\n" + describe_exception(ctx.exception),
+                    LogLevel::error);
 }
 
 std::string FutureStateBase::status_name() const {

@@ -180,7 +180,8 @@ struct Context::Impl : std::enable_shared_from_this<Context::Impl> {
             *alert = r;
         } catch (...) {
             // Python reports it as unraisable and fails the handshake.
-            log_message("Exception ignored in sni_callback: " + describe_exception(std::current_exception()));
+            log_message("Exception ignored in sni_callback: " + describe_exception(std::current_exception()),
+                        LogLevel::error);
             *alert = SSL_AD_HANDSHAKE_FAILURE;
         }
         return SSL_TLSEXT_ERR_ALERT_FATAL;

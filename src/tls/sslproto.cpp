@@ -316,7 +316,7 @@ void SSLProtocol::data_received(std::string_view data) {
 bool SSLProtocol::eof_received() {
     eof_received_ = true;
     try {
-        if (loop_->get_debug()) log_message("SSLProtocol received EOF");
+        if (loop_->get_debug()) log_message("SSLProtocol received EOF", LogLevel::debug);
         switch (state_) {
             case State::DO_HANDSHAKE:
                 on_handshake_complete(std::make_exception_ptr(std::system_error(ECONNRESET, std::generic_category())));
@@ -347,7 +347,8 @@ bool SSLProtocol::eof_received() {
 // ---- handshake -----------------------------------------------------------------------------
 void SSLProtocol::start_handshake() {
     if (loop_->get_debug()) {
-        log_message(std::string("SSLProtocol (") + (server_side_ ? "server" : "client") + ") starts SSL handshake");
+        log_message(std::string("SSLProtocol (") + (server_side_ ? "server" : "client") + ") starts SSL handshake",
+                    LogLevel::debug);
         handshake_start_time_ = loop_->time();
     }
     set_state(State::DO_HANDSHAKE);
@@ -409,7 +410,7 @@ void SSLProtocol::on_handshake_complete(std::exception_ptr exc) {
         char buf[96];
         std::snprintf(buf, sizeof buf, "SSLProtocol: SSL handshake took %.1f ms",
                       (loop_->time() - handshake_start_time_) * 1e3);
-        log_message(buf);
+        log_message(buf, LogLevel::debug);
     }
     // Extra info that becomes available after the handshake.
     cipher_ = ssl::cipher(ssl_.get());
@@ -764,7 +765,7 @@ void SSLProtocol::force_close(std::exception_ptr exc) {
 void SSLProtocol::fatal_error(std::exception_ptr exc, const char* message) {
     force_close(exc);
     if (is_connection_error(exc)) {  // OSError (SSLError is one): logged in debug mode only
-        if (loop_->get_debug()) log_message(std::string(message) + ": " + describe_exception(exc));
+        if (loop_->get_debug()) log_message(std::string(message) + ": " + describe_exception(exc), LogLevel::debug);
     } else if (!holds<CancelledError>(exc)) {
         loop_->call_exception_handler({message, exc, {}, "<SSLProtocol>"});
     }

@@ -200,6 +200,25 @@ class TestSockStream(SockTestCase):
         self.go(main())
 
 
+class TestSockClose(unittest.TestCase):
+    def test_closing_the_loop_lets_go_of_a_waiting_receive(self):
+        import gc
+        import weakref
+        loop = asyncio_cpp.new_event_loop()
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        fut = loop._sock_recv(a, 10)  # nothing to read: a pending wait on the backend
+        self.assertFalse(fut.done())
+        ref = weakref.ref(a)
+        loop.close()
+        self.assertFalse(fut.done())  # as the stock loop: never completed
+        a.close()
+        del a, fut
+        gc.collect()
+        self.assertIsNone(ref())
+        b.close()
+
+
 class TestSockDatagram(SockTestCase):
     def test_sendto_and_recvfrom(self):
         a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

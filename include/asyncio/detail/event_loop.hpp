@@ -740,7 +740,13 @@ inline EventLoop* get_running_loop_or_null() noexcept { return detail::tl_runnin
 /// stderr. Set an empty function to restore the default.
 using LogHandler = std::function<void(std::string_view message)>;
 void set_log_handler(LogHandler handler);
-void log_message(std::string_view message);
+/// The level of a log message (Python's logging levels for the same messages).
+enum class LogLevel { debug, info, warning, error };
+/// Like LogHandler, with each message's level; when set, it takes the messages instead (the
+/// Python face sends them to Python's "asyncio" logger). Set an empty function to remove it.
+using LogSink = std::function<void(LogLevel level, std::string_view message)>;
+void set_log_sink(LogSink sink);
+void log_message(std::string_view message, LogLevel level = LogLevel::warning);
 
 namespace detail {
 /// The runtime's private door into the loop, used by tasks, futures and awaiters.
