@@ -928,9 +928,36 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                                                     remote_port, family, proto, flags, bool(reuse_port),
                                                     bool(allow_broadcast))
 
-    # ---- not there yet (issue 16: loop.sendfile, then part 2: TLS, pipes, subprocesses)
+    async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
+        """Send a file over `transport` (sendfile(2) for a plain socket, else chunks through
+        the transport's flow control); return the bytes sent. The file position ends after
+        them."""
+        if transport.is_closing():
+            raise RuntimeError("Transport is closing")
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if count is not None:
+            if not isinstance(count, int):
+                raise TypeError(f"count must be a positive integer (got {count!r})")
+            if count <= 0:
+                raise ValueError(f"count must be a positive integer (got {count!r})")
+        if not isinstance(offset, int):
+            raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+        if offset < 0:
+            raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+        try:
+            fileno = file.fileno()
+        except (AttributeError, io.UnsupportedOperation):
+            # (The stock loop's fallback would read such a file object in Python.)
+            raise exceptions.SendfileNotAvailableError(
+                "asyncio_cpp: loop.sendfile() needs a file with a fileno()") from None
+        sent = await self._sendfile(transport, fileno, offset, count or 0, bool(fallback))
+        file.seek(offset + sent)
+        return sent
 
-    for _name in ("sendfile", "start_tls", "connect_read_pipe",
+    # ---- not there yet (issue 16, part 2: TLS, pipes, subprocesses)
+
+    for _name in ("start_tls", "connect_read_pipe",
                   "connect_write_pipe", "subprocess_exec", "subprocess_shell"):
         locals()[_name] = _not_yet(_name)
     del _name

@@ -8,6 +8,7 @@
 #include "python/future_bridge.hpp"
 #include "python/loop_object.hpp"
 #include "python/protocol_bridge.hpp"
+#include "python/transport_object.hpp"
 
 #include <asyncio/base_events.hpp>
 
@@ -313,6 +314,28 @@ PyObject* loop_create_unix_server(PyObject* o, PyObject* args) {
                              detail::ConnectionAccess::create_unix_server(
                                  *loop->core, python_protocol_factory(loop, factory), keep->path, opts),
                              [loop, keep](Server& server) { return new_server_handle(loop, std::move(server)); });
+    });
+}
+
+PyObject* loop_sendfile(PyObject* o, PyObject* args) {
+    // (transport, fd, offset, count (0: to the end), fallback): a future of the bytes sent.
+    PyObject* transport;
+    int fd, fallback;
+    Py_ssize_t offset, count;
+    if (!PyArg_ParseTuple(args, "Oinnp:_sendfile", &transport, &fd, &offset, &count, &fallback)) return nullptr;
+    LoopObject* loop = open_loop(o);
+    if (!loop) return nullptr;
+    if (!PyObject_TypeCheck(transport, TransportType)) {
+        PyErr_Format(PyExc_RuntimeError, "sendfile is not supported for transport %R", transport);
+        return nullptr;
+    }
+    std::shared_ptr<Transport> t = *reinterpret_cast<TransportObject*>(transport)->transport;
+    std::optional<std::size_t> n;
+    if (count > 0) n = static_cast<std::size_t>(count);
+    return guarded([&] {
+        return run_as_future(loop,
+                             loop->core->sendfile(std::move(t), fd, static_cast<std::size_t>(offset), n, fallback != 0),
+                             [](std::size_t sent) { return PyLong_FromSize_t(sent); });
     });
 }
 

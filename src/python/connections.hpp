@@ -16,5 +16,6 @@ PyObject* loop_connect_fd(PyObject* loop, PyObject* args);
 PyObject* loop_create_server(PyObject* loop, PyObject* args);
 PyObject* loop_serve_fd(PyObject* loop, PyObject* args);
 PyObject* loop_create_unix_server(PyObject* loop, PyObject* args);
+PyObject* loop_sendfile(PyObject* loop, PyObject* args);
 
 }  // namespace asyncio::python

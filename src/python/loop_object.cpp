@@ -552,6 +552,7 @@ PyMethodDef loop_methods[] = {
     {"_serve_fd", loop_serve_fd, METH_VARARGS, nullptr},
     {"_create_unix_server", loop_create_unix_server, METH_VARARGS, nullptr},
     {"_create_datagram_endpoint", loop_create_datagram_endpoint, METH_VARARGS, nullptr},
+    {"_sendfile", loop_sendfile, METH_VARARGS, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -266,6 +266,40 @@ class TestProtocols(ConnTestCase):
         self.assertIn("data_received", self.errors[0]["message"])
 
 
+class TestSendfile(ConnTestCase):
+    def test_loop_sendfile_sends_the_range_over_a_transport(self):
+        content = os.urandom(500_000)
+
+        async def main():
+            got = bytearray()
+            done = self.loop.create_future()
+
+            class Sink(asyncio.Protocol):
+                def data_received(self, data):
+                    got.extend(data)
+                    if len(got) >= 400_000 and not done.done():
+                        done.set_result(None)
+
+            server = await self.loop.create_server(Sink, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            transport, _ = await self.loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+            with tempfile.TemporaryFile() as f:
+                f.write(content)
+                f.flush()
+                sent = await self.loop.sendfile(transport, f, 1000, 400_000)
+                pos = f.tell()
+            await done
+            transport.close()
+            server.close()
+            await server.wait_closed()
+            return sent, bytes(got), pos
+
+        sent, got, pos = self.go(main())
+        self.assertEqual(sent, 400_000)
+        self.assertEqual(got, content[1000:401_000])
+        self.assertEqual(pos, 401_000)
+
+
 class TestServers(ConnTestCase):
     def test_serve_forever_ends_when_cancelled_and_closes_the_server(self):
         async def main():
