@@ -4,7 +4,7 @@
 # Python's development mode (the loop's debug mode on, ResourceWarnings shown).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh python3-dev
+scripts/deps.sh python3-dev python3-aiohttp python3-uvicorn libpython3.11-testsuite python3-uvloop wrk
 pythons=(/usr/bin/python3)
 for v in 3.12 3.13; do
   for exe in "$HOME"/.pyenv/versions/$v.*/bin/python3; do
