@@ -575,6 +575,9 @@ TEST(BufferedProtocolSwitch, FromBufferedProtocolToProtocolMidStream) {
         co_await until(buffered->changed, [&] { return buffered->data == "first"; });
         plain->transport = c.tr;
         c.tr->set_protocol(plain);
+        // The premise: "second" comes in one read, so one data_received() (no 1-byte transfer
+        // of ASYNCIO_FAULTS on either side).
+        asyncio::detail::faults::Suspended premise;
         co_await loop.sock_sendall(c.peer, "second");
         c.peer.shutdown(SHUT_WR);
         co_await until_lost(*plain);
