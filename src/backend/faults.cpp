@@ -155,6 +155,26 @@ Counts counts() noexcept {
                   n_reset.load(), n_emfile.load(), n_nomem.load()};
 }
 
+Snapshot snapshot() noexcept {
+    return Snapshot{active_flag.load(std::memory_order_acquire), seed_.load(), threshold_.load(), kinds_.load(),
+                    counts()};
+}
+
+void restore(const Snapshot& s) noexcept {
+    active_flag.store(false, std::memory_order_relaxed);
+    seed_.store(s.seed, std::memory_order_relaxed);
+    threshold_.store(s.threshold, std::memory_order_relaxed);
+    kinds_.store(s.kinds, std::memory_order_relaxed);
+    calls_.store(s.counts.calls, std::memory_order_relaxed);
+    n_eintr.store(s.counts.eintr);
+    n_eagain.store(s.counts.eagain);
+    n_short.store(s.counts.short_io);
+    n_reset.store(s.counts.reset);
+    n_emfile.store(s.counts.emfile);
+    n_nomem.store(s.counts.nomem);
+    active_flag.store(s.active, std::memory_order_release);
+}
+
 int decide(Call call, int fd, std::size_t& length) noexcept {
     const int saved_errno = errno;
     const std::uint64_t n = calls_.fetch_add(1, std::memory_order_relaxed);

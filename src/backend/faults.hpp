@@ -91,6 +91,31 @@ Counts counts() noexcept;
 /// Parses "seed:rate:kinds"; false when malformed.
 bool parse(const char* text, Config& out) noexcept;
 
+/// The seam's whole state: the generator (seed, rate, kinds, its position) and the counts.
+struct Snapshot {
+    bool active = false;
+    std::uint64_t seed = 0, threshold = 0;
+    unsigned kinds = 0;
+    Counts counts;  ///< calls: the generator's position
+};
+Snapshot snapshot() noexcept;
+/// Puts the seam back as `snapshot` found it.
+void restore(const Snapshot& snapshot) noexcept;
+
+/// For a test that drives the seam itself (set(), clear()): on destruction, the seam is put
+/// back as it was at construction - for the tests that follow in the same process, the
+/// injection $ASYNCIO_FAULTS asked for, at the same point of its sequence, with its counts.
+class Restorer {
+public:
+    Restorer() noexcept : saved_(snapshot()) {}
+    ~Restorer() { restore(saved_); }
+    Restorer(const Restorer&) = delete;
+    Restorer& operator=(const Restorer&) = delete;
+
+private:
+    Snapshot saved_;
+};
+
 /// Whether this build has the seam (CMake ASYNCIO_FAULT_INJECTION, on in the test presets).
 #ifdef ASYNCIO_FAULT_INJECTION
 inline constexpr bool compiled_in = true;

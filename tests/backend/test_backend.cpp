@@ -3,6 +3,7 @@
 // removes an operation without a report, and nothing received is ever dropped - not even
 // when the kernel finished a receive just before it was cancelled (io_uring).
 #include "backend/backend.hpp"
+#include "backend/faults.hpp"
 
 #include <asyncio.hpp>
 #include <gtest/gtest.h>
@@ -85,6 +86,11 @@ protected:
         backend = make(GetParam());
         if (!backend) GTEST_SKIP() << "io_uring is not usable on this machine";
     }
+    // The premise of the contract: each operation gets the kernel's own answer - a receive
+    // takes the whole message, an operation completes in the poll where its fd is ready.
+    // $ASYNCIO_FAULTS's 1-byte transfers and EAGAINs change these results legitimately (the
+    // layers above must hide them: the I/O suites run under injection), so it is off here.
+    asyncio::detail::faults::Suspended premise;
     std::unique_ptr<Backend> backend;
 };
 

@@ -13,6 +13,8 @@
 
 #include "support.hpp"
 
+#include "backend/faults.hpp"
+
 #include <algorithm>
 #include <functional>
 #include <stdexcept>
@@ -573,6 +575,9 @@ TEST(BufferedProtocolSwitch, FromBufferedProtocolToProtocolMidStream) {
         co_await until(buffered->changed, [&] { return buffered->data == "first"; });
         plain->transport = c.tr;
         c.tr->set_protocol(plain);
+        // The premise: "second" comes in one read, so one data_received() (no 1-byte transfer
+        // of ASYNCIO_FAULTS on either side).
+        asyncio::detail::faults::Suspended premise;
         co_await loop.sock_sendall(c.peer, "second");
         c.peer.shutdown(SHUT_WR);
         co_await until_lost(*plain);
@@ -594,8 +599,13 @@ TEST(BufferedProtocolSwitch, SwitchingFromInsideBufferUpdatedAppliesToTheNextRea
     auto main = [&]() -> Coro<void> {
         Conn c = co_await pair_conn(buffered);
         EventLoop& loop = get_running_loop();
-        co_await loop.sock_sendall(c.peer, "hello");
-        co_await until(buffered->changed, [&] { return buffered->updated_calls > 0; });
+        {
+            // The premise: "hello" is taken in one read, so one buffer_updated() (no 1-byte
+            // transfer of ASYNCIO_FAULTS on either side).
+            asyncio::detail::faults::Suspended premise;
+            co_await loop.sock_sendall(c.peer, "hello");
+            co_await until(buffered->changed, [&] { return buffered->updated_calls > 0; });
+        }
         co_await loop.sock_sendall(c.peer, " world");
         c.peer.shutdown(SHUT_WR);
         co_await until_lost(*plain);

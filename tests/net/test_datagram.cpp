@@ -22,6 +22,8 @@
 
 #include "support.hpp"
 
+#include "backend/faults.hpp"
+
 #include <algorithm>
 #include <ostream>
 #include <cerrno>
@@ -1409,7 +1411,12 @@ TEST(DatagramTransport, TheEndpointKeepsWorkingAfterErrorReceived) {
 TEST(DatagramTransport, ADatagramTooLargeIsReportedThroughErrorReceivedAtOnce) {
     auto main = []() -> Coro<void> {
         Pair e = co_await open_pair();
-        e.client->sendto(std::string(70000, 'x'));
+        {
+            // The premise: the send reaches the kernel at once (an EAGAIN - here injected by
+            // ASYNCIO_FAULTS - would queue it, and its error would come when it is flushed).
+            asyncio::detail::faults::Suspended premise;
+            e.client->sendto(std::string(70000, 'x'));
+        }
         CO_ASSERT(e.cp->errors.size() == 1u);
         EXPECT_EQ(code_of(e.cp->errors.at(0)), std::errc::message_size);
         EXPECT_FALSE(e.client->is_closing());
@@ -2087,9 +2094,13 @@ TEST(DatagramWriteBufferLimits, APartialDrainToTheLowWaterMarkResumesAtOnce) {
         const std::size_t queued = e.client->get_write_buffer_size();
         e.client->set_write_buffer_limits(queued - 1, queued - 1);
         CO_ASSERT(e.cp->paused == 1);
+        // The premise: one flush sends until the socket's buffer is full (an injected EAGAIN
+        // would end it sooner: it resumes there, then the next flush sends more).
+        auto premise = std::make_unique<asyncio::detail::faults::Suspended>();
         drop_fillers(b);
         co_await settle();
         const std::size_t left = e.client->get_write_buffer_size();
+        premise.reset();
         CO_ASSERT(left > 0 && left < queued);  // some sent, not all: the case under test
         EXPECT_EQ(e.cp->resumed, 1);
         EXPECT_EQ(e.cp->buffer_at_resume, left);
@@ -2154,7 +2165,12 @@ TEST(DatagramWriteBufferLimits, ZeroMarksPauseOnTheFirstQueuedDatagramAndResumeW
     auto main = []() -> Coro<void> {
         Pair e = co_await open_pair();
         e.client->set_write_buffer_limits(0);
-        e.client->sendto("straight through");
+        {
+            // The premise: the kernel takes this datagram at once (an EAGAIN, as ASYNCIO_FAULTS
+            // injects, would queue it, and a queued datagram pauses).
+            asyncio::detail::faults::Suspended premise;
+            e.client->sendto("straight through");
+        }
         co_await until(*e.sp, [](Recorder& r) { return !r.datagrams.empty(); });
         EXPECT_EQ(e.cp->paused, 0);
         Blocker b = block_sends(e.client);
@@ -2198,7 +2214,11 @@ TEST(DatagramWriteBufferLimits, AnExceptionFromResumeWritingIsReportedAndTheTran
         EXPECT_TRUE(handler.contains("resume_writing() failed")) << handler.contexts.at(0).message;
         EXPECT_EQ(message_of(handler.contexts.at(0).exception), "no resume");
         EXPECT_FALSE(ct->is_closing());
-        ct->sendto("still open");  // straight through again
+        {
+            // The premise: the kernel takes the send (no EAGAIN, which ASYNCIO_FAULTS injects).
+            asyncio::detail::faults::Suspended premise;
+            ct->sendto("still open");  // straight through again
+        }
         EXPECT_EQ(ct->get_write_buffer_size(), 0u);
         co_await close_and_wait(ct, *cp);
         co_await close_and_wait(st, *sp);

@@ -34,10 +34,11 @@ bool on_io_uring() {
     return b != nullptr && std::string_view(b) == "io_uring";
 }
 
-/// Turns injection on for one test, off (and back to $ASYNCIO_FAULTS's absence) after.
+/// Turns injection on for one test; after, the seam is as it was: the following tests of the
+/// binary get the injection $ASYNCIO_FAULTS asked for (or none), where its sequence was.
 struct Injecting {
+    faults::Restorer restorer;
     explicit Injecting(faults::Config c) { faults::set(c); }
-    ~Injecting() { faults::clear(); }
 };
 
 std::string random_bytes(std::size_t n, unsigned seed) {
@@ -118,13 +119,12 @@ TEST(FaultSeam, ParsesSeedRateAndKinds) {
 
 TEST(FaultSeam, IsDeterministicForASeed) {
     auto draws = [] {
-        faults::set({42, 0.5, faults::eintr | faults::eagain});
+        Injecting on({42, 0.5, faults::eintr | faults::eagain});
         std::string seen;
         for (int i = 0; i < 200; ++i) {
             std::size_t len = 10;
             seen += static_cast<char>('0' + faults::decide(faults::Call::recvfrom, -1, len));
         }
-        faults::clear();
         return seen;
     };
     const std::string a = draws();
@@ -132,6 +132,34 @@ TEST(FaultSeam, IsDeterministicForASeed) {
     EXPECT_NE(a.find(char('0' + EINTR)), std::string::npos);
     EXPECT_NE(a.find(char('0' + EAGAIN)), std::string::npos);
     EXPECT_NE(a.find('0'), std::string::npos);
+}
+
+// Regression: Injecting used to end with clear(), so when the binary ran in one process
+// under $ASYNCIO_FAULTS, every test after the first one here ran with injection off.
+TEST(FaultSeam, ATestDrivingTheSeamLeavesItAsItFoundIt) {
+    faults::Restorer outer;  // this test's own setting of "the environment", undone after
+    auto draw = [] {
+        std::size_t len = 10;
+        return faults::decide(faults::Call::recvfrom, -1, len);
+    };
+    faults::set({9, 0.5, faults::eintr});
+    for (int i = 0; i < 5; ++i) draw();
+    const faults::Counts before = faults::counts();
+    {
+        Injecting on({1, 1.0, faults::emfile});
+        faults::clear();
+    }
+    EXPECT_TRUE(faults::active());
+    const faults::Counts after = faults::counts();
+    EXPECT_EQ(after.calls, before.calls);
+    EXPECT_EQ(after.eintr, before.eintr);
+    // The sequence goes on where it was: the same draws as without the interruption.
+    std::string resumed, straight;
+    for (int i = 0; i < 50; ++i) resumed += static_cast<char>('0' + draw());
+    faults::set({9, 0.5, faults::eintr});
+    for (int i = 0; i < 5; ++i) draw();
+    for (int i = 0; i < 50; ++i) straight += static_cast<char>('0' + draw());
+    EXPECT_EQ(resumed, straight);
 }
 
 TEST(SoftFaults, StreamBytesArriveOnceAndInOrder) {
@@ -256,8 +284,14 @@ TEST(HardFaults, AReceiveFailingWithEconnresetRaisesConnectionResetError) {
         const int port = server.sockets().at(0).getsockname().port();
         auto [cr, cw] = co_await open_connection("127.0.0.1", port);
         auto [sr, sw] = co_await wait_for(accepted->get(), 30.0);
-        sw.write("hello");
-        co_await sw.drain();  // sent before the faults start
+        {
+            // Sent before the faults start: the kernel takes it at once (under $ASYNCIO_FAULTS,
+            // a 1-byte send would leave the rest buffered, and its flush would meet the reset
+            // below as the server's own EPIPE - not the case under test).
+            faults::Suspended premise;
+            sw.write("hello");
+            co_await sw.drain();
+        }
         std::exception_ptr e;
         {
             Injecting on({2, 1.0, faults::reset});

@@ -12,6 +12,8 @@
 #include "recording_protocol.hpp"
 #include "support.hpp"
 
+#include "backend/faults.hpp"
+
 #include <csignal>
 #include <functional>
 #include <memory>
@@ -389,7 +391,12 @@ Coro<void> write_at_once() {
     EXPECT_TRUE(tr->can_write_eof());
     EXPECT_FALSE(tr->is_reading());
     EXPECT_TRUE(::fcntl(p.w, F_GETFL) & O_NONBLOCK) << "the transport makes its fd non-blocking";
-    tr->write("1234");
+    {
+        // The premise: the kernel takes the write at once (no EAGAIN or 1-byte write, which
+        // ASYNCIO_FAULTS injects).
+        asyncio::detail::faults::Suspended premise;
+        tr->write("1234");
+    }
     EXPECT_EQ(tr->get_write_buffer_size(), 0u) << "a pipe with room takes the bytes at once";
     tr->writelines({"56", "78"});
     EXPECT_EQ(co_await read_raw(p.r, 8), "12345678");
@@ -416,7 +423,12 @@ Coro<void> full_pipe_flow_control() {
     tr->set_write_buffer_limits(16384, 4096);
     EXPECT_EQ(tr->get_write_buffer_limits(), std::make_pair(std::size_t{4096}, std::size_t{16384}));
     const std::string payload = pattern(200 * 1024);
-    tr->write(payload);
+    {
+        // The premise: the write reaches the kernel, which takes what the pipe has room for
+        // (an EAGAIN injected by ASYNCIO_FAULTS would buffer all of it).
+        asyncio::detail::faults::Suspended premise;
+        tr->write(payload);
+    }
     const std::size_t buffered = tr->get_write_buffer_size();
     EXPECT_GT(buffered, 16384u);
     EXPECT_LT(buffered, payload.size()) << "what the pipe had room for was written at once";

@@ -288,7 +288,8 @@ TEST(Server, CloseLeavesAcceptedConnectionsOpen) {
         co_await wait_bytes(proto, 10);
         EXPECT_EQ(proto->data, "still open");
         proto->transport->write("reply");
-        std::string got = co_await wait_for(loop.sock_recv(client, 100), kTimeout);
+        // In one receive or several (ASYNCIO_FAULTS's 1-byte transfers cut them).
+        std::string got = co_await asyncio_test::sock_recv_exactly(client, 5);
         EXPECT_EQ(got, "reply");
         client.close();
         co_await wait_for(proto->done, kTimeout);
@@ -1197,7 +1198,14 @@ TEST(CreateServer, FailingProtocolFactoryDoesNotStopTheServer) {
 
 namespace {
 
-/// Answers a client's first bytes with "hello", then closes: each served client reads
+/// A client's request: one byte. A longer one may go out split (a 1-byte send of
+/// ASYNCIO_FAULTS, or any short send), and when it reaches a listener whose queue is full,
+/// Linux's SYN-cookie path can drop its first byte while acknowledging it: the server then
+/// never gets the whole request (shown without this library: scripts/repro/syncookie_split_request.py,
+/// docs/reliability.md). One byte cannot be split.
+constexpr std::string_view kRequest = "!";
+
+/// Answers a client's request with "hello", then closes: each served client reads
 /// "hello" then EOF. (Clients speak first, as HTTP clients do: a client whose handshake
 /// the kernel completed while the listen queue was full is only taken into the queue when
 /// its first data segment arrives.)
@@ -1206,10 +1214,10 @@ struct Greeter : Protocol {
     std::size_t received = 0;
     void connection_made(std::shared_ptr<Transport> t) override { transport = std::move(t); }
     void data_received(std::string_view d) override {
-        // The whole request ("hi") first, however it is split: closing with bytes of it still
+        // The whole request first, however it is split: closing with bytes of it still
         // unread would make the kernel answer them with a reset, which loses the greeting.
         received += d.size();
-        if (received < 2 || transport->is_closing()) return;
+        if (received < kRequest.size() || transport->is_closing()) return;
         transport->write("hello");
         transport->close();
     }
@@ -1232,7 +1240,7 @@ std::vector<Socket> connect_all_at_once(int port, int n) {
 
 /// Sends a request, then reads the answer until EOF.
 Coro<std::string> request(EventLoop& loop, Socket& s) {
-    co_await loop.sock_sendall(s, "hi");
+    co_await loop.sock_sendall(s, kRequest);
     std::string out;
     for (;;) {
         std::string chunk = co_await loop.sock_recv(s, 64);
@@ -1728,9 +1736,12 @@ TEST(CreateUnixConnection, ToAMissingPathRaisesEnoent) {
 // CPython: test_connect_accepted_socket (the client runs as a task instead of a thread).
 TEST(ConnectAcceptedSocket, WrapsAnAcceptedSocketInATransport) {
     struct Roger : MyProto {
+        // Answers the whole request (9 bytes), however many data_received() it comes in: the
+        // kernel may cut it, and so does ASYNCIO_FAULTS.
         void data_received(std::string_view d) override {
+            const bool complete_before = nbytes >= 9;
             MyProto::data_received(d);
-            transport->write("roger");
+            if (!complete_before && nbytes >= 9) transport->write("roger");
         }
     };
     auto main = []() -> Coro<void> {
@@ -1744,7 +1755,7 @@ TEST(ConnectAcceptedSocket, WrapsAnAcceptedSocketInATransport) {
             Socket csock(AF_INET, SOCK_STREAM);
             co_await l.sock_connect(csock, to);
             co_await l.sock_sendall(csock, "test data");
-            std::string response = co_await wait_for(l.sock_recv(csock, 99), kTimeout);
+            std::string response = co_await asyncio_test::sock_recv_exactly(csock, 5);
             csock.close();
             co_return response;
         };
@@ -1792,10 +1803,9 @@ TEST(ConnectAcceptedSocket, ABlockingSocketIsMadeNonBlocking) {
         auto [tr, pr] = co_await get_running_loop().connect_accepted_socket(factory, std::move(pair.first));
         EXPECT_NE(::fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
         tr->write("over a socketpair");
-        char buf[64];
-        std::size_t n = co_await wait_for(
-            get_running_loop().sock_recv_into(pair.second, std::span<char>(buf, sizeof buf)), kTimeout);
-        EXPECT_EQ(std::string(buf, n), "over a socketpair");
+        // In one receive or several (ASYNCIO_FAULTS's 1-byte transfers cut them).
+        std::string got = co_await asyncio_test::sock_recv_exactly(pair.second, 17);
+        EXPECT_EQ(got, "over a socketpair");
         tr->close();
         co_await wait_for(pr->done, kTimeout);
     };

@@ -76,6 +76,15 @@ Coro<Made> exec(std::vector<std::string> argv, SubprocessOptions opts) {
     co_return co_await get_running_loop().subprocess_exec(factory, std::move(argv), opts);
 }
 
+/// Until the child's stdout gave `n` bytes, in one read or several (a pipe may cut what the
+/// child wrote; so do the 1-byte reads of ASYNCIO_FAULTS).
+Coro<void> until_stdout(MySubprocessProtocol& proto, std::size_t n) {
+    while (proto.data[1].size() < n) {
+        proto.got_data[1].clear();
+        co_await wait_for(proto.got_data[1].wait(), 10.0);
+    }
+}
+
 Coro<std::string> exec_cat() {
     std::vector<std::string> argv{"cat"};
     auto [transp, proto] = co_await exec(argv);
@@ -100,11 +109,10 @@ Coro<void> interactive() {
     co_await proto->connected;
     std::shared_ptr<Transport> in = transp->get_pipe_transport(0);
     in->write("Python ");
-    co_await wait_for(proto->got_data[1].wait(), 10.0);
-    proto->got_data[1].clear();
+    co_await until_stdout(*proto, 7);
     EXPECT_EQ(proto->data[1], "Python ");
     in->write("The Winner");
-    co_await wait_for(proto->got_data[1].wait(), 10.0);
+    co_await until_stdout(*proto, 17);
     EXPECT_EQ(proto->data[1], "Python The Winner");
     transp->close();
     co_await wait_for(proto->completed, 10.0);
@@ -207,7 +215,7 @@ Coro<void> close_client_stream() {
     co_await proto->connected;
     std::shared_ptr<Transport> in = transp->get_pipe_transport(0);
     in->write("test\n");
-    co_await wait_for(proto->got_data[1].wait(), 10.0);
+    co_await until_stdout(*proto, 9);
     EXPECT_EQ(proto->data[1], "OUT:test\n");
     transp->get_pipe_transport(1)->close();
     co_await wait_for(proto->disconnects[1], 10.0);

@@ -277,4 +277,18 @@ inline asyncio::Coro<void> echo_until_eof(asyncio::StreamReader r, asyncio::Stre
     w.close();
 }
 
+/// `n` bytes from a stream socket by sock_recv, however many receives they take (or fewer at
+/// EOF). A single sock_recv returns what one recv(2) gives: the kernel may cut a message, and
+/// so do the 1-byte reads of $ASYNCIO_FAULTS (docs/reliability.md).
+inline asyncio::Coro<std::string> sock_recv_exactly(asyncio::Socket& sock, std::size_t n) {
+    asyncio::EventLoop& loop = asyncio::get_running_loop();
+    std::string out;
+    while (out.size() < n) {
+        std::string chunk = co_await asyncio::wait_for(loop.sock_recv(sock, n - out.size()), 10.0);
+        if (chunk.empty()) break;
+        out += chunk;
+    }
+    co_return out;
+}
+
 }  // namespace asyncio_test

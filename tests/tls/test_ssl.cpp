@@ -8,6 +8,10 @@
 
 #include "recording_protocol.hpp"
 #include "support.hpp"
+
+#include "backend/faults.hpp"
+
+#include "backend/faults.hpp"
 #include "tls_certs.hpp"
 
 #include <cerrno>
@@ -1073,9 +1077,15 @@ TEST(SslClose, AbortMidStream) {
         RecorderFactory sf{&servers};
         Server server = co_await loop.create_server(sf, "127.0.0.1", 0, {.ssl = &sctx});
         RecorderFactory cf{&clients};
+        // The premise: the kernel takes every write at once, so the client's last handshake
+        // flight has left when abort() drops what is still buffered. A short send or EAGAIN of
+        // ASYNCIO_FAULTS leaves it in the transport: abort() drops it (as Python's does), the
+        // server's handshake never completes, and its protocol is never made nor lost.
+        auto premise = std::make_unique<asyncio::detail::faults::Suspended>();
         auto [t, p] = co_await wait_for(loop.create_connection(cf, "127.0.0.1", port_of(server), tls(cctx)), kWait);
         t->write(pattern(1024 * 1024));
         t->abort();
+        premise.reset();
         EXPECT_TRUE(t->is_closing());
         // Writes after the end are dropped; after a few, Python's warning.
         for (int i = 0; i < 7; ++i) t->write("late");
@@ -1093,10 +1103,20 @@ TEST(SslClose, AbortMidStream) {
 TEST(SslClose, PeerClosingWithoutCloseNotify) {
     // A ragged EOF (the peer's socket closes without a TLS close_notify) is an ordinary EOF
     // over sslproto: eof_received(), then connection_lost(None).
+    // The premise: the kernel takes every write at once, so all the server wrote (its
+    // handshake's last records, "bye") has left when the test shuts the socket down under the
+    // transport (a short send or EAGAIN of ASYNCIO_FAULTS, at any point from the handshake on,
+    // leaves some in the transport's buffer, behind which "bye" waits; drain() waits for the
+    // TLS layer's buffer only, as in Python).
+    asyncio::detail::faults::Suspended premise;
     ssl::Context sctx = server_context();
     ssl::Context cctx = client_context();
     std::vector<std::shared_ptr<Recorder>> clients;
     auto cb = [&](StreamReader, StreamWriter w) -> Coro<void> {
+        // The premise: the kernel takes the record at once, so it is sent before the FIN below
+        // (a short send or EAGAIN of ASYNCIO_FAULTS leaves part of it in the socket transport's
+        // buffer, and the shutdown under the transport's feet would cut the record).
+        asyncio::detail::faults::Suspended premise;
         w.write("bye");
         co_await w.drain();
         // Cut the TCP connection under TLS: FIN without close_notify.
@@ -1566,6 +1586,12 @@ TEST(SslContextLifetime, StartTlsHoldsItsContextUntilItRuns) {
     std::optional<ssl::Context> sctx = server_context();
     auto cb = [&sctx](StreamReader r, StreamWriter w) -> Coro<void> {
         co_await r.readline();  // "STARTTLS\n"
+        // The client starts its handshake only once told to (as SMTP's "220 Ready"): otherwise
+        // its ClientHello may come in the same read as "STARTTLS\n" (when the server reads
+        // late: a real or injected EAGAIN), into this reader's buffer, where the TLS layer
+        // never sees it - Python's StreamWriter.start_tls does not take over buffered bytes.
+        w.write("GO\n");
+        co_await w.drain();
         Coro<void> upgrade = w.start_tls(*sctx);
         sctx.reset();
         co_await upgrade;
@@ -1583,14 +1609,17 @@ TEST(SslContextLifetime, StartTlsHoldsItsContextUntilItRuns) {
         RecorderFactory factory{&made};
         auto [transport, protocol] =
             co_await wait_for(loop.create_connection(factory, "127.0.0.1", port_of(server)), kWait);
+        protocol->want = 3;
         transport->write("STARTTLS\n");
+        co_await wait_for(protocol->data_ev.wait(), kWait);  // "GO\n"
+        protocol->data_ev.clear();
         std::optional<ssl::Context> cctx = client_context();
         StartTlsOptions o;
         o.server_hostname = "localhost";
         Coro<std::shared_ptr<Transport>> upgrade = loop.start_tls(transport, protocol, *cctx, o);
         cctx.reset();
         std::shared_ptr<Transport> tls_transport = co_await wait_for(std::move(upgrade), kWait);
-        protocol->want = 8;
+        protocol->want = 3 + 10;
         tls_transport->write("hello\n");
         co_await wait_for(protocol->data_ev.wait(), kWait);
         tls_transport->close();
@@ -1599,7 +1628,7 @@ TEST(SslContextLifetime, StartTlsHoldsItsContextUntilItRuns) {
         co_await wait_for(server.wait_closed(), kWait);
         co_return protocol->data;
     };
-    EXPECT_EQ(run(main()), "tls:hello\n");
+    EXPECT_EQ(run(main()), "GO\ntls:hello\n");
 }
 
 TEST(SslStreams, AHandlerThatReturnsWithoutCloseClosesItsTlsConnection) {
