@@ -224,10 +224,13 @@ void EventLoop::run_forever() {
         // switch is a few dozen instructions and this check runs once per iteration.)
         if (!ready_.empty() && impl.timers.empty() && !anchor_->wakeup_pending.load(std::memory_order_relaxed) &&
             (impl.signal_handlers.empty() || !detail::signals::pending.load(std::memory_order_relaxed)) &&
-            impl.backend->in_flight() <= 1)
+            impl.backend->in_flight() <= 1) {
             run_ready_batch();
-        else
+            if (!after_batch_.empty()) [[unlikely]]
+                run_after_batch();
+        } else {
             run_once();
+        }
     } while (!stopping_);
 }
 
@@ -264,6 +267,22 @@ void EventLoop::run_once() {
     if (!impl.signal_handlers.empty() && detail::signals::pending.load(std::memory_order_relaxed)) dispatch_signals();
     process_timers();
     run_ready_batch();
+    if (!after_batch_.empty()) run_after_batch();
+}
+
+void EventLoop::run_after_batch() {
+    // Taken out first: what these items schedule for "after the batch" waits for the next one.
+    detail::ItemList items = after_batch_.take_all();
+    while (detail::ReadyItem* item = items.pop_front()) {
+        try {
+            item->ops->run(item);
+        } catch (...) {
+            // Put back what has not run (in order) before the exception leaves the loop.
+            items.append(std::move(after_batch_));
+            after_batch_ = std::move(items);
+            throw;
+        }
+    }
 }
 
 // ---- signals -------------------------------------------------------------------------------
@@ -356,6 +375,7 @@ void EventLoop::close() {
     for (detail::HandleState* h : unposted) h->release();
     // Drop queued callbacks, timers and cross-thread callbacks unrun.
     while (detail::ReadyItem* item = ready_.pop_front()) item->ops->discard(item);
+    while (detail::ReadyItem* item = after_batch_.pop_front()) item->ops->discard(item);
     impl_->timers.clear();
     // The loop owns pending tasks: each is abandoned - its coroutine destroyed (running the
     // destructors of its locals), the loop's reference dropped. Handles that outlive this see

@@ -223,6 +223,21 @@ void SocketTransport::write(std::string_view data) {
         ++conn_lost_;
         return;
     }
+    if (coalesce_ && (flush_hold_ || (get_write_buffer_size() == 0 && !write_op_.in_flight))) {
+        if (!flush_hold_) {
+            if (get_write_buffer_size() == 0) {
+                wbuf_.clear();
+                woff_ = 0;
+            }
+            flush_hold_ = shared_from_this();
+            flush_item_.owner = this;
+            flush_item_.ops = &flush_ops;
+            LoopAccess::schedule_after_batch(*loop_, &flush_item_);
+        }
+        wbuf_.append(data);
+        maybe_pause_protocol();
+        return;
+    }
     if (get_write_buffer_size() == 0) {
         ssize_t n;
         do {
@@ -301,16 +316,63 @@ void SocketTransport::write_ready(IoOperation* op) {
     }
     maybe_resume_protocol();  // may write more
     if (get_write_buffer_size() == 0) {
-        if (empty_waiter_) {
-            if (!empty_waiter_->done()) empty_waiter_->set_result();
-            empty_waiter_.reset();
-        }
-        if (closing_) {
-            call_connection_lost(nullptr);
-        } else if (eof_) {
-            ::shutdown(sock_.fileno(), SHUT_WR);
-        }
+        write_buffer_drained();
         return;
+    }
+    sync_write_op();
+}
+
+void SocketTransport::write_buffer_drained() {
+    if (empty_waiter_) {
+        if (!empty_waiter_->done()) empty_waiter_->set_result();
+        empty_waiter_.reset();
+    }
+    if (closing_) {
+        call_connection_lost(nullptr);
+    } else if (eof_) {
+        ::shutdown(sock_.fileno(), SHUT_WR);
+    }
+}
+
+const ReadyItemOps SocketTransport::flush_ops = {
+    /*run=*/
+    [](ReadyItem* item) {
+        SocketTransport* self = static_cast<FlushItem*>(item)->owner;
+        std::shared_ptr<SocketTransport> hold = std::move(self->flush_hold_);
+        self->flush_coalesced();
+    },
+    /*discard=*/[](ReadyItem* item) noexcept { static_cast<FlushItem*>(item)->owner->flush_hold_.reset(); },
+    /*drop=*/[](ReadyItem*) noexcept {},
+    /*describe=*/[](const ReadyItem*) -> std::string { return "<SocketTransport write flush>"; },
+};
+
+void SocketTransport::flush_coalesced() {
+    if (conn_lost_ || write_op_.in_flight || released_ || get_write_buffer_size() == 0) return;
+    if (!queued_io_ || sending_.size() == soff_) {
+        ssize_t n;
+        do {
+            n = detail::sys::send(sock_.fileno(), wbuf_.data() + woff_, wbuf_.size() - woff_, MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                clear_write_buffer();
+                fatal_error(std::make_exception_ptr(std::system_error(errno, std::generic_category(), "send")),
+                            "Fatal write error on socket transport");
+                return;
+            }
+        } else {
+            woff_ += static_cast<std::size_t>(n);
+            if (woff_ == wbuf_.size()) {
+                wbuf_.clear();
+                woff_ = 0;
+            }
+        }
+        maybe_resume_protocol();  // may write more (buffered: the flush is queued again)
+        if (get_write_buffer_size() == 0) {
+            write_buffer_drained();
+            return;
+        }
+        if (flush_hold_) return;  // the protocol wrote again: that flush sends it all
     }
     sync_write_op();
 }
@@ -318,6 +380,10 @@ void SocketTransport::write_ready(IoOperation* op) {
 void SocketTransport::write_eof() {
     if (closing_ || eof_) return;
     eof_ = true;
+    if (flush_hold_ && get_write_buffer_size() != 0) {
+        flush_coalesced();  // shuts the write side down once it is all sent
+        return;
+    }
     if (get_write_buffer_size() == 0) ::shutdown(sock_.fileno(), SHUT_WR);
 }
 
@@ -334,6 +400,7 @@ Coro<void> SocketTransport::begin_sendfile() {
     if (sendfile_in_progress_) throw RuntimeError("sendfile is already in progress");
     auto keep = shared_from_this();
     sendfile_in_progress_ = true;
+    if (flush_hold_) flush_coalesced();
     if (get_write_buffer_size() != 0) {
         empty_waiter_.emplace(*loop_);
         Future<void> w = *empty_waiter_;
@@ -357,6 +424,10 @@ void SocketTransport::close() {
     if (closing_) return;
     closing_ = true;
     stop_reading();
+    if (flush_hold_ && get_write_buffer_size() != 0) {
+        flush_coalesced();  // connection_lost once it is all sent
+        return;
+    }
     if (get_write_buffer_size() == 0) {
         ++conn_lost_;
         if (write_op_.in_flight) backend_->cancel(&write_op_);

@@ -63,6 +63,12 @@ public:
 
     /// Closes with an error (Python's _fatal_error): reported to the exception handler unless
     /// it is a plain connection error, then connection_lost(exc).
+    /// uvloop's write coalescing (the Python face turns it on): write() only buffers, and
+    /// what one loop iteration wrote is sent once the iteration's callbacks have run, with one
+    /// system call - a response written as headers, body and trailer is one send, not three.
+    /// Off by default: C++ users get write()'s send-at-once.
+    void coalesce_writes(bool on) noexcept { coalesce_ = on; }
+
     void fatal_error(std::exception_ptr exc, const char* message);
     int fileno() const noexcept { return sock_.fileno(); }
     /// Native sendfile support (Python's _make_empty_waiter & co): waits until everything
@@ -87,6 +93,15 @@ private:
     void clear_write_buffer() noexcept;
     void eof_received();
     void write_ready(IoOperation* op);
+    /// The buffer is empty: resolve a sendfile waiting for it, finish a close or a write_eof.
+    void write_buffer_drained();
+    /// Coalescing: sends what this iteration's writes buffered (no-op when a send is in flight
+    /// or nothing is buffered); the rest goes through the queued send as usual.
+    void flush_coalesced();
+    struct FlushItem : ReadyItem {
+        SocketTransport* owner = nullptr;
+    };
+    static const ReadyItemOps flush_ops;
     void sync_write_op() noexcept;
     void maybe_pause_protocol();
     void maybe_resume_protocol();
@@ -101,6 +116,9 @@ private:
     BufferedProtocol* buffered_ = nullptr;
     std::shared_ptr<ServerState> server_;
     bool queued_io_;    // backend_->prefers_queued_io(): receive by operation, send from sending_
+    FlushItem flush_item_;
+    std::shared_ptr<SocketTransport> flush_hold_;  // set while flush_item_ is queued (keeps this alive)
+    bool coalesce_ = false;
     std::string wbuf_;  // bytes the kernel has not taken yet, from woff_
     std::size_t woff_ = 0;
     std::string sending_;  // queued I/O: the bytes the in-flight send covers, from soff_

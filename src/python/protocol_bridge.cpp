@@ -4,6 +4,8 @@
 #include "python/loop_object.hpp"
 #include "python/transport_object.hpp"
 
+#include "net/socket_transport.hpp"
+
 #include <any>
 #include <span>
 
@@ -60,6 +62,8 @@ protected:
         return r;
     }
     void made(const std::shared_ptr<Transport>& transport) {
+        // uvloop's write coalescing: one send per connection and loop iteration.
+        if (auto* socket = dynamic_cast<detail::SocketTransport*>(transport.get())) socket->coalesce_writes(true);
         if (!transport_) {
             transport_ = Ref::steal(reinterpret_cast<PyObject*>(new_transport(loop_, transport, protocol_.get())));
             if (!transport_) throw_python_error(loop_);

@@ -702,11 +702,13 @@ private:
     }
     void run_once();
     void run_ready_batch();
+    void run_after_batch();
     void drain_threadsafe_inbox();
     void process_timers();
     void run_item(detail::ReadyItem* item);  // debug mode: runs and times one item
 
     detail::ItemList ready_;
+    detail::ItemList after_batch_;  // see LoopAccess::schedule_after_batch
     detail::TaskBase* current_task_ = nullptr;
     // Pending tasks: the loop owns them (the loop core sees only ReadyItems it can abandon).
     std::vector<detail::ReadyItem*> tasks_;
@@ -752,6 +754,11 @@ namespace detail {
 /// The runtime's private door into the loop, used by tasks, futures and awaiters.
 struct LoopAccess {
     static void schedule(EventLoop& loop, ReadyItem* item) noexcept { loop.ready_.push_back(item); }
+    /// Runs `item` once the current iteration's callbacks have run, before the loop polls
+    /// again (libuv's "check" phase): what an iteration left to do in bulk - the Python face
+    /// sends each transport's writes of one iteration with one system call. Items run in the
+    /// order they were added; a loop that closes discards them.
+    static void schedule_after_batch(EventLoop& loop, ReadyItem* item) noexcept { loop.after_batch_.push_back(item); }
     /// Like schedule(), for a new call_soon() from a layer above: what other threads posted
     /// with call_soon_threadsafe() before it goes first, as call_soon() guarantees.
     static void schedule_soon(EventLoop& loop, ReadyItem* item) {
