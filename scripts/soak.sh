@@ -16,9 +16,9 @@ fi
 case $form in
   short)
     runs=(
-      "echo --connections 1000 --seconds 5"
-      "echo --connections 200 --seconds 3 --faults 1:0.2:soft"
-      "echo --connections 200 --seconds 3 --faults 2:0.002:hard"
+      "echo --connections 1000 --seconds 8 --think 0.1"
+      "echo --connections 200 --seconds 3 --think 0.02 --faults 1:0.2:soft"
+      "echo --connections 200 --seconds 3 --think 0.02 --faults 2:0.002:hard"
       "slowloris --connections 100 --others 10 --seconds 3 --timeout 1"
       "never-reading --connections 50 --hold 2"
       "half-closed --connections 200 --seconds 3"
@@ -29,8 +29,8 @@ case $form in
   long)
     runs=(
       "echo --connections 10000 --seconds 60"
-      "echo --connections 2000 --seconds 60 --faults 1:0.2:soft"
-      "echo --connections 2000 --seconds 60 --faults 2:0.001:hard"
+      "echo --connections 2000 --seconds 60 --think 0.1 --faults 1:0.2:soft"
+      "echo --connections 2000 --seconds 60 --think 0.1 --faults 2:0.001:hard"
       "slowloris --connections 2000 --others 50 --seconds 60 --timeout 10"
       "never-reading --connections 1000 --hold 60"
       "half-closed --connections 2000 --seconds 60"

@@ -67,6 +67,7 @@ struct Options {
     double hold = -1;
     double timeout = -1;  // the server's read / handshake timeout
     int others = -1;      // the normal clients next to the hostile ones
+    double think = -1;    // echo: mean pause between a connection's messages (uniform in [0, 2x])
 };
 Options opt;
 int port = 0;
@@ -629,7 +630,8 @@ double percentile(std::vector<double> v, double p) {
 /// ending cleanly at a message boundary, cleanly in the middle of a message (write_eof: the
 /// server echoes what it got, then EOF), or abruptly in the middle (RST, SO_LINGER 0).
 /// `mode_mask`: 1 clean, 2 clean mid-message, 4 RST.
-Coro<void> echo_connection(std::uint64_t& rng, Semaphore& connecting, unsigned mode_mask, bool measure) {
+Coro<void> echo_connection(std::uint64_t& rng, Semaphore& connecting, unsigned mode_mask, bool measure,
+                           double deadline) {
     EventLoop& loop = get_running_loop();
     const double T = 60.0;
     const double started = loop.time();
@@ -652,15 +654,19 @@ Coro<void> echo_connection(std::uint64_t& rng, Semaphore& connecting, unsigned m
         co_return;
     }
     ++cs.connections;
-    unsigned mode;
+    unsigned mode = 1;
     do {
         mode = 1u << (splitmix(rng) % 4 == 0 ? 1 + splitmix(rng) % 2 : 0);
     } while (!(mode & mode_mask));
-    const int nmsg = 1 + int(splitmix(rng) % 8);
+    const int nmsg = 1 + int(splitmix(rng) % 16);
     const int mid = mode == 1 ? nmsg : int(splitmix(rng) % std::uint64_t(nmsg));
     bool aborted = false;
     try {
         for (int m = 0; m < nmsg; ++m) {
+            if (loop.time() >= deadline) {  // time is up: end cleanly at this boundary
+                mode = 1;
+                break;
+            }
             const double t1 = loop.time();
             std::string msg = random_bytes(rng, random_size(rng, opt.max_size));
             if (m == mid) {
@@ -698,6 +704,9 @@ Coro<void> echo_connection(std::uint64_t& rng, Semaphore& connecting, unsigned m
             ++cs.messages;
             co_await wait_for(w.drain(), T);
             if (measure) cs.latencies.push_back(loop.time() - t1);
+            // Think time: the connections stay open side by side (the target concurrency),
+            // most of them idle at any moment, as a real server's are.
+            if (opt.think > 0) co_await sleep(2 * opt.think * double(splitmix(rng) >> 11) / double(1ull << 53));
         }
         if (mode == 1) {
             w.write_eof();
@@ -743,7 +752,7 @@ Coro<void> echo_worker(int id, double deadline, Semaphore& connecting, unsigned 
     std::uint64_t rng = opt.seed * 0x100000001B3ull + std::uint64_t(id) * 7919;
     EventLoop& loop = get_running_loop();
     while (loop.time() < deadline) {
-        co_await echo_connection(rng, connecting, mode_mask, measure);
+        co_await echo_connection(rng, connecting, mode_mask, measure, deadline);
         if (pause > 0) co_await sleep(pause);
     }
 }
@@ -1207,7 +1216,7 @@ int usage() {
         stderr,
         "usage: asyncio_soak echo|slowloris|never-reading|half-closed|connect-reset|fd-exhaustion|tls-garbage\n"
         "       [--connections N] [--others N] [--seconds S] [--hold S] [--timeout S] [--seed N]\n"
-        "       [--max-size BYTES] [--backend epoll|io_uring] [--faults seed:rate:kinds]\n");
+        "       [--think S] [--max-size BYTES] [--backend epoll|io_uring] [--faults seed:rate:kinds]\n");
     return 2;
 }
 
@@ -1226,6 +1235,8 @@ int main(int argc, char** argv) {
             opt.others = std::atoi(v);
         else if (a == "--seconds")
             opt.seconds = std::atof(v);
+        else if (a == "--think")
+            opt.think = std::atof(v);
         else if (a == "--hold")
             opt.hold = std::atof(v);
         else if (a == "--timeout")
@@ -1250,6 +1261,7 @@ int main(int argc, char** argv) {
     if (s == "echo") {
         dflt(opt.connections, 10000);
         dflt(opt.seconds, 60.0);
+        dflt(opt.think, 0.5);
         plan.handler = echo_handler;
         plan.allow_accept_exhaustion = faults_on();
         limit = opt.seconds + 120;
@@ -1304,6 +1316,7 @@ int main(int argc, char** argv) {
         return usage();
     }
     dflt(opt.others, 0);
+    dflt(opt.think, 0.0);
     dflt(opt.timeout, 10.0);
     dflt(opt.hold, 0.0);
     if (faults_on()) {
