@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite twice - GCC release (-O2, warnings as errors) and
 # Clang 16 Debug with AddressSanitizer + UndefinedBehaviorSanitizer - then the release suite
-# with shuffled scheduling (two seeds) and under soft fault injection (two seeds), each fuzzer for a short run, and the tests that cross
+# with shuffled scheduling (two seeds) and under soft fault injection (two seeds), the soak and hostile-peer
+# scenarios in their short form (scripts/soak.sh short), each fuzzer for a short run, and the tests that cross
 # threads once more under ThreadSanitizer. First, the tree must follow .clang-format.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,8 @@ for seed in 1 2; do
   ASYNCIO_FAULTS=$seed:0.2:soft ctest --preset release -j2 \
     -E 'ShuffledCompletionsComeInASeededOrder|AcceptBurst.MoreClientsThanASmallBacklog'
 done
+echo "== release: soak and hostile peers, the short form on both backends (scripts/soak.sh; docs/reliability.md)"
+scripts/soak.sh short build/release
 echo "== fuzz: each fuzzer for 20 s over its seed corpus (clang-16, libFuzzer + ASan/UBSan)"
 scripts/fuzz.sh 20
 echo "== tsan: the thread-facing tests under ThreadSanitizer"
