@@ -65,9 +65,10 @@ struct Options {
     std::string faults;  // seed:rate:kinds
     std::size_t max_size = 64 * 1024;
     double hold = -1;
-    double timeout = -1;  // the server's read / handshake timeout
-    int others = -1;      // the normal clients next to the hostile ones
-    double think = -1;    // echo: mean pause between a connection's messages (uniform in [0, 2x])
+    double timeout = -1;         // the server's read / handshake timeout
+    int others = -1;             // the normal clients next to the hostile ones
+    std::string client_backend;  // the clients' loop (default: the server's)
+    double think = -1;           // echo: mean pause between a connection's messages (uniform in [0, 2x])
 };
 Options opt;
 int port = 0;
@@ -1216,7 +1217,8 @@ int usage() {
         stderr,
         "usage: asyncio_soak echo|slowloris|never-reading|half-closed|connect-reset|fd-exhaustion|tls-garbage\n"
         "       [--connections N] [--others N] [--seconds S] [--hold S] [--timeout S] [--seed N]\n"
-        "       [--think S] [--max-size BYTES] [--backend epoll|io_uring] [--faults seed:rate:kinds]\n");
+        "       [--think S] [--max-size BYTES] [--backend epoll|io_uring] [--client-backend epoll|io_uring]\n"
+        "       [--faults seed:rate:kinds]\n");
     return 2;
 }
 
@@ -1247,6 +1249,8 @@ int main(int argc, char** argv) {
             opt.max_size = std::strtoull(v, nullptr, 10);
         else if (a == "--backend")
             ::setenv("ASYNCIO_BACKEND", v, 1);
+        else if (a == "--client-backend")
+            opt.client_backend = v;
         else if (a == "--faults")
             opt.faults = v;
         else
@@ -1348,6 +1352,7 @@ int main(int argc, char** argv) {
     }
     if (child == 0) {
         listener.close();
+        if (!opt.client_backend.empty()) ::setenv("ASYNCIO_BACKEND", opt.client_backend.c_str(), 1);
         ::alarm(unsigned(limit) + 10);  // our own watchdog: the default SIGALRM ends us
         std::_Exit(client_main());
     }
