@@ -68,6 +68,7 @@ struct Options {
     double timeout = -1;         // the server's read / handshake timeout
     int others = -1;             // the normal clients next to the hostile ones
     std::string client_backend;  // the clients' loop (default: the server's)
+    double watchdog = -1;        // seconds; default: the scenario's time plus a margin
     double think = -1;           // echo: mean pause between a connection's messages (uniform in [0, 2x])
 };
 Options opt;
@@ -1218,7 +1219,7 @@ int usage() {
         "usage: asyncio_soak echo|slowloris|never-reading|half-closed|connect-reset|fd-exhaustion|tls-garbage\n"
         "       [--connections N] [--others N] [--seconds S] [--hold S] [--timeout S] [--seed N]\n"
         "       [--think S] [--max-size BYTES] [--backend epoll|io_uring] [--client-backend epoll|io_uring]\n"
-        "       [--faults seed:rate:kinds]\n");
+        "       [--faults seed:rate:kinds] [--watchdog S]\n");
     return 2;
 }
 
@@ -1237,6 +1238,8 @@ int main(int argc, char** argv) {
             opt.others = std::atoi(v);
         else if (a == "--seconds")
             opt.seconds = std::atof(v);
+        else if (a == "--watchdog")
+            opt.watchdog = std::atof(v);
         else if (a == "--think")
             opt.think = std::atof(v);
         else if (a == "--hold")
@@ -1320,6 +1323,7 @@ int main(int argc, char** argv) {
         return usage();
     }
     dflt(opt.others, 0);
+    if (opt.watchdog > 0) limit = opt.watchdog;
     dflt(opt.think, 0.0);
     dflt(opt.timeout, 10.0);
     dflt(opt.hold, 0.0);
