@@ -636,7 +636,6 @@ Coro<void> echo_connection(std::uint64_t& rng, Semaphore& connecting, unsigned m
                            double deadline) {
     EventLoop& loop = get_running_loop();
     const double T = 60.0;
-    const double started = loop.time();
     StreamReader r;
     StreamWriter w;
     std::exception_ptr err;
@@ -747,7 +746,6 @@ Coro<void> echo_connection(std::uint64_t& rng, Semaphore& connecting, unsigned m
         if (n == "TimeoutError" || !(documented(n) && (aborted || faults_on())))
             violation("client: wait_closed() raised %s", n.c_str());
     }
-    (void)started;
 }
 
 Coro<void> echo_worker(int id, double deadline, Semaphore& connecting, unsigned mode_mask, bool measure, double pause) {
