@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite twice - GCC release (-O2, warnings as errors) and
 # Clang 16 Debug with AddressSanitizer + UndefinedBehaviorSanitizer - then the release suite
-# with shuffled scheduling (two seeds) and under soft fault injection (two seeds; and each I/O binary in one process), each fuzzer for a short run, and the tests that cross
+# with shuffled scheduling (two seeds) and under soft fault injection (two seeds; and each I/O binary in
+# one process), the soak and hostile-peer scenarios in their short form (scripts/soak.sh short), the
+# Python face's tests, each fuzzer for a short run, and the tests that cross
 # threads once more under ThreadSanitizer. First, the tree must follow .clang-format.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,8 @@ for bin in test_net_smoke test_sock_lowlevel test_streams test_server test_proto
       || { cat build/release/faults.log; echo "$bin failed under ASYNCIO_BACKEND=$backend ASYNCIO_FAULTS=1:0.2:soft"; exit 1; }
   done
 done
+echo "== release: soak and hostile peers, the short form on both backends (scripts/soak.sh; docs/reliability.md)"
+scripts/soak.sh short build/release
 echo "== python: the Python face (asyncio_cpp) for each interpreter, both backends"
 scripts/test_python.sh
 echo "== fuzz: each fuzzer for 20 s over its seed corpus (clang-16, libFuzzer + ASan/UBSan)"

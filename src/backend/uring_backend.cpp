@@ -69,6 +69,7 @@ struct UringRegistration final : IoRegistration {
         bool polling = false;              // the request is a readiness poll; perform() follows
         bool multishot = false;            // a multishot receive is armed (with tag seq)
         bool single_shot = false;          // this fd's reader stops often: one receive at a time
+        bool poll_receive = false;         // no provided buffer was left: wait for readiness, then recv
         socklen_t addrlen = 0;             // accept's in/out length (must outlive the request)
     };
     Side side[2];  // [0] read side, [1] write side
@@ -229,6 +230,7 @@ public:
         }
         drop_stash(reg);
         reg->side[read_side].single_shot = false;  // the fd number's next socket starts afresh
+        reg->side[read_side].poll_receive = false;
         ++reg->generation;
     }
 
@@ -319,6 +321,17 @@ private:
         io_uring_sqe* sqe = next_sqe();
         const int fd = reg->fd;
         side.polling = is_polled(op->kind);
+        if (op->kind == IoOperation::Kind::recv_provided && side.poll_receive) {
+            // The last try found every provided buffer in use: wait for readiness and receive
+            // into the scratch buffer (perform(), as epoll does) - not a retry for a buffer,
+            // which under a flood of connections with bytes waiting (more than the ring has
+            // buffers) a few win each poll while the others, real clients too, wait on.
+            io_uring_prep_poll_add(sqe, fd, POLLIN | POLLRDHUP);
+            side.polling = true;
+            io_uring_sqe_set_data64(sqe, make_tag(reg, s, side.seq));
+            side.submitted = op;
+            return;
+        }
         switch (op->kind) {
             case IoOperation::Kind::read:
                 io_uring_prep_read(sqe, fd, op->buffer, length, static_cast<__u64>(-1));
@@ -443,12 +456,14 @@ private:
                     mark_dirty(reg);
                     return 0;
                 }
+                side.poll_receive = false;  // the next receive tries a provided buffer again
             } else {
                 op->result = c.res;
             }
         } else {
             if (c.res == -ENOBUFS && op->kind == IoOperation::Kind::recv_provided) {
-                side.submitted = nullptr;  // every buffer is in use: retry once they are back
+                side.submitted = nullptr;  // every buffer is in use: receive without one
+                side.poll_receive = true;
                 mark_dirty(reg);
                 return 0;
             }
