@@ -266,6 +266,53 @@ class TestProtocols(ConnTestCase):
         self.assertIn("data_received", self.errors[0]["message"])
 
 
+class TestWriteCoalescing(ConnTestCase):
+    # Like uvloop, the writes of one loop iteration go out together once its callbacks have
+    # run: nothing is lost or reordered by close() or write_eof() right after them.
+    def check_peer_receives(self, finish):
+        async def main():
+            a, b = socket.socketpair()
+            b.setblocking(False)
+            transport, _ = await self.loop.connect_accepted_socket(asyncio.Protocol, a)
+            for piece in (b"head", b"-", b"body" * 50_000, b"-", b"tail"):
+                transport.write(piece)
+            finish(transport)
+            got = b""
+            while True:
+                chunk = await self.loop.sock_recv(b, 1 << 20)
+                if not chunk:
+                    break
+                got += chunk
+            b.close()
+            if not transport.is_closing():
+                transport.close()
+            return got
+
+        self.assertEqual(self.go(main()), b"head-" + b"body" * 50_000 + b"-tail")
+
+    def test_writes_then_close(self):
+        self.check_peer_receives(lambda t: t.close())
+
+    def test_writes_then_write_eof(self):
+        self.check_peer_receives(lambda t: t.write_eof())
+
+    def test_many_small_writes_in_one_callback_arrive_in_order(self):
+        async def main():
+            a, b = socket.socketpair()
+            b.setblocking(False)
+            transport, _ = await self.loop.connect_accepted_socket(asyncio.Protocol, a)
+            for i in range(10_000):
+                transport.write(b"%d," % i)
+            transport.close()
+            got = b""
+            while chunk := await self.loop.sock_recv(b, 1 << 20):
+                got += chunk
+            b.close()
+            return got
+
+        self.assertEqual(self.go(main()), b"".join(b"%d," % i for i in range(10_000)))
+
+
 class TestSendfile(ConnTestCase):
     def test_loop_sendfile_sends_the_range_over_a_transport(self):
         content = os.urandom(500_000)
