@@ -53,6 +53,10 @@ public:
     Coro<void> serve_forever();
     /// Waits until the server is closed and all its connections are gone (Python 3.12.1+).
     Coro<void> wait_closed();
+    /// What wait_closed() waits for, as a callback: `callback` runs at the moment the server is
+    /// closed with no connection left (at once if it is already; never if the loop closes
+    /// first). For bridges that wake their own kind of waiter, as the Python face's futures.
+    void call_when_closed(std::function<void()> callback);
 
     explicit operator bool() const noexcept { return bool(state_); }
 

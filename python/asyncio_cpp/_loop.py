@@ -878,7 +878,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
             handle = await self._create_unix_server(protocol_factory, os.fsdecode(os.fspath(path)), backlog,
-                                                    bool(start_serving))
+                                                    bool(start_serving), bool(cleanup_socket))
         else:
             if sock is None:
                 raise ValueError("path was not specified, and no sock specified")

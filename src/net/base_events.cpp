@@ -401,7 +401,8 @@ struct ServerState final : LoopResource, std::enable_shared_from_this<ServerStat
     int active_count = 0;
     std::unordered_set<SocketTransport*> clients;
     std::vector<Future<void>> waiters;
-    bool waiters_done = false;  // Python's `_waiters is None`
+    std::vector<std::function<void()>> closed_callbacks;  // Server::call_when_closed
+    bool waiters_done = false;                            // Python's `_waiters is None`
     std::optional<Future<void>> serving_forever;
     std::shared_ptr<ServerState> self;  // the loop's reference until closed and drained
     HeldContext ssl_context;            // opts.ssl points here: the caller's may be gone
@@ -533,6 +534,8 @@ struct ServerState final : LoopResource, std::enable_shared_from_this<ServerStat
         auto ws = std::move(waiters);
         for (auto& w : ws)
             if (!w.done()) w.set_result();
+        auto callbacks = std::move(closed_callbacks);
+        for (auto& fn : callbacks) fn();
         // Closed and drained: the loop lets go of the server.
         IoAccess::impl(*loop).unlink(this);
         std::shared_ptr<ServerState> keep = std::move(self);
@@ -573,6 +576,7 @@ struct ServerState final : LoopResource, std::enable_shared_from_this<ServerStat
         close_listeners();
         clients.clear();
         waiters.clear();
+        closed_callbacks.clear();
         waiters_done = true;
         serving_forever.reset();
     }
@@ -602,6 +606,7 @@ namespace {
 /// The socket file a Unix server removes when it closes, if it is still that file then
 /// (Python 3.13's cleanup_socket). Abstract and unnamed sockets have no file.
 void remember_unix_path(ServerState& s, const std::string& path) {
+    if (!s.opts.cleanup_socket) return;
     if (path.empty() || path[0] == '\0') return;
     struct stat st {};
     if (::stat(path.c_str(), &st) == 0) {
@@ -811,6 +816,15 @@ Coro<void> Server::serve_forever() {
         co_await Server(keep).wait_closed();
         std::rethrow_exception(cancelled);
     }
+}
+
+void Server::call_when_closed(std::function<void()> callback) {
+    auto& s = state_of(state_);
+    if (s.waiters_done) {
+        callback();
+        return;
+    }
+    s.closed_callbacks.push_back(std::move(callback));
 }
 
 Coro<void> Server::wait_closed() {

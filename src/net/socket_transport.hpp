@@ -115,7 +115,7 @@ private:
     Protocol* plain_ = nullptr;  // protocol_ as a Protocol (null for BufferedProtocol)
     BufferedProtocol* buffered_ = nullptr;
     std::shared_ptr<ServerState> server_;
-    bool queued_io_;    // backend_->prefers_queued_io(): receive by operation, send from sending_
+    bool queued_io_;  // backend_->prefers_queued_io(): receive by operation, send from sending_
     FlushItem flush_item_;
     std::shared_ptr<SocketTransport> flush_hold_;  // set while flush_item_ is queued (keeps this alive)
     bool coalesce_ = false;

@@ -112,9 +112,15 @@ PyObject* server_serve_forever(PyObject* o, PyObject*) {
         [&] { return run_as_future(self->loop, self->server->serve_forever(), [](const auto&) { Py_RETURN_NONE; }); });
 }
 PyObject* server_wait_closed(PyObject* o, PyObject*) {
+    // Python's Server.wait_closed(): a waiter future woken at the moment the server is closed
+    // and drained (the same iteration as the stock loop's, with no C++ task in between).
     ServerHandle* self = as_server(o);
-    return guarded(
-        [&] { return run_as_future(self->loop, self->server->wait_closed(), [](const auto&) { Py_RETURN_NONE; }); });
+    Ref future = Ref::steal(bridge::new_future(self->loop));
+    if (!future) return nullptr;
+    return guarded([&] {
+        self->server->call_when_closed([f = future] { bridge::settle(f.get(), Py_NewRef(Py_None)); });
+        return future.release();
+    });
 }
 
 PyMethodDef server_methods[] = {
@@ -300,8 +306,10 @@ PyObject* loop_serve_fd(PyObject* o, PyObject* args) {
 
 PyObject* loop_create_unix_server(PyObject* o, PyObject* args) {
     PyObject *factory, *path;
-    int backlog, start_serving;
-    if (!PyArg_ParseTuple(args, "OOip:_create_unix_server", &factory, &path, &backlog, &start_serving)) return nullptr;
+    int backlog, start_serving, cleanup_socket;
+    if (!PyArg_ParseTuple(args, "OOipp:_create_unix_server", &factory, &path, &backlog, &start_serving,
+                          &cleanup_socket))
+        return nullptr;
     LoopObject* loop = open_loop(o);
     if (!loop) return nullptr;
     auto keep = std::make_shared<Strings>();
@@ -309,6 +317,7 @@ PyObject* loop_create_unix_server(PyObject* o, PyObject* args) {
     ServerOptions opts;
     opts.backlog = backlog;
     opts.start_serving = start_serving != 0;
+    opts.cleanup_socket = cleanup_socket != 0;
     return guarded([&] {
         return run_as_future(loop,
                              detail::ConnectionAccess::create_unix_server(

@@ -329,6 +329,9 @@ struct ServerOptions {
     ssl::ContextRef ssl;        ///< TLS (server side) or none (the server keeps a copy)
     double ssl_handshake_timeout = 60.0;
     double ssl_shutdown_timeout = 30.0;
+    /// create_unix_server: remove the socket file when the server closes (Python 3.13's
+    /// cleanup_socket).
+    bool cleanup_socket = true;
 };
 
 /// Options of create_datagram_endpoint. With family = AF_UNIX, local_host and remote_host
