@@ -92,6 +92,75 @@ TEST(CallSoon, CallbacksScheduledDuringAnIterationRunInTheNextOne) {
     EXPECT_EQ(order, (std::vector<std::string>{"a", "b", "a-child"}));
 }
 
+// The after-batch phase (LoopAccess::schedule_after_batch, libuv's "check"): an item runs once
+// the iteration's callbacks have run - after all of them, before the next iteration - in the
+// order the items were added; one added by such an item waits for the next batch; a closing
+// loop discards what is left.
+namespace {
+struct AfterBatchItem : asyncio::detail::ReadyItem {
+    std::vector<std::string>* order = nullptr;
+    std::string name;
+    EventLoop* loop = nullptr;
+    AfterBatchItem* then = nullptr;  // scheduled for after the batch when this one runs
+    bool discarded = false;
+    static const asyncio::detail::ReadyItemOps item_ops;
+};
+const asyncio::detail::ReadyItemOps AfterBatchItem::item_ops = {
+    /*run=*/
+    [](asyncio::detail::ReadyItem* i) {
+        auto* self = static_cast<AfterBatchItem*>(i);
+        self->order->push_back(self->name);
+        if (self->then) asyncio::detail::LoopAccess::schedule_after_batch(*self->loop, self->then);
+    },
+    /*discard=*/[](asyncio::detail::ReadyItem* i) noexcept { static_cast<AfterBatchItem*>(i)->discarded = true; },
+    /*drop=*/[](asyncio::detail::ReadyItem*) noexcept {},
+    /*describe=*/[](const asyncio::detail::ReadyItem*) -> std::string { return "after-batch"; },
+};
+}  // namespace
+
+TEST(AfterBatch, ItemsRunAfterTheIterationsCallbacksInOrder) {
+    EventLoop loop(kVirtual);
+    std::vector<std::string> order;
+    AfterBatchItem first, second, third;
+    for (auto [item, name] :
+         {std::pair{&first, "flush-1"}, std::pair{&second, "flush-2"}, std::pair{&third, "flush-3"}}) {
+        item->ops = &AfterBatchItem::item_ops;
+        item->order = &order;
+        item->name = name;
+        item->loop = &loop;
+    }
+    second.then = &third;  // added while the after-batch items run: waits for the next batch
+    loop.call_soon([&] {
+        order.push_back("a");
+        asyncio::detail::LoopAccess::schedule_after_batch(loop, &first);
+        loop.call_soon([&] { order.push_back("a-child"); });
+    });
+    loop.call_soon([&] {
+        order.push_back("b");
+        asyncio::detail::LoopAccess::schedule_after_batch(loop, &second);
+    });
+    run_briefly(loop);
+    EXPECT_EQ(order, (std::vector<std::string>{"a", "b", "flush-1", "flush-2"}));
+    run_briefly(loop);
+    EXPECT_EQ(order, (std::vector<std::string>{"a", "b", "flush-1", "flush-2", "a-child", "flush-3"}));
+}
+
+TEST(AfterBatch, AClosingLoopDiscardsWhatIsLeft) {
+    std::vector<std::string> order;
+    AfterBatchItem item;
+    item.ops = &AfterBatchItem::item_ops;
+    item.order = &order;
+    item.name = "never";
+    {
+        EventLoop loop(kVirtual);
+        item.loop = &loop;
+        asyncio::detail::LoopAccess::schedule_after_batch(loop, &item);
+        loop.close();
+    }
+    EXPECT_TRUE(item.discarded);
+    EXPECT_TRUE(order.empty());
+}
+
 TEST(CallSoon, SelfReschedulingCallbackRunsOncePerIteration) {
     EventLoop loop(kVirtual);
     int runs = 0;

@@ -239,6 +239,31 @@ TEST(Server, IsServingUntilClosed) {
     run(main());
 }
 
+// What wait_closed() waits for, as a callback (Server::call_when_closed): run at the moment
+// the server is closed and its last connection gone - not before - and at once afterwards.
+TEST(Server, CallWhenClosedRunsWhenClosedAndTheLastConnectionIsGone) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        auto protos = std::make_shared<ProtoList>();
+        auto factory = [protos] { return (*protos)(); };
+        Server srv = co_await loop.create_server(factory, "127.0.0.1", 0);
+        int calls = 0;
+        srv.call_when_closed([&calls] { ++calls; });
+        Socket client = co_await connect_client(port_of(srv));
+        auto proto = co_await protos->nth(1);
+        srv.close();
+        co_await sleep(0.01);
+        EXPECT_EQ(calls, 0);  // closed, but a connection is still open
+        proto->transport->close();
+        co_await wait_for(proto->done, kTimeout);
+        EXPECT_EQ(calls, 1);
+        srv.call_when_closed([&calls] { calls += 10; });  // already closed and drained: at once
+        EXPECT_EQ(calls, 11);
+        co_await wait_for(srv.wait_closed(), kTimeout);
+    };
+    run(main());
+}
+
 // CPython: test_server_close.
 TEST(Server, CloseStopsAcceptingConnections) {
     auto main = []() -> Coro<void> {
@@ -1843,6 +1868,23 @@ TEST(UnixServer, AcceptsConnections) {
         client.close();
         srv.close();
         co_await wait_for(srv.wait_closed(), kTimeout);
+    };
+    run(main());
+}
+
+// Python 3.13's create_unix_server(cleanup_socket=False): the socket file stays.
+TEST(UnixServer, CleanupSocketFalseLeavesTheSocketFile) {
+    auto main = []() -> Coro<void> {
+        EventLoop& loop = get_running_loop();
+        TempDir dir;
+        const std::string path = dir.file("srv.sock");
+        auto factory = [] { return std::make_shared<MyProto>(); };
+        ServerOptions opts;
+        opts.cleanup_socket = false;
+        Server srv = co_await loop.create_unix_server(factory, path, opts);
+        srv.close();
+        co_await wait_for(srv.wait_closed(), kTimeout);
+        EXPECT_TRUE(std::filesystem::exists(path));
     };
     run(main());
 }
