@@ -47,7 +47,14 @@ public:
         auto* st = new detail::TaskState<T>(loop, coro.release(), options.name);
         Task<T> task = Task<T>::adopt(st);
         st->start(options.eager_start || loop.eager_task_factory_enabled());
-        adopt_task(st);
+        try {
+            adopt_task(st);
+        } catch (...) {
+            // The group could not take the child (std::bad_alloc): it must not run outside the
+            // group's scope, so it is cancelled before the error reaches the caller.
+            task.cancel();
+            throw;
+        }
         return task;
     }
     /// Any other awaitable (a queue's get(), ...) is wrapped in a coroutine first.

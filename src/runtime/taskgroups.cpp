@@ -1,6 +1,8 @@
 // src/runtime/taskgroups.cpp - TaskGroup, a line-by-line port of CPython 3.12's taskgroups.py.
 #include <asyncio/taskgroups.hpp>
 
+#include <algorithm>
+
 namespace asyncio {
 
 TaskGroup::~TaskGroup() = default;
@@ -24,9 +26,20 @@ void TaskGroup::adopt_task(detail::TaskBase* task) {
     // Even an eager task that is already done goes through the done callback (call_soon):
     // handling it inline would run before the creating task is registered (CPython
     // gh-128550).
+    // All or nothing: a task listed without its done callback would never leave tasks_, and
+    // the group would wait for it forever.
     tasks_.emplace_back(task);
-    task->add_done_callback([this](detail::FutureStateBase* st) { on_task_done(static_cast<detail::TaskBase*>(st)); },
-                            nullptr);
+    try {
+        // Room for every error the pending children may report: on_task_done() then records
+        // an error without allocating (a std::bad_alloc there would lose the child's error).
+        const std::size_t needed = errors_.size() + tasks_.size();
+        if (errors_.capacity() < needed) errors_.reserve(std::max(needed, 2 * errors_.capacity()));
+        task->add_done_callback(
+            [this](detail::FutureStateBase* st) { on_task_done(static_cast<detail::TaskBase*>(st)); }, nullptr);
+    } catch (...) {
+        tasks_.pop_back();
+        throw;
+    }
 }
 
 void TaskGroup::abort() {
