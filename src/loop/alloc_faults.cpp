@@ -40,6 +40,10 @@ bool allow_allocation() noexcept {
     return false;
 }
 
+void count_allocation() {
+    if (!allow_allocation()) throw_bad_alloc();
+}
+
 void count_free() noexcept {
     ThreadState& s = tl_state;
     if (s.armed) ++s.counts.frees;

@@ -79,20 +79,36 @@ void SocketTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) {
 
 void SocketTransport::start(std::function<void()> on_made) {
     std::shared_ptr<SocketTransport> self = shared_from_this();
-    self_ = self;
-    // Python's three call_soon()s: connection_made, start reading, then wake the creator.
-    loop_->call_soon([self] {
+    prepare_connection_lost();
+    // Python's three call_soon()s: connection_made, start reading, then wake the creator. All
+    // or nothing: when one cannot be allocated (std::bad_alloc), those queued are cancelled
+    // and the transport does not hold itself, so the caller's failure path frees it.
+    Handle made = loop_->call_soon([self] {
         if (!self->protocol_) return;  // closed with the loop meanwhile
         self->started_ = true;
-        if (self->plain_)
-            self->plain_->connection_made(self);
-        else
-            self->buffered_->connection_made(self);
+        try {
+            if (self->plain_)
+                self->plain_->connection_made(self);
+            else
+                self->buffered_->connection_made(self);
+        } catch (...) {
+            // As for data_received (Python's _fatal_error): reported, and the connection,
+            // which no protocol knows about, is closed rather than left open for good.
+            self->fatal_error(std::current_exception(), "Fatal error: protocol.connection_made() call failed.");
+        }
     });
-    loop_->call_soon([self] {
-        if (self->is_reading() && !self->released_) self->arm_reading();
-    });
-    if (on_made) loop_->call_soon(std::move(on_made));
+    Handle reading;
+    try {
+        reading = loop_->call_soon([self] {
+            if (self->is_reading() && !self->released_) self->arm_reading();
+        });
+        if (on_made) loop_->call_soon(std::move(on_made));
+    } catch (...) {
+        made.cancel();
+        reading.cancel();
+        throw;
+    }
+    self_ = std::move(self);
 }
 
 // ---- reading -------------------------------------------------------------------------------

@@ -77,7 +77,10 @@ void TaskGroup::on_task_done(detail::TaskBase* task) {
     }
 }
 
-Coro<> TaskGroup::aexit(std::exception_ptr exc) {
+Coro<> TaskGroup::aexit(std::exception_ptr body_exception) { co_await aexit_from(body_exception); }
+
+Coro<> TaskGroup::aexit_from(const std::exception_ptr& body_exception) {
+    const std::exception_ptr exc = body_exception;
     exiting_ = true;
     if (exc && is_base_error(exc) && !base_error_) base_error_ = exc;
     std::exception_ptr propagate_cancellation_error;
@@ -88,11 +91,25 @@ Coro<> TaskGroup::aexit(std::exception_ptr exc) {
     }
     // A loop, because the wait can be cancelled several times if the parent task is being
     // cancelled repeatedly.
+    std::exception_ptr out_of_memory;
     while (!tasks_.empty()) {
-        if (!on_completed_fut_) on_completed_fut_.emplace(*loop_);
+        if (!on_completed_fut_) {
+            try {
+                on_completed_fut_.emplace(*loop_);
+            } catch (const std::bad_alloc&) {
+                // No memory for the future to wait on. The children must still not outlive
+                // the group: they are cancelled, the wait goes on by yielding (sleep(0)
+                // allocates nothing), and the error is raised with the others.
+                if (!out_of_memory) out_of_memory = std::current_exception();
+                if (!aborting_) abort();
+            }
+        }
         std::exception_ptr cancelled;
         try {
-            co_await *on_completed_fut_;
+            if (on_completed_fut_)
+                co_await *on_completed_fut_;
+            else
+                co_await sleep(0);
         } catch (const CancelledError&) {
             cancelled = std::current_exception();
         }
@@ -108,6 +125,7 @@ Coro<> TaskGroup::aexit(std::exception_ptr exc) {
         // We must call uncancel(); with no cancellations left, don't propagate CancelledError.
         if (parent_task_.uncancel() == 0) propagate_cancellation_error = nullptr;
     }
+    if (out_of_memory) errors_.push_back(out_of_memory);  // an error like the children's
     // Propagate CancelledError if there is one, unless other errors take priority.
     if (propagate_cancellation_error && errors_.empty()) std::rethrow_exception(propagate_cancellation_error);
     if (exc && !is_cancelled_error(exc)) errors_.push_back(exc);

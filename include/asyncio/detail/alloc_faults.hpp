@@ -48,10 +48,9 @@ Counts counts() noexcept;
 /// is not armed. For allocators that cannot throw (operator new's nothrow forms).
 bool allow_allocation() noexcept;
 [[noreturn]] void throw_bad_alloc();
-/// One allocation that fails by throwing std::bad_alloc (the frame pool, operator new).
-inline void count_allocation() {
-    if (!allow_allocation()) throw_bad_alloc();
-}
+/// One allocation that fails by throwing std::bad_alloc (the frame pool). Out of line: the
+/// pool's inlined allocate() grows by one call only.
+void count_allocation();
 /// One free on this thread (counted only while armed).
 void count_free() noexcept;
 
