@@ -86,16 +86,10 @@ void SocketTransport::start(std::function<void()> on_made) {
     Handle made = loop_->call_soon([self] {
         if (!self->protocol_) return;  // closed with the loop meanwhile
         self->started_ = true;
-        try {
-            if (self->plain_)
-                self->plain_->connection_made(self);
-            else
-                self->buffered_->connection_made(self);
-        } catch (...) {
-            // As for data_received (Python's _fatal_error): reported, and the connection,
-            // which no protocol knows about, is closed rather than left open for good.
-            self->fatal_error(std::current_exception(), "Fatal error: protocol.connection_made() call failed.");
-        }
+        if (self->plain_)
+            self->plain_->connection_made(self);
+        else
+            self->buffered_->connection_made(self);
     });
     Handle reading;
     try {

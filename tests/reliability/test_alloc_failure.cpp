@@ -888,28 +888,37 @@ TEST(AllocFailure, TaskGroupNeverLosesAChildsErrorToAnAllocationFailure) {
     asyncio_test::run_virtual(main());
 }
 
-struct FailsToStart : Protocol {
-    void connection_made(std::shared_ptr<Transport>) override { throw std::bad_alloc(); }
-};
+Coro<> handler_never_made(StreamReader, StreamWriter) { co_return; }
 
-TEST(AllocFailure, AConnectionWhoseConnectionMadeFailsIsReportedAndClosed) {
-    // The failure: the error went to the exception handler and the connection stayed open, so
-    // the client waited for good and the server's wait_closed() never returned.
+TEST(AllocFailure, AStreamConnectionWhoseHandlerCannotStartIsReportedAndClosed) {
+    // The failure: start_server's connection_made could not start the client_connected_cb
+    // task (std::bad_alloc); the error went to the exception handler and the connection stayed
+    // open, so the client waited for good and the server's wait_closed() never returned.
     auto main = []() -> Coro<> {
         EventLoop& loop = get_running_loop();
         asyncio_test::HandlerCapture handler;
         handler.install(loop);
-        auto factory = [] { return std::make_shared<FailsToStart>(); };
-        Server server = co_await loop.create_server(factory, "127.0.0.1", 0);
+        ClientConnectedCallback cb = [](StreamReader r, StreamWriter w) -> Coro<> {
+            throw std::bad_alloc();  // as if the handler's frame could not be allocated
+            return handler_never_made(std::move(r), std::move(w));
+        };
+        Server server = co_await start_server(cb, "127.0.0.1", 0);
         const int port = server.sockets().at(0).getsockname().port();
         auto [reader, writer] = co_await open_connection("127.0.0.1", port);
-        std::string got = co_await timeout(5.0, reader.read());  // EOF: the server closed it
+        std::exception_ptr error;
+        std::string got;
+        try {
+            got = co_await timeout(5.0, reader.read());  // EOF or a reset: the server closed it
+        } catch (const std::system_error&) {
+            error = std::current_exception();
+        }
         CO_ASSERT(got.empty());
         writer.close();
-        co_await writer.wait_closed();
+        co_await asyncio_test::error_of(writer.wait_closed());
         server.close();
         co_await timeout(5.0, server.wait_closed());
-        CO_ASSERT(handler.contains("connection_made() call failed"));
+        CO_ASSERT(handler.contexts.size() == 1);
+        CO_ASSERT(asyncio_test::holds<std::bad_alloc>(handler.contexts[0].exception));
     };
     asyncio::run(main());
 }
