@@ -13,9 +13,9 @@
 // freed; under LSan also a leak check), or the same thread unable to run the scenario again
 // un-armed right after.
 //
-// ASYNCIO_ALLOC_SWEEP_STRIDE=k sweeps every k-th n (default 1; the sanitizer build defaults
-// to a stride, see default_stride()); ASYNCIO_ALLOC_SWEEP_ONLY=n runs that n alone (with
-// its report printed), to reproduce a failure.
+// ASYNCIO_ALLOC_SWEEP_STRIDE=k sweeps every k-th n (default: every n, also under the
+// sanitizers); ASYNCIO_ALLOC_SWEEP_ONLY=n runs that n alone (with its report printed), to
+// reproduce a failure.
 #include <gtest/gtest.h>
 
 #include <asyncio/detail/alloc_faults.hpp>
@@ -161,26 +161,39 @@ Coro<> spawn_failing(TaskGroup& tg) {
     co_return;
 }
 
-Coro<long> task_program() {
+/// What the task program's tasks share. It lives outside asyncio::run (task_scenario()):
+/// when a run fails, tasks the program started may still be pending (a gather's other
+/// children go on after its first error, as in Python) until the runner cancels them, after
+/// the program's own frame is gone.
+struct TaskWorld {
+    Queue<int> q{2};
+    int consumed = 0, seven = 0;
+    Lock lock;
+    int counter = 0;
+    Event ev;
+};
+
+Coro<long> task_program(TaskWorld& w) {
     install_handler(get_running_loop());
     long total = 0;
 
     // Queue + TaskGroup + gather.
-    Queue<int> q(2);
-    int consumed = 0, seven = 0;
+    Queue<int>& q = w.q;
+    int& consumed = w.consumed;
+    int& seven = w.seven;
     co_await task_group([&](TaskGroup& tg) { return queue_round(tg, q, consumed, seven); });
     check(consumed == 21 && seven == 7, "queue/gather result");
     total += consumed + seven;
 
     // Lock under contention, in a TaskGroup.
-    Lock lock;
-    int counter = 0;
+    Lock& lock = w.lock;
+    int& counter = w.counter;
     co_await task_group([&](TaskGroup& tg) { return spawn_adders(tg, lock, counter); });
     check(counter == 10 && !lock.locked(), "lock/task group result");
     total += counter;
 
     // Event.
-    Event ev;
+    Event& ev = w.ev;
     Task<int> w1 = create_task(when_set(ev, 3));
     Task<int> w2 = create_task(when_set(ev, 4));
     co_await sleep(0);
@@ -240,10 +253,11 @@ Coro<long> task_program() {
     co_return total;
 }
 
-Coro<long> bounded_task_program() { co_return co_await timeout(1000.0, task_program()); }
+Coro<long> bounded_task_program(TaskWorld& w) { co_return co_await timeout(1000.0, task_program(w)); }
 
 void task_scenario() {
-    const long total = asyncio::run(bounded_task_program(), RunOptions{.virtual_clock = true});
+    TaskWorld world;
+    const long total = asyncio::run(bounded_task_program(world), RunOptions{.virtual_clock = true});
     check(total == 21 + 7 + 10 + 7 + 11 + 5, "task program total");
 }
 
@@ -531,14 +545,6 @@ std::uint64_t env_number(const char* name, std::uint64_t fallback) {
     return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
 }
 
-std::uint64_t default_stride() {
-#ifdef SWEEP_UNDER_ASAN
-    return 7;  // each run is about 10x slower under ASan/LSan: a stride keeps the test quick
-#else
-    return 1;
-#endif
-}
-
 struct SweepFigures {
     std::uint64_t n_total = 0, runs = 0, completed = 0, reached_caller = 0, injected = 0;
     double seconds = 0;
@@ -555,8 +561,7 @@ SweepFigures sweep(const Scenario& s, int alarm_seconds) {
     f.n_total = counted.allocations;
     EXPECT_GT(f.n_total, 100u) << "the scenario should allocate";
     const std::uint64_t only = env_number("ASYNCIO_ALLOC_SWEEP_ONLY", 0);
-    const std::uint64_t stride =
-        only ? 1 : std::max<std::uint64_t>(1, env_number("ASYNCIO_ALLOC_SWEEP_STRIDE", default_stride()));
+    const std::uint64_t stride = only ? 1 : std::max<std::uint64_t>(1, env_number("ASYNCIO_ALLOC_SWEEP_STRIDE", 1));
     const auto start = std::chrono::steady_clock::now();
     std::map<std::string, std::vector<std::uint64_t>> failures;  // message -> the n that failed so
     for (std::uint64_t n = only ? only : 1; n <= (only ? only : f.n_total); n += stride) {
