@@ -166,6 +166,8 @@ public:
 
     Coro<void> drain_helper();
     Coro<void> wait_closed();
+    /// connection_made(): the client_connected_cb task for a server connection.
+    void start_client_connected_cb(const std::shared_ptr<Transport>& transport);
     /// drain_helper() would raise or wait (writing is paused, or the connection is lost).
     bool drain_must_wait() const noexcept { return paused_ || connection_lost_; }
     StreamReader& reader() noexcept { return reader_; }

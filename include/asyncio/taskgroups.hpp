@@ -47,7 +47,14 @@ public:
         auto* st = new detail::TaskState<T>(loop, coro.release(), options.name);
         Task<T> task = Task<T>::adopt(st);
         st->start(options.eager_start || loop.eager_task_factory_enabled());
-        adopt_task(st);
+        try {
+            adopt_task(st);
+        } catch (...) {
+            // The group could not take the child (std::bad_alloc): it must not run outside the
+            // group's scope, so it is cancelled before the error reaches the caller.
+            task.cancel();
+            throw;
+        }
         return task;
     }
     /// Any other awaitable (a queue's get(), ...) is wrapped in a coroutine first.
@@ -69,6 +76,11 @@ public:
     /// (null if none) and throws what Python's __aexit__ raises.
     void enter();
     Coro<> aexit(std::exception_ptr body_exception);
+    /// aexit() reading the body's exception from `body_exception` when awaited: task_group()
+    /// makes it before the body runs, so that no allocation (its frame) stands between the
+    /// body's end and the group's exit - a std::bad_alloc there would leave the children
+    /// running and the parent task cancelled.
+    Coro<> aexit_from(const std::exception_ptr& body_exception);
 
 private:
     /// Why create_task() must refuse now, or nullptr.
@@ -98,6 +110,7 @@ auto task_group(F body) -> decltype(body(std::declval<TaskGroup&>())) {
     tg.enter();
     std::exception_ptr error;
     std::optional<detail::stored_t<R>> result;
+    Coro<> exit = tg.aexit_from(error);  // before the first child exists (see aexit_from)
     try {
         if constexpr (std::is_void_v<R>) {
             co_await body(tg);
@@ -107,7 +120,7 @@ auto task_group(F body) -> decltype(body(std::declval<TaskGroup&>())) {
     } catch (...) {
         error = std::current_exception();
     }
-    co_await tg.aexit(error);
+    co_await std::move(exit);
     if (error) std::rethrow_exception(error);
     if constexpr (!std::is_void_v<R>) co_return std::move(*result);
 }

@@ -30,7 +30,9 @@ constexpr std::uint32_t write_events = EPOLLOUT;
 
 class EpollBackend final : public Backend {
 public:
-    EpollBackend() : epfd_(::epoll_create1(EPOLL_CLOEXEC)), provided_(new char[provided_buffer_size]) {
+    // The fd is made last: an allocation failing before it leaves nothing open.
+    EpollBackend() : provided_(new char[provided_buffer_size]) {
+        epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
         if (epfd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
     }
     ~EpollBackend() override { ::close(epfd_); }
@@ -209,7 +211,7 @@ private:
         return completed;
     }
 
-    int epfd_;
+    int epfd_ = -1;
     std::unique_ptr<char[]> provided_;
     RegistrationTable<IoRegistration> slots_;
     IoRegistration* dirty_ = nullptr;

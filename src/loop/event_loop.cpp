@@ -98,20 +98,24 @@ EventLoop::Impl& detail::IoAccess::impl(EventLoop& loop) noexcept { return *loop
 
 EventLoop::EventLoop() : EventLoop(LoopOptions{}) {}
 
-EventLoop::EventLoop(LoopOptions options) : anchor_(new detail::LoopAnchor), impl_(new Impl) {
+EventLoop::EventLoop(LoopOptions options) : anchor_(new detail::LoopAnchor) {
+    // No destructor runs for a constructor that throws: whatever fails here (an allocation
+    // too) gives back the anchor and the eventfd.
     try {
+        impl_ = std::make_unique<Impl>();
         impl_->backend = detail::make_backend();  // may refuse $ASYNCIO_BACKEND
         impl_->wakeup_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (impl_->wakeup_fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+        impl_->arm_wakeup();  // the backend's registration of the fd may allocate
     } catch (...) {
-        anchor_->release();  // no destructor runs for a constructor that throws
+        if (impl_ && impl_->wakeup_fd >= 0) ::close(impl_->wakeup_fd);
+        anchor_->release();
         throw;
     }
     anchor_->loop = this;
     debug_ = options.debug;
     impl_->virtual_clock = options.virtual_clock;
     anchor_->wakeup_fd = impl_->wakeup_fd;
-    impl_->arm_wakeup();
 }
 
 EventLoop::~EventLoop() {
@@ -142,11 +146,12 @@ Handle EventLoop::call_soon_impl(detail::HandleState* h) {
 }
 
 TimerHandle EventLoop::call_at_impl(double when, detail::HandleState* h) {
+    TimerHandle handle(detail::RefPtr<detail::HandleState>::adopt(h));  // frees h if the push throws
     h->ops = &detail::HandleState::ready_ops;
     h->is_timer = true;
     h->when = when;
     impl_->timers.push(h, when);
-    return TimerHandle(detail::RefPtr<detail::HandleState>::adopt(h));
+    return handle;
 }
 
 Handle EventLoop::call_soon_threadsafe_impl(detail::HandleState* h) {

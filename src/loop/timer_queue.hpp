@@ -27,8 +27,8 @@ public:
 
     /// Adds a timer for `node` (taking a reference to it).
     void push(TimerNode* node, double when) {
+        heap_.push_back(Entry{when, node, next_seq_++, node->generation});  // may throw: nothing held yet
         node->ops->add_ref(node);
-        heap_.push_back(Entry{when, node, next_seq_++, node->generation});
         std::push_heap(heap_.begin(), heap_.end(), later);
     }
     /// Invalidates every queued entry of `node`.

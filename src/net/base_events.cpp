@@ -472,15 +472,24 @@ struct ServerState final : LoopResource, std::enable_shared_from_this<ServerStat
             accepted_tls(conn);
             return;
         }
+        std::shared_ptr<SocketTransport> transport;
+        bool attached = false;
         try {
             std::shared_ptr<BaseProtocol> protocol = factory();
-            auto transport = std::make_shared<SocketTransport>(*loop, std::move(conn), std::move(protocol));
+            transport = std::make_shared<SocketTransport>(*loop, std::move(conn), std::move(protocol));
             attach(transport.get());
+            attached = true;
             transport->set_server(shared_from_this());
             transport->start();
         } catch (const KeyboardInterrupt&) {
             throw;
         } catch (...) {
+            // A transport that could not start (std::bad_alloc) leaves the server's count, and
+            // its destructor closes the connection.
+            if (attached) {
+                transport->set_server(nullptr);
+                detach(transport.get());
+            }
             if (loop->get_debug() || !is_connection_error(std::current_exception()))
                 loop->call_exception_handler(
                     {"Error on transport creation for incoming connection", std::current_exception(), {}, {}});
@@ -519,8 +528,8 @@ struct ServerState final : LoopResource, std::enable_shared_from_this<ServerStat
     }
 
     void attach(SocketTransport* t) {
+        clients.insert(t);  // may throw: counted only once listed
         ++active_count;
-        clients.insert(t);
     }
     void detach(SocketTransport* t) {
         --active_count;

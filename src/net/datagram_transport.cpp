@@ -70,16 +70,26 @@ public:
 
     void start(std::function<void()> on_made) {
         std::shared_ptr<SocketDatagramTransport> self = shared_from_this();
-        self_ = self;
-        loop_->call_soon([self] {
+        prepare_connection_lost();
+        // All or nothing, as SocketTransport::start(): a std::bad_alloc leaves no callback
+        // queued and no self-reference.
+        Handle made = loop_->call_soon([self] {
             if (!self->datagram_protocol_) return;
             self->started_ = true;
             self->datagram_protocol_->connection_made(self);
         });
-        loop_->call_soon([self] {
-            if (!self->closing_) self->arm_datagram_reading();
-        });
-        if (on_made) loop_->call_soon(std::move(on_made));
+        Handle reading;
+        try {
+            reading = loop_->call_soon([self] {
+                if (!self->closing_) self->arm_datagram_reading();
+            });
+            if (on_made) loop_->call_soon(std::move(on_made));
+        } catch (...) {
+            made.cancel();
+            reading.cancel();
+            throw;
+        }
+        self_ = std::move(self);
     }
 
     // BaseTransport

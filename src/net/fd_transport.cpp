@@ -19,6 +19,21 @@ FdTransport::FdTransport(EventLoop& loop, Socket sock)
     }
 }
 
+FdTransport::~FdTransport() {
+    if (lost_callback_) lost_callback_->release();
+}
+
+void FdTransport::prepare_connection_lost() {
+    if (lost_callback_) return;
+    // A raw pointer: the queued callback runs while self_ still holds the transport (only
+    // call_connection_lost() and the loop's close drop it; the close drops queued callbacks
+    // unrun first).
+    lost_callback_ = make_handle_state(LoopAccess::anchor(*loop_), false, [this] {
+        std::exception_ptr exc = std::move(lost_exc_);
+        call_connection_lost(std::move(exc));
+    });
+}
+
 void FdTransport::link() noexcept { IoAccess::impl(*loop_).link(this); }
 
 std::any FdTransport::extra_info(std::string_view name) const {
@@ -46,6 +61,11 @@ void FdTransport::force_close(std::exception_ptr exc) {
 
 void FdTransport::schedule_connection_lost(std::exception_ptr exc) {
     if (released_ || loop_->is_closed()) return;
+    if (HandleState* prepared = std::exchange(lost_callback_, nullptr)) {
+        lost_exc_ = std::move(exc);
+        (void)LoopAccess::call_soon_prepared(*loop_, prepared);
+        return;
+    }
     loop_->call_soon([self = self_, exc = std::move(exc)] { self->call_connection_lost(exc); });
 }
 

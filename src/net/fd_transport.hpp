@@ -29,7 +29,7 @@ protected:
     /// Takes the non-blocking socket: registers it with the backend for both operations
     /// (their kind, callback and `user` are the derived class's) and caches its address.
     FdTransport(EventLoop& loop, Socket sock);
-    ~FdTransport() override = default;
+    ~FdTransport() override;
 
     /// Joins the loop's close hook: the last step of the derived constructor.
     void link() noexcept;
@@ -57,6 +57,10 @@ protected:
     /// Python's _force_close: unsent data is dropped, reading stops, connection_lost(exc)
     /// follows through call_soon. Once only.
     void force_close(std::exception_ptr exc);
+    /// Makes the callback that schedule_connection_lost() queues, ahead (at start): closing
+    /// then allocates nothing, so a std::bad_alloc cannot leave a transport that never calls
+    /// connection_lost, never closes its fd and keeps its server's wait_closed() waiting.
+    void prepare_connection_lost();
     void schedule_connection_lost(std::exception_ptr exc);
     /// Python's _call_connection_lost: the protocol's connection_lost (if connection_made
     /// ran), then the fd is released and the loop's reference dropped.
@@ -93,6 +97,9 @@ protected:
 private:
     /// The loop closes (and unlinked us already): the fd is released without callbacks.
     void loop_closing() noexcept final;
+
+    HandleState* lost_callback_ = nullptr;  // prepare_connection_lost(), until queued
+    std::exception_ptr lost_exc_;           // what the prepared callback passes on
 };
 
 /// Starts `transport` (its start(on_made)) and waits until connection_made has run, as

@@ -79,9 +79,11 @@ void SocketTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) {
 
 void SocketTransport::start(std::function<void()> on_made) {
     std::shared_ptr<SocketTransport> self = shared_from_this();
-    self_ = self;
-    // Python's three call_soon()s: connection_made, start reading, then wake the creator.
-    loop_->call_soon([self] {
+    prepare_connection_lost();
+    // Python's three call_soon()s: connection_made, start reading, then wake the creator. All
+    // or nothing: when one cannot be allocated (std::bad_alloc), those queued are cancelled
+    // and the transport does not hold itself, so the caller's failure path frees it.
+    Handle made = loop_->call_soon([self] {
         if (!self->protocol_) return;  // closed with the loop meanwhile
         self->started_ = true;
         if (self->plain_)
@@ -89,10 +91,18 @@ void SocketTransport::start(std::function<void()> on_made) {
         else
             self->buffered_->connection_made(self);
     });
-    loop_->call_soon([self] {
-        if (self->is_reading() && !self->released_) self->arm_reading();
-    });
-    if (on_made) loop_->call_soon(std::move(on_made));
+    Handle reading;
+    try {
+        reading = loop_->call_soon([self] {
+            if (self->is_reading() && !self->released_) self->arm_reading();
+        });
+        if (on_made) loop_->call_soon(std::move(on_made));
+    } catch (...) {
+        made.cancel();
+        reading.cancel();
+        throw;
+    }
+    self_ = std::move(self);
 }
 
 // ---- reading -------------------------------------------------------------------------------

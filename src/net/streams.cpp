@@ -472,6 +472,18 @@ void StreamReaderProtocol::connection_made(std::shared_ptr<Transport> transport)
     reader_.set_transport(transport);
     over_ssl = transport->get_extra_info("sslcontext").has_value();
     if (!cb_) return;
+    try {
+        start_client_connected_cb(transport);
+    } catch (...) {
+        // No task serves this connection (the callback raised, or std::bad_alloc): it is
+        // closed rather than left open with a client waiting for good, and the error is
+        // reported as the loop reports any callback's. (Python leaves it open.)
+        transport->abort();
+        throw;
+    }
+}
+
+void StreamReaderProtocol::start_client_connected_cb(const std::shared_ptr<Transport>& transport) {
     StreamWriter writer(transport, shared_from_this(), reader_);
     StreamReader reader = StreamAccess::guarded(reader_, writer);
     EventLoop& loop = get_running_loop();

@@ -148,10 +148,20 @@ bool TaskBase::cancel(std::string msg) {
     anchor_->open_loop();
     log_traceback_ = false;
     if (done()) return false;
+    // What may allocate comes before any change: a std::bad_alloc leaves the task as it was
+    // (a sleep whose timer was cancelled before the message could be stored slept forever).
+    if (!msg.empty()) (void)extras();  // where the message goes
     ++num_cancels_requested_;
-    if (fut_waiter && fut_waiter->cancel(msg)) {
+    if (fut_waiter) {
+        bool waiter_cancelled = false;
+        try {
+            waiter_cancelled = fut_waiter->cancel(msg);  // copies the message
+        } catch (...) {
+            --num_cancels_requested_;
+            throw;
+        }
         // Leave fut_waiter: it may be a task that catches and ignores the cancellation.
-        return true;
+        if (waiter_cancelled) return true;
     }
     if (sleep_cancelled_) {
         // The sleep was already cancelled and the wake-up is queued: that CancelledError,

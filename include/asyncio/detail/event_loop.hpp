@@ -771,6 +771,9 @@ struct LoopAccess {
     }
     static TaskBase*& current_task(EventLoop& loop) noexcept { return loop.current_task_; }
     static LoopAnchor* anchor(EventLoop& loop) noexcept { return loop.anchor_; }
+    /// Queues a callback made beforehand (make_handle_state): allocates nothing, for what must
+    /// not fail for want of memory (a transport's connection_lost).
+    static Handle call_soon_prepared(EventLoop& loop, HandleState* h) { return loop.call_soon_impl(h); }
     static void add_timer(EventLoop& loop, TimerNode* node, double when);
     /// Whether the caller is on the thread that created (or last ran) the loop.
     static bool on_loop_thread(const EventLoop& loop) noexcept;

@@ -10,7 +10,13 @@
 // are kept for reuse until exit (like most allocators, memory reached at a peak stays mapped).
 //
 // Under AddressSanitizer the recycler is bypassed so use-after-free stays detectable.
+//
+// With ASYNCIO_FAULT_INJECTION (test builds) allocate() is an allocation-failure injection
+// point: on a thread armed by alloc_faults::arm() it counts, and the chosen allocation throws
+// std::bad_alloc, whether the block would come from a free list, a new slab or malloc.
 #pragma once
+
+#include <asyncio/detail/alloc_faults.hpp>
 
 #include <cstddef>
 #include <cstdlib>
@@ -47,6 +53,12 @@ public:
     }
 
     void* allocate(std::size_t size) {
+#ifdef ASYNCIO_FAULT_INJECTION
+        // Tests: the n-th allocation of an armed thread throws (alloc_faults.hpp). Not in
+        // builds without the option: the hot path then has no check.
+        if (alloc_faults::active()) [[unlikely]]
+            alloc_faults::count_allocation();
+#endif
 #if ASYNCIO_FRAME_POOL_ENABLED
         if (size <= max_pooled_size) {
             std::size_t c = class_of(size);
@@ -63,6 +75,10 @@ public:
     }
 
     void deallocate(void* p, std::size_t size) noexcept {
+#ifdef ASYNCIO_FAULT_INJECTION
+        if (alloc_faults::active()) [[unlikely]]
+            alloc_faults::count_free();
+#endif
 #if ASYNCIO_FRAME_POOL_ENABLED
         if (size <= max_pooled_size) {
             std::size_t c = class_of(size);

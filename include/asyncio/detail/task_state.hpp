@@ -130,9 +130,11 @@ private:
 };
 
 inline void LoopAccess::register_task(EventLoop& loop, TaskBase* task) {
-    task->add_ref();
-    task->task_index() = static_cast<std::uint32_t>(loop.tasks_.size());
+    // The push first: when it fails (std::bad_alloc), the task holds no reference of the loop's
+    // and is not listed, so dropping the caller's handle frees it.
     loop.tasks_.push_back(task);
+    task->task_index() = static_cast<std::uint32_t>(loop.tasks_.size() - 1);
+    task->add_ref();
 }
 inline void LoopAccess::unregister_task(EventLoop& loop, TaskBase* task) noexcept {
     // Swap-remove: O(1). (Python's all_tasks() is a set: no order to keep.)
