@@ -11,10 +11,10 @@ Tasks and futures are CPython's own asyncio.Task and asyncio.Future.
 import asyncio as _asyncio
 
 from ._core import Handle, TimerHandle
-from ._core import Transport
+from ._core import DatagramTransport, Transport
 from ._loop import Loop, Server
 
-__all__ = ("Loop", "Server", "Transport", "Handle", "TimerHandle", "new_event_loop", "run", "install", "EventLoopPolicy")
+__all__ = ("Loop", "Server", "Transport", "DatagramTransport", "Handle", "TimerHandle", "new_event_loop", "run", "install", "EventLoopPolicy")
 
 
 def new_event_loop():

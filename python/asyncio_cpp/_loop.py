@@ -243,11 +243,12 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             return
         if self.get_debug():
             logger.debug("Close %r", self)
-        for sig in list(self._signal_handlers):
+        # (getattr: a loop whose __init__ failed is closed by __del__ too.)
+        for sig in list(getattr(self, "_signal_handlers", ())):
             self.remove_signal_handler(sig)
         self._close()
         self._executor_shutdown_called = True
-        executor = self._default_executor
+        executor = getattr(self, "_default_executor", None)
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)

@@ -23,8 +23,9 @@ namespace {
 PyTypeObject* ServerHandleType = nullptr;
 
 struct ServerHandle {
-    PyObject_HEAD Server* server;  // owned
-    LoopObject* loop;              // strong
+    PyObject ob_base;  // PyObject_HEAD
+    Server* server;    // owned
+    LoopObject* loop;  // strong
 };
 
 ServerHandle* as_server(PyObject* o) noexcept { return reinterpret_cast<ServerHandle*>(o); }

@@ -23,10 +23,12 @@ namespace {
 PyTypeObject* DatagramTransportType = nullptr;
 
 struct DatagramTransportObject {
-    PyObject_HEAD std::shared_ptr<DatagramTransport>* transport;  // owned
-    LoopObject* loop;                                             // strong
-    PyObject* protocol;                                           // strong
-    PyObject* socket;                                             // get_extra_info('socket'), made on first use
+    PyObject ob_base;      // PyObject_HEAD
+    PyObject* base_extra;  // asyncio.BaseTransport's `_extra` slot (derives from asyncio.DatagramTransport)
+    std::shared_ptr<DatagramTransport>* transport;  // owned
+    LoopObject* loop;                               // strong
+    PyObject* protocol;                             // strong
+    PyObject* socket;                               // get_extra_info('socket'), made on first use
     PyObject* weakreflist;
 };
 
@@ -80,10 +82,12 @@ int dt_traverse(PyObject* o, visitproc visit, void* arg) {
     Py_VISIT(reinterpret_cast<PyObject*>(as_dt(o)->loop));
     Py_VISIT(as_dt(o)->protocol);
     Py_VISIT(as_dt(o)->socket);
+    Py_VISIT(as_dt(o)->base_extra);
     return 0;
 }
 
 int dt_clear(PyObject* o) {
+    Py_CLEAR(as_dt(o)->base_extra);
     Py_CLEAR(as_dt(o)->protocol);
     Py_CLEAR(as_dt(o)->socket);
     return 0;
@@ -238,6 +242,7 @@ PyType_Spec dt_spec = {
 PyObject* new_datagram_transport(LoopObject* loop, std::shared_ptr<DatagramTransport> t, PyObject* protocol) {
     DatagramTransportObject* self = PyObject_GC_New(DatagramTransportObject, DatagramTransportType);
     if (!self) return nullptr;
+    self->base_extra = nullptr;
     self->loop = reinterpret_cast<LoopObject*>(Py_NewRef(reinterpret_cast<PyObject*>(loop)));
     self->protocol = Py_XNewRef(protocol);
     self->socket = nullptr;
@@ -309,7 +314,9 @@ private:
 int init_datagram_types(PyObject* module) noexcept {
     str_datagram_received = PyUnicode_InternFromString("datagram_received");
     str_error_received = PyUnicode_InternFromString("error_received");
-    DatagramTransportType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&dt_spec));
+    Ref base = Ref::steal(asyncio_transport_base("DatagramTransport", offsetof(DatagramTransportObject, transport)));
+    if (!base) return -1;
+    DatagramTransportType = reinterpret_cast<PyTypeObject*>(PyType_FromSpecWithBases(&dt_spec, base.get()));
     if (!DatagramTransportType) return -1;
     return PyModule_AddObjectRef(module, "DatagramTransport", reinterpret_cast<PyObject*>(DatagramTransportType));
 }

@@ -17,7 +17,8 @@ PyTypeObject* CancelTaskType = nullptr;
 
 /// A done callback holding a C++ task: cancels it when the future was cancelled.
 struct CancelTask {
-    PyObject_HEAD AnyTask* task;
+    PyObject ob_base;  // PyObject_HEAD
+    AnyTask* task;
 };
 
 void cancel_task_dealloc(PyObject* o) {

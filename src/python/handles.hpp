@@ -21,10 +21,10 @@ struct HandleNode : detail::TimerNode {
 };
 
 struct HandleObject {
-    PyObject_HEAD
-        // The link, constructed in place by new_handle(). Raw storage keeps this struct
-        // standard-layout, so CPython's member tables may use offsetof() on it.
-        alignas(HandleNode) unsigned char node_storage[sizeof(HandleNode)];
+    PyObject ob_base;  // PyObject_HEAD
+                       // The link, constructed in place by new_handle(). Raw storage keeps this struct
+    // standard-layout, so CPython's member tables may use offsetof() on it.
+    alignas(HandleNode) unsigned char node_storage[sizeof(HandleNode)];
     LoopObject* loop;            // strong
     PyObject* callback;          // strong; null once cancelled
     PyObject* args;              // a tuple (strong); null once cancelled

@@ -16,7 +16,8 @@
 namespace asyncio::python {
 
 struct LoopObject {
-    PyObject_HEAD EventLoop* core;
+    PyObject ob_base;  // PyObject_HEAD
+    EventLoop* core;
     PyObject* weakreflist;
     PyObject* task_factory;       // null: asyncio.Task
     PyObject* exit_exception;     // a SystemExit/KeyboardInterrupt on its way out of run_forever

@@ -28,7 +28,8 @@ PyObject* str_add_done_callback = nullptr;
 PyObject* str_done = nullptr;
 
 struct SockWait {
-    PyObject_HEAD detail::IoOperation op;
+    PyObject ob_base;  // PyObject_HEAD
+    detail::IoOperation op;
     LoopObject* loop;  // strong
     PyObject* future;  // strong
     PyObject* sock;    // strong: the socket stays open while we wait on its fd

@@ -29,11 +29,13 @@ int transport_traverse(PyObject* o, visitproc visit, void* arg) {
     Py_VISIT(reinterpret_cast<PyObject*>(self->loop));
     Py_VISIT(self->protocol);
     Py_VISIT(self->socket);
+    Py_VISIT(self->base_extra);
     return 0;
 }
 
 int transport_clear(PyObject* o) {
     TransportObject* self = as_transport(o);
+    Py_CLEAR(self->base_extra);
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->socket);
     return 0;
@@ -277,8 +279,19 @@ PyType_Spec transport_spec = {
 
 }  // namespace
 
+PyObject* asyncio_transport_base(const char* name, Py_ssize_t expected_basicsize) {
+    Ref asyncio = Ref::steal(PyImport_ImportModule("asyncio"));
+    Ref base = asyncio ? Ref::steal(PyObject_GetAttrString(asyncio.get(), name)) : Ref();
+    if (!base) return nullptr;
+    if (!PyType_Check(base.get()) || reinterpret_cast<PyTypeObject*>(base.get())->tp_basicsize != expected_basicsize)
+        return Py_NewRef(reinterpret_cast<PyObject*>(&PyBaseObject_Type));  // another layout: no base
+    return base.release();
+}
+
 int init_transport_type(PyObject* module) noexcept {
-    TransportType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&transport_spec));
+    Ref base = Ref::steal(asyncio_transport_base("Transport", offsetof(TransportObject, transport)));
+    if (!base) return -1;
+    TransportType = reinterpret_cast<PyTypeObject*>(PyType_FromSpecWithBases(&transport_spec, base.get()));
     if (!TransportType) return -1;
     return PyModule_AddObjectRef(module, "Transport", reinterpret_cast<PyObject*>(TransportType));
 }
@@ -286,6 +299,7 @@ int init_transport_type(PyObject* module) noexcept {
 TransportObject* new_transport(LoopObject* loop, std::shared_ptr<Transport> transport, PyObject* protocol) {
     TransportObject* self = PyObject_GC_New(TransportObject, TransportType);
     if (!self) return nullptr;
+    self->base_extra = nullptr;
     self->transport = nullptr;
     self->loop = reinterpret_cast<LoopObject*>(Py_NewRef(reinterpret_cast<PyObject*>(loop)));
     self->protocol = Py_XNewRef(protocol);

@@ -15,15 +15,24 @@ namespace asyncio::python {
 struct LoopObject;
 
 struct TransportObject {
-    PyObject_HEAD std::shared_ptr<Transport>* transport;  // owned (a pointer keeps this struct standard-layout)
-    LoopObject* loop;                                     // strong
-    PyObject* protocol;                                   // strong: the Python protocol (get_protocol())
-    PyObject* socket;                                     // get_extra_info('socket'), made on first use
+    PyObject ob_base;  // PyObject_HEAD
+    // asyncio.BaseTransport's one slot (`_extra`): the type derives from asyncio.Transport, so
+    // isinstance(transport, asyncio.Transport) holds, and its layout begins with the base's.
+    PyObject* base_extra;
+    std::shared_ptr<Transport>* transport;  // owned (a pointer keeps this struct standard-layout)
+    LoopObject* loop;                       // strong
+    PyObject* protocol;                     // strong: the Python protocol (get_protocol())
+    PyObject* socket;                       // get_extra_info('socket'), made on first use
     PyObject* weakreflist;
 };
 
 extern PyTypeObject* TransportType;
 int init_transport_type(PyObject* module) noexcept;
+
+/// The base the transport types derive from when its layout is the one expected (a single
+/// pointer-sized slot after the object header), else object; `name` is "Transport" or
+/// "DatagramTransport". A new reference, or null with an exception set.
+PyObject* asyncio_transport_base(const char* name, Py_ssize_t expected_basicsize);
 
 /// A new Python transport for `transport`, whose Python protocol is `protocol` (borrowed).
 TransportObject* new_transport(LoopObject* loop, std::shared_ptr<Transport> transport, PyObject* protocol);

@@ -33,8 +33,10 @@ if loop_name == "asyncio_cpp":
     if os.environ.get("CPYTHON_ASYNCIO_SELECTOR_TOO") == "1":
         # --selector-too: also the loops the tests make as asyncio.SelectorEventLoop() (the
         # generic event-loop tests of test_events, test_sock_lowlevel, test_sendfile...).
-        asyncio.SelectorEventLoop = asyncio_cpp.Loop
-        unix_events.SelectorEventLoop = asyncio_cpp.Loop
+        class SelectorEventLoop(asyncio_cpp.Loop):
+            def __init__(self, selector=None):  # the tests pass a selector: ours has none
+                super().__init__()
+        asyncio.SelectorEventLoop = unix_events.SelectorEventLoop = SelectorEventLoop
 
 class Result(unittest.TextTestResult):
     def __init__(self, *a, **k):

@@ -134,6 +134,7 @@ class TestProtocols(ConnTestCase):
             port = server.sockets[0].getsockname()[1]
             transport, client = await self.loop.create_connection(Recorder, "127.0.0.1", port)
             self.assertIsInstance(transport, asyncio_cpp.Transport)
+            self.assertIsInstance(transport, asyncio.Transport)  # code may check the interface
             self.assertIs(transport.get_protocol(), client)
             transport.write(b"abc")
             transport.writelines([b"d", bytearray(b"e"), memoryview(b"f")])

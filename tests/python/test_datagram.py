@@ -48,6 +48,7 @@ class TestDatagram(unittest.TestCase):
             server_t, server = await self.loop.create_datagram_endpoint(Collector, local_addr=("127.0.0.1", 0))
             addr = server_t.get_extra_info("sockname")
             client_t, client = await self.loop.create_datagram_endpoint(Collector, remote_addr=addr)
+            self.assertIsInstance(client_t, asyncio.DatagramTransport)
             self.assertEqual(client_t.get_extra_info("peername"), addr)
             sent = [os.urandom(n) for n in (1, 100, 1400, 8000) * 10]
             for d in sent:
