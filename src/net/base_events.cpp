@@ -35,6 +35,25 @@ std::string lower(std::string s) {
     return s;
 }
 
+/// An address as Python's %r shows it in its messages: ('127.0.0.1', 8080), ('::1', 8080, 0, 0),
+/// or a Unix path in quotes.
+std::string address_repr(const SockAddr& a) {
+    if (a.family() == AF_INET) return "('" + a.host() + "', " + std::to_string(a.port()) + ")";
+    if (a.family() == AF_INET6) {
+        auto* in6 = reinterpret_cast<const sockaddr_in6*>(a.data());
+        return "('" + a.host() + "', " + std::to_string(a.port()) + ", " + std::to_string(ntohl(in6->sin6_flowinfo)) +
+               ", " + std::to_string(in6->sin6_scope_id) + ")";
+    }
+    return "'" + a.host() + "'";
+}
+
+/// Python's bind error: "error while attempting to bind on address ('127.0.0.1', 80): address
+/// already in use" (with the errno of the failed bind).
+std::system_error bind_error(const std::system_error& e, const SockAddr& address) {
+    return std::system_error(e.code(), "error while attempting to bind on address " + address_repr(address) + ": " +
+                                           lower(e.code().message()));
+}
+
 /// Python's _ensure_resolved: a numeric host needs no resolver (and no executor round-trip).
 Coro<std::vector<AddrInfo>> resolve(EventLoop& loop, std::string host, int port, int family, int type, int proto,
                                     int flags) {
@@ -113,9 +132,7 @@ Coro<Socket> connect_sock(EventLoop& loop, std::vector<std::exception_ptr>& erro
                     bound = true;
                     break;
                 } catch (const std::system_error& e) {
-                    last = std::make_exception_ptr(
-                        std::system_error(e.code(), "error while attempting to bind on address " +
-                                                        l.address.to_string() + ": " + lower(e.code().message())));
+                    last = std::make_exception_ptr(bind_error(e, l.address));
                     errors.push_back(last);
                 }
             }
@@ -683,8 +700,7 @@ Coro<Server> create_server_coro(EventLoop& loop, ProtocolFactory factory, std::v
             try {
                 sock.bind(info.address);
             } catch (const std::system_error& e) {
-                throw std::system_error(e.code(), "error while attempting to bind on address " +
-                                                      info.address.to_string() + ": " + lower(e.code().message()));
+                throw bind_error(e, info.address);
             }
             s->add_listener(std::move(sock));
         }

@@ -314,9 +314,18 @@ private:
 int init_datagram_types(PyObject* module) noexcept {
     str_datagram_received = PyUnicode_InternFromString("datagram_received");
     str_error_received = PyUnicode_InternFromString("error_received");
-    Ref base = Ref::steal(asyncio_transport_base("DatagramTransport", offsetof(DatagramTransportObject, transport)));
-    if (!base) return -1;
-    DatagramTransportType = reinterpret_cast<PyTypeObject*>(PyType_FromSpecWithBases(&dt_spec, base.get()));
+    // As the stock loop's datagram transport, both an asyncio.Transport and an
+    // asyncio.DatagramTransport (when their layout is the expected one).
+    Ref transport = Ref::steal(asyncio_transport_base("Transport", offsetof(DatagramTransportObject, transport)));
+    Ref datagram =
+        Ref::steal(asyncio_transport_base("DatagramTransport", offsetof(DatagramTransportObject, transport)));
+    if (!transport || !datagram) return -1;
+    Ref bases = transport.get() == reinterpret_cast<PyObject*>(&PyBaseObject_Type) ||
+                        datagram.get() == reinterpret_cast<PyObject*>(&PyBaseObject_Type)
+                    ? Ref::steal(PyTuple_Pack(1, &PyBaseObject_Type))
+                    : Ref::steal(PyTuple_Pack(2, transport.get(), datagram.get()));
+    if (!bases) return -1;
+    DatagramTransportType = reinterpret_cast<PyTypeObject*>(PyType_FromSpecWithBases(&dt_spec, bases.get()));
     if (!DatagramTransportType) return -1;
     return PyModule_AddObjectRef(module, "DatagramTransport", reinterpret_cast<PyObject*>(DatagramTransportType));
 }

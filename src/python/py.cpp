@@ -71,8 +71,17 @@ PyObject* set_python_error() noexcept {
         PyErr_SetString(refs.invalid_state_error, e.what());
     } catch (const std::system_error& e) {
         // OSError(errno, strerror) picks the subclass (ConnectionResetError, ...), as Python's.
+        // strerror: the C++ message without the system's text std::system_error appends,
+        // when it is a sentence (Python's own messages); the system's text alone when the C++
+        // message only names the call ("recv", "connect"), as Python's socket errors read.
         const int code = e.code().value();
-        PyObject* args = Py_BuildValue("(is)", code, e.what());
+        const std::string reason = e.code().message();
+        std::string what = e.what();
+        if (what.size() > reason.size() + 2 &&
+            what.compare(what.size() - reason.size() - 2, std::string::npos, ": " + reason) == 0)
+            what.resize(what.size() - reason.size() - 2);
+        const std::string strerror = what.find(' ') == std::string::npos ? reason : what;
+        PyObject* args = Py_BuildValue("(is)", code, strerror.c_str());
         if (args) {
             PyErr_SetObject(PyExc_OSError, args);
             Py_DECREF(args);
