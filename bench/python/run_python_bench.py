@@ -17,7 +17,7 @@ python3-uvicorn, wrk, the loadgen (cmake --preset bench; cmake --build --preset 
 loadgen), and asyncio_cpp built for /usr/bin/python3 (scripts/test_python.sh or
 scripts/install_python.sh).
 
-  bench/python/run_python_bench.py --build-dir build/bench --pythonpath build/python-cpython-311/python \
+  bench/python/run_python_bench.py --build-dir build/bench --pythonpath build/release/python-cpython-311 \
       --rounds 5 --json bench/python/results.json
 """
 import argparse
@@ -165,7 +165,7 @@ def idle_memory(args, loop):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default="build/bench", help="where bench/echo/loadgen was built")
-    ap.add_argument("--pythonpath", default="build/python-cpython-311/python", help="where asyncio_cpp is")
+    ap.add_argument("--pythonpath", default="build/release/python-cpython-311", help="where asyncio_cpp is")
     ap.add_argument("--python", default="/usr/bin/python3")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=3)
