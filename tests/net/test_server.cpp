@@ -1541,15 +1541,17 @@ TEST(CreateConnection, LocalAddrInUseRaisesEaddrinuseNamingTheAddress) {
         EventLoop& loop = get_running_loop();
         auto factory = [] { return std::make_shared<MyProto>(); };
         Server srv = co_await loop.create_server(factory, "127.0.0.1", 0);
-        const SockAddr server_addr("127.0.0.1", port_of(srv));
+        // CPython checks str(address) in the message: the address as Python's repr shows it.
+        const std::string server_addr = "('127.0.0.1', " + std::to_string(port_of(srv)) + ")";
         ConnectionOptions opts;
         opts.local_host = "127.0.0.1";
         opts.local_port = port_of(srv);
         auto e =
             co_await wait_for(error_of(loop.create_connection(factory, "127.0.0.1", port_of(srv), opts)), kTimeout);
         EXPECT_EQ(code_of(e), std::errc::address_in_use) << message_of(e);
-        EXPECT_NE(message_of(e).find(server_addr.to_string()), std::string::npos) << message_of(e);
-        EXPECT_NE(message_of(e).find("error while attempting to bind on address"), std::string::npos) << message_of(e);
+        EXPECT_NE(message_of(e).find("error while attempting to bind on address " + server_addr + ": "),
+                  std::string::npos)
+            << message_of(e);
         srv.close();
         co_await wait_for(srv.wait_closed(), kTimeout);
     };
