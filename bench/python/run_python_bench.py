@@ -76,6 +76,35 @@ def rss_kib(pid):
     return 0
 
 
+class Server:
+    """A server process on a free port: started, waited for, then stopped (SIGINT, then kill)."""
+
+    def __init__(self, args, argv_for_port):
+        self.port = free_port()
+        self.proc = subprocess.Popen(argv_for_port(self.port), env=env_for(args))
+
+    def __enter__(self):
+        try:
+            wait_for_port(self.port, self.proc)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def echo_server(args, loop, mode):
+    return Server(args, lambda port: [args.python, os.path.join(ROOT, "bench", "echo", "python_server.py"), "--port",
+                                      str(port), "--mode", mode, "--loop", loop])
+
+
 def micro(args, loop):
     out = subprocess.run([args.python, os.path.join(HERE, "micro.py"), "--loop", loop, "--n", str(args.micro_n),
                           "--repeat", "1"], capture_output=True, text=True, env=env_for(args), check=True).stdout
@@ -83,83 +112,50 @@ def micro(args, loop):
 
 
 def echo(args, loop, mode, size):
-    port = free_port()
-    server = subprocess.Popen([args.python, os.path.join(ROOT, "bench", "echo", "python_server.py"), "--port",
-                               str(port), "--mode", mode, "--loop", loop], env=env_for(args))
-    try:
-        wait_for_port(port, server)
-        out = subprocess.run([args.loadgen, "--port", str(port), "--mode", "pingpong", "--size", str(size),
+    with echo_server(args, loop, mode) as server:
+        out = subprocess.run([args.loadgen, "--port", str(server.port), "--mode", "pingpong", "--size", str(size),
                               "--conns", str(args.conns), "--duration", str(args.seconds), "--warmup", "1",
-                              "--server-pid", str(server.pid)], capture_output=True, text=True, timeout=120)
-        line = out.stdout.strip().splitlines()[-1]
-        d = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
-        requests = float(d["requests"])
-        return {"rps": float(d["requests_per_s"]),
-                "cpu_us": float(d["server_cpu"]) * float(d["seconds"]) / requests * 1e6 if requests else None}
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+                              "--server-pid", str(server.proc.pid)], capture_output=True, text=True, timeout=120)
+    line = out.stdout.strip().splitlines()[-1]
+    d = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+    requests = float(d["requests"])
+    return {"rps": float(d["requests_per_s"]),
+            "cpu_us": float(d["server_cpu"]) * float(d["seconds"]) / requests * 1e6 if requests else None}
 
 
 def uvicorn(args, loop):
-    port = free_port()
-    code = (f"import sys, asyncio\nsys.path.insert(0, {HERE!r})\n"
-            f"loop = {loop!r}\n"
-            "if loop == 'asyncio_cpp':\n import asyncio_cpp; asyncio_cpp.install()\n"
-            "elif loop == 'uvloop':\n import uvloop; uvloop.install()\n"
-            "import uvicorn\n"
-            f"uvicorn.run('hello_asgi:app', host='127.0.0.1', port={port}, loop='asyncio', log_level='warning',"
-            " access_log=False, lifespan='off')\n")
-    server = subprocess.Popen([args.python, "-c", code], env=env_for(args))
-    try:
-        wait_for_port(port, server)
-        out = subprocess.run(["wrk", "-t1", f"-c{args.conns}", f"-d{args.seconds}s", f"http://127.0.0.1:{port}/"],
-                             capture_output=True, text=True, timeout=120).stdout
-        m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        if "Non-2xx" in out or "Socket errors" in out:
-            raise RuntimeError("wrk saw errors:\n" + out)
-        return {"rps": float(m.group(1))}
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    def argv(port):
+        code = (f"import sys, asyncio\nsys.path.insert(0, {HERE!r})\n"
+                f"loop = {loop!r}\n"
+                "if loop == 'asyncio_cpp':\n import asyncio_cpp; asyncio_cpp.install()\n"
+                "elif loop == 'uvloop':\n import uvloop; uvloop.install()\n"
+                "import uvicorn\n"
+                f"uvicorn.run('hello_asgi:app', host='127.0.0.1', port={port}, loop='asyncio', log_level='warning',"
+                " access_log=False, lifespan='off')\n")
+        return [args.python, "-c", code]
+
+    with Server(args, argv) as server:
+        out = subprocess.run(["wrk", "-t1", f"-c{args.conns}", f"-d{args.seconds}s",
+                              f"http://127.0.0.1:{server.port}/"], capture_output=True, text=True, timeout=120).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError("wrk saw errors:\n" + out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
 
 
 def idle_memory(args, loop):
-    port = free_port()
-    server = subprocess.Popen([args.python, os.path.join(ROOT, "bench", "echo", "python_server.py"), "--port",
-                               str(port), "--mode", "protocol", "--loop", loop], env=env_for(args))
-    try:
-        wait_for_port(port, server)
+    with echo_server(args, loop, "protocol") as server:
         time.sleep(0.3)
-        before = rss_kib(server.pid)
-        socks = []
-        for _ in range(args.idle_conns):
-            s = socket.create_connection(("127.0.0.1", port))
-            socks.append(s)
+        before = rss_kib(server.proc.pid)
+        socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(args.idle_conns)]
         for s in socks:  # one round trip each: every connection is accepted and set up
             s.sendall(b"x")
         for s in socks:
             s.recv(1)
         time.sleep(0.3)
-        after = rss_kib(server.pid)
+        after = rss_kib(server.proc.pid)
         for s in socks:
             s.close()
-        return {"bytes_per_conn": (after - before) * 1024 / args.idle_conns}
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    return {"bytes_per_conn": (after - before) * 1024 / args.idle_conns}
 
 
 def main():

@@ -596,34 +596,28 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             return None
         return await result
 
+    async def _retry(self, sock, writable, call, *args):
+        """call(*args) on the non-blocking socket, waiting for readiness while it would block."""
+        while True:
+            try:
+                return call(*args)
+            except (BlockingIOError, InterruptedError):
+                await self._sock_wait(sock, writable)
+
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram of up to `bufsize` bytes: (data, address)."""
         self._check_sock(sock)
-        while True:
-            try:
-                return sock.recvfrom(bufsize)
-            except (BlockingIOError, InterruptedError):
-                await self._sock_wait(sock, False)
+        return await self._retry(sock, False, sock.recvfrom, bufsize)
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         """Receive a datagram into `buf`: (nbytes, address)."""
         self._check_sock(sock)
-        if not nbytes:
-            nbytes = len(buf)
-        while True:
-            try:
-                return sock.recvfrom_into(buf, nbytes)
-            except (BlockingIOError, InterruptedError):
-                await self._sock_wait(sock, False)
+        return await self._retry(sock, False, sock.recvfrom_into, buf, nbytes or len(buf))
 
     async def sock_sendto(self, sock, data, address):
         """Send a datagram to `address`; return the number of bytes sent."""
         self._check_sock(sock)
-        while True:
-            try:
-                return sock.sendto(data, address)
-            except (BlockingIOError, InterruptedError):
-                await self._sock_wait(sock, True)
+        return await self._retry(sock, True, sock.sendto, data, address)
 
     async def sock_connect(self, sock, address):
         """Connect `sock` to `address` (resolved first for IP sockets)."""
@@ -654,14 +648,9 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
     async def sock_accept(self, sock):
         """Accept a connection: (conn, address), conn non-blocking."""
         self._check_sock(sock)
-        while True:
-            try:
-                conn, address = sock.accept()
-            except (BlockingIOError, InterruptedError):
-                await self._sock_wait(sock, False)
-                continue
-            conn.setblocking(False)
-            return conn, address
+        conn, address = await self._retry(sock, False, sock.accept)
+        conn.setblocking(False)
+        return conn, address
 
     async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
         """Send a file with os.sendfile (or, if that is not possible and `fallback`, by

@@ -297,29 +297,30 @@ int init_sock_types(PyObject*) noexcept {
     return SockWaitType && str_set_result && str_set_exception && str_add_done_callback && str_done ? 0 : -1;
 }
 
-PyObject* loop_sock_recv(PyObject* o, PyObject* const* args, Py_ssize_t nargsf) {
+namespace {
+
+/// The common shape of the sock_* entry points: check the call (two arguments, an open loop,
+/// a socket with an fd), make the wait of `kind`, let `prepare` fill in its buffer, then try
+/// the call at once (receives only when the backend holds no earlier input) and, when it
+/// would block, wait for readiness. `prepare` returns false with a Python error set.
+template <class Prepare>
+PyObject* sock_call(PyObject* o, PyObject* const* args, Py_ssize_t nargsf, const char* usage, SockWait::Kind kind,
+                    Prepare prepare) {
     if (PyVectorcall_NARGS(nargsf) != 2) {
-        PyErr_SetString(PyExc_TypeError, "sock_recv() takes 2 arguments (sock, n)");
+        PyErr_SetString(PyExc_TypeError, usage);
         return nullptr;
     }
     LoopObject* loop = checked_loop(o);
     if (!loop) return nullptr;
     int fd = socket_fd(args[0]);
     if (fd < 0) return nullptr;
-    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
-    if (n == -1 && PyErr_Occurred()) return nullptr;
-    if (n < 0) {
-        PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
-        return nullptr;
-    }
-    Ref w = Ref::steal(reinterpret_cast<PyObject*>(new_wait(loop, args[0], SockWait::Kind::recv)));
+    Ref w = Ref::steal(reinterpret_cast<PyObject*>(new_wait(loop, args[0], kind)));
     if (!w) return nullptr;
     SockWait* sw = reinterpret_cast<SockWait*>(w.get());
-    sw->length = n;
-    sw->data = PyBytes_FromStringAndSize(nullptr, n);
-    if (!sw->data) return nullptr;
+    if (!prepare(sw, args[1])) return nullptr;
     try {
-        if (!holds_input(loop, fd)) {
+        const bool receive = kind == SockWait::Kind::recv || kind == SockWait::Kind::recv_into;
+        if (kind != SockWait::Kind::wait && !(receive && holds_input(loop, fd))) {
             if (PyObject* r = attempt(sw, fd)) return r;
             if (PyErr_Occurred()) return nullptr;
         }
@@ -327,82 +328,58 @@ PyObject* loop_sock_recv(PyObject* o, PyObject* const* args, Py_ssize_t nargsf) 
     } catch (...) {
         return set_python_error();
     }
+}
+
+}  // namespace
+
+PyObject* loop_sock_recv(PyObject* o, PyObject* const* args, Py_ssize_t nargsf) {
+    return sock_call(o, args, nargsf, "sock_recv() takes 2 arguments (sock, n)", SockWait::Kind::recv,
+                     [](SockWait* w, PyObject* size) {
+                         Py_ssize_t n = PyLong_AsSsize_t(size);
+                         if (n == -1 && PyErr_Occurred()) return false;
+                         if (n < 0) {
+                             PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
+                             return false;
+                         }
+                         w->length = n;
+                         w->data = PyBytes_FromStringAndSize(nullptr, n);
+                         return w->data != nullptr;
+                     });
 }
 
 PyObject* loop_sock_recv_into(PyObject* o, PyObject* const* args, Py_ssize_t nargsf) {
-    if (PyVectorcall_NARGS(nargsf) != 2) {
-        PyErr_SetString(PyExc_TypeError, "sock_recv_into() takes 2 arguments (sock, buf)");
-        return nullptr;
-    }
-    LoopObject* loop = checked_loop(o);
-    if (!loop) return nullptr;
-    int fd = socket_fd(args[0]);
-    if (fd < 0) return nullptr;
-    Ref w = Ref::steal(reinterpret_cast<PyObject*>(new_wait(loop, args[0], SockWait::Kind::recv_into)));
-    if (!w) return nullptr;
-    SockWait* sw = reinterpret_cast<SockWait*>(w.get());
-    if (PyObject_GetBuffer(args[1], &sw->view, PyBUF_WRITABLE) < 0) {
-        // socket.recv_into's own error, which the stock loop raises.
-        PyErr_Format(PyExc_TypeError, "recv_into() argument 'buffer' must be read-write bytes-like object, not %s",
-                     Py_TYPE(args[1])->tp_name);
-        return nullptr;
-    }
-    sw->has_view = true;
-    sw->length = sw->view.len;
-    try {
-        if (!holds_input(loop, fd)) {
-            if (PyObject* r = attempt(sw, fd)) return r;
-            if (PyErr_Occurred()) return nullptr;
-        }
-        return wait_for_ready(sw, fd);
-    } catch (...) {
-        return set_python_error();
-    }
+    return sock_call(o, args, nargsf, "sock_recv_into() takes 2 arguments (sock, buf)", SockWait::Kind::recv_into,
+                     [](SockWait* w, PyObject* buffer) {
+                         if (PyObject_GetBuffer(buffer, &w->view, PyBUF_WRITABLE) < 0) {
+                             // socket.recv_into's own error, which the stock loop raises.
+                             PyErr_Format(PyExc_TypeError,
+                                          "recv_into() argument 'buffer' must be read-write bytes-like object, not %s",
+                                          Py_TYPE(buffer)->tp_name);
+                             return false;
+                         }
+                         w->has_view = true;
+                         w->length = w->view.len;
+                         return true;
+                     });
 }
 
 PyObject* loop_sock_sendall(PyObject* o, PyObject* const* args, Py_ssize_t nargsf) {
-    if (PyVectorcall_NARGS(nargsf) != 2) {
-        PyErr_SetString(PyExc_TypeError, "sock_sendall() takes 2 arguments (sock, data)");
-        return nullptr;
-    }
-    LoopObject* loop = checked_loop(o);
-    if (!loop) return nullptr;
-    int fd = socket_fd(args[0]);
-    if (fd < 0) return nullptr;
-    Ref w = Ref::steal(reinterpret_cast<PyObject*>(new_wait(loop, args[0], SockWait::Kind::sendall)));
-    if (!w) return nullptr;
-    SockWait* sw = reinterpret_cast<SockWait*>(w.get());
-    if (PyObject_GetBuffer(args[1], &sw->view, PyBUF_SIMPLE) < 0) return nullptr;
-    sw->has_view = true;
-    sw->length = sw->view.len;
-    if (PyObject* r = attempt(sw, fd)) return r;
-    if (PyErr_Occurred()) return nullptr;
-    try {
-        return wait_for_ready(sw, fd);
-    } catch (...) {
-        return set_python_error();
-    }
+    return sock_call(o, args, nargsf, "sock_sendall() takes 2 arguments (sock, data)", SockWait::Kind::sendall,
+                     [](SockWait* w, PyObject* data) {
+                         if (PyObject_GetBuffer(data, &w->view, PyBUF_SIMPLE) < 0) return false;
+                         w->has_view = true;
+                         w->length = w->view.len;
+                         return true;
+                     });
 }
 
 PyObject* loop_sock_wait(PyObject* o, PyObject* const* args, Py_ssize_t nargsf) {
-    if (PyVectorcall_NARGS(nargsf) != 2) {
-        PyErr_SetString(PyExc_TypeError, "_sock_wait() takes 2 arguments (sock, writable)");
-        return nullptr;
-    }
-    LoopObject* loop = checked_loop(o);
-    if (!loop) return nullptr;
-    int fd = socket_fd(args[0]);
-    if (fd < 0) return nullptr;
-    int writable = PyObject_IsTrue(args[1]);
-    if (writable < 0) return nullptr;
-    Ref w = Ref::steal(reinterpret_cast<PyObject*>(new_wait(loop, args[0], SockWait::Kind::wait)));
-    if (!w) return nullptr;
-    reinterpret_cast<SockWait*>(w.get())->length = writable;
-    try {
-        return wait_for_ready(reinterpret_cast<SockWait*>(w.get()), fd);
-    } catch (...) {
-        return set_python_error();
-    }
+    return sock_call(o, args, nargsf, "_sock_wait() takes 2 arguments (sock, writable)", SockWait::Kind::wait,
+                     [](SockWait* w, PyObject* writable) {
+                         int on = PyObject_IsTrue(writable);
+                         w->length = on;
+                         return on >= 0;
+                     });
 }
 
 }  // namespace asyncio::python
