@@ -924,6 +924,12 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         them."""
         if transport.is_closing():
             raise RuntimeError("Transport is closing")
+        if not isinstance(transport, _core.Transport):
+            # Another loop's transport: the stock loop's messages for what it cannot do.
+            if not fallback:
+                raise RuntimeError(f"fallback is disabled and native sendfile is not supported for "
+                                   f"transport {transport!r}")
+            raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
         if "b" not in getattr(file, "mode", "b"):
             raise ValueError("file should be opened in binary mode")
         if count is not None:
