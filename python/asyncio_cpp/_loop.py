@@ -894,8 +894,8 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
                 raise ValueError(f"socket modifier keyword arguments can not be used when sock is specified. "
                                  f"({problems})")
             sock.setblocking(False)
-            return await self._create_datagram_endpoint(protocol_factory, sock.detach(), None, -1, None, -1, 0, 0, 0,
-                                                        False, False)
+            return await _with_sock(sock, self._create_datagram_endpoint(
+                protocol_factory, os.dup(sock.fileno()), None, -1, None, -1, 0, 0, 0, False, False, sock))
         if reuse_address is not _unset:
             if reuse_address:
                 raise ValueError("Passing `reuse_address=True` is no longer supported, as the usage of "

@@ -262,14 +262,26 @@ PyObject* str_error_received = nullptr;
 /// The C++ datagram protocol forwarding to a Python one.
 class DatagramBridge final : public DatagramProtocol {
 public:
-    DatagramBridge(LoopObject* loop, PyObject* protocol)
-        : loop_(loop), loop_ref_(Ref::borrow(reinterpret_cast<PyObject*>(loop))), protocol_(Ref::borrow(protocol)) {}
+    /// `sock`: the caller's socket object (sock=), or null: it becomes the 'socket' extra and
+    /// is closed with the endpoint, as the stock loop's (the C++ transport runs on a duplicate).
+    DatagramBridge(LoopObject* loop, PyObject* protocol, PyObject* sock)
+        : loop_(loop),
+          loop_ref_(Ref::borrow(reinterpret_cast<PyObject*>(loop))),
+          protocol_(Ref::borrow(protocol)),
+          sock_(Ref::borrow(sock)) {}
     PyObject* python_protocol() const noexcept { return protocol_.get(); }
     PyObject* python_transport() const noexcept { return transport_.get(); }
 
     void connection_made(std::shared_ptr<DatagramTransport> transport) override {
         transport_ = Ref::steal(new_datagram_transport(loop_, std::move(transport), protocol_.get()));
         if (!transport_) throw_python_error(loop_);
+        if (sock_) {
+            Ref module = Ref::steal(PyImport_ImportModule("asyncio_cpp._loop"));
+            Ref wrapped =
+                module ? Ref::steal(PyObject_CallMethod(module.get(), "_wrap_socket", "O", sock_.get())) : Ref();
+            if (!wrapped) throw_python_error(loop_);
+            reinterpret_cast<DatagramTransportObject*>(transport_.get())->socket = wrapped.release();
+        }
         call("connection_made", transport_.get());
     }
     void datagram_received(std::string_view data, const SockAddr& addr) override {
@@ -284,12 +296,23 @@ public:
     void error_received(std::exception_ptr exc) override { call("error_received", python_exception(exc).get()); }
     void connection_lost(std::exception_ptr exc) override {
         Ref e = exc ? python_exception(exc) : Ref::borrow(Py_None);
-        call("connection_lost", e.get());
+        try {
+            call("connection_lost", e.get());
+        } catch (...) {
+            close_socket();
+            throw;
+        }
+        close_socket();
     }
     void pause_writing() override { call("pause_writing", nullptr); }
     void resume_writing() override { call("resume_writing", nullptr); }
 
 private:
+    void close_socket() noexcept {
+        if (!sock_) return;
+        Ref r = Ref::steal(PyObject_CallMethod(sock_.get(), "close", nullptr));
+        if (!r) PyErr_WriteUnraisable(sock_.get());
+    }
     static Ref python_exception(const std::exception_ptr& exc) {
         try {
             std::rethrow_exception(exc);
@@ -307,6 +330,7 @@ private:
     Ref loop_ref_;
     Ref protocol_;
     Ref transport_;
+    Ref sock_;
 };
 
 }  // namespace
@@ -333,10 +357,10 @@ int init_datagram_types(PyObject* module) noexcept {
 PyObject* loop_create_datagram_endpoint(PyObject* o, PyObject* args) {
     // (factory, fd or -1, local_host, local_port, remote_host, remote_port, family, proto, flags,
     //  reuse_port, allow_broadcast): with fd >= 0, the endpoint takes over that socket.
-    PyObject *factory, *local_host, *remote_host;
+    PyObject *factory, *local_host, *remote_host, *sock = Py_None;
     int fd, local_port, remote_port, family, proto, flags, reuse_port, allow_broadcast;
-    if (!PyArg_ParseTuple(args, "OiOiOiiiipp:_create_datagram_endpoint", &factory, &fd, &local_host, &local_port,
-                          &remote_host, &remote_port, &family, &proto, &flags, &reuse_port, &allow_broadcast))
+    if (!PyArg_ParseTuple(args, "OiOiOiiiipp|O:_create_datagram_endpoint", &factory, &fd, &local_host, &local_port,
+                          &remote_host, &remote_port, &family, &proto, &flags, &reuse_port, &allow_broadcast, &sock))
         return nullptr;
     auto* loop = reinterpret_cast<LoopObject*>(o);
     if (check_closed(loop) < 0) return nullptr;
@@ -361,10 +385,11 @@ PyObject* loop_create_datagram_endpoint(PyObject* o, PyObject* args) {
     opts.reuse_port = reuse_port != 0;
     opts.allow_broadcast = allow_broadcast != 0;
     auto factory_ref = Ref::borrow(factory);
-    detail::ProtocolFactory f = [loop, factory_ref, keep_loop = Ref::borrow(o)]() -> std::shared_ptr<BaseProtocol> {
+    detail::ProtocolFactory f = [loop, factory_ref, keep_loop = Ref::borrow(o),
+                                 s = Ref::borrow(sock == Py_None ? nullptr : sock)]() -> std::shared_ptr<BaseProtocol> {
         Ref protocol = Ref::steal(PyObject_CallNoArgs(factory_ref.get()));
         if (!protocol) throw_python_error(loop);
-        return std::make_shared<DatagramBridge>(loop, protocol.get());
+        return std::make_shared<DatagramBridge>(loop, protocol.get(), s.get());
     };
     auto convert = [loop, keep](const detail::MadeEndpoint& made) -> PyObject* {
         auto* bridge = dynamic_cast<DatagramBridge*>(made.second.get());

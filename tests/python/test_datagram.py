@@ -105,7 +105,10 @@ class TestDatagram(unittest.TestCase):
             with self.assertRaisesRegex(ValueError, "socket modifier keyword arguments can not be used"):
                 await self.loop.create_datagram_endpoint(Collector, sock=s, family=socket.AF_INET)
             t, p = await self.loop.create_datagram_endpoint(Collector, sock=s)
-            self.assertEqual(s.fileno(), -1)  # the transport owns it now
+            # As the stock loop: the caller's socket stays usable, is the 'socket' extra, and
+            # is closed with the endpoint.
+            self.assertEqual(s.getsockname(), t.get_extra_info("sockname"))
+            self.assertEqual(t.get_extra_info("socket").fileno(), s.fileno())
             stream = socket.socket()
             with self.assertRaisesRegex(ValueError, "A datagram socket was expected"):
                 await self.loop.create_datagram_endpoint(Collector, sock=stream)
@@ -116,6 +119,8 @@ class TestDatagram(unittest.TestCase):
             with self.assertRaisesRegex(TypeError, "bytes-like"):
                 t.sendto("text", ("127.0.0.1", 9))
             t.close()
+            await self.until(lambda: p.lost)
+            self.assertEqual(s.fileno(), -1)
 
         self.go(main())
 
