@@ -384,6 +384,8 @@ private:
         bool dispatched;
     };
     std::vector<Pending> shuffled_;
+    std::vector<std::pair<std::uint64_t, std::size_t>> order_;           // (group's key, index)
+    std::vector<std::pair<std::pair<void*, int>, std::uint64_t>> keys_;  // fd side -> group key
 
     int reap() {
         if (shuffle_ != 0) [[unlikely]]
@@ -404,14 +406,25 @@ private:
     /// so while it is dispatched the ring scan of abandon() looks at its undispatched rest
     /// first (for_each_completion), as it would find them in the ring otherwise.
     int reap_shuffled() {
+        // Room for a whole completion ring, made before the first completion leaves it: once
+        // completions are taken out nothing may allocate (an allocation failure would lose
+        // them - an accepted fd, say).
+        const std::size_t room = ring_.cq.ring_entries;
+        if (shuffled_.capacity() < room) {
+            shuffled_.reserve(room);
+            order_.reserve(room);
+            keys_.reserve(room);
+        }
         shuffled_.clear();
+        order_.clear();
+        keys_.clear();
         io_uring_cqe* cqe;
-        while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+        while (shuffled_.size() < room && io_uring_peek_cqe(&ring_, &cqe) == 0) {
             shuffled_.push_back(Pending{Completion{cqe->user_data, cqe->res, cqe->flags}, false});
             io_uring_cqe_seen(&ring_, cqe);
         }
-        std::vector<std::pair<std::uint64_t, std::size_t>> order;  // (group's key, index)
-        std::vector<std::pair<std::pair<void*, int>, std::uint64_t>> keys;
+        auto& order = order_;
+        auto& keys = keys_;
         for (std::size_t i = 0; i < shuffled_.size(); ++i) {
             const Completion& c = shuffled_[i].completion;
             const std::pair<void*, int> side(tag_reg(c.tag), tag_side(c.tag));
