@@ -233,7 +233,13 @@ void SocketTransport::write(std::string_view data) {
         ++conn_lost_;
         return;
     }
-    if (coalesce_ && (flush_hold_ || (get_write_buffer_size() == 0 && !write_op_.in_flight))) {
+    // Coalescing buffers small writes only: a large one goes out at once from the caller's
+    // buffer (after what this iteration buffered), as uvloop's does - copying it into the
+    // buffer first would cost more than the system call it saves.
+    constexpr std::size_t coalesce_max = 16 * 1024;
+    if (coalesce_ && data.size() >= coalesce_max && flush_hold_) flush_coalesced();
+    if (coalesce_ && data.size() < coalesce_max &&
+        (flush_hold_ || (get_write_buffer_size() == 0 && !write_op_.in_flight))) {
         if (!flush_hold_) {
             if (get_write_buffer_size() == 0) {
                 wbuf_.clear();

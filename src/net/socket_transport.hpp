@@ -63,9 +63,10 @@ public:
 
     /// Closes with an error (Python's _fatal_error): reported to the exception handler unless
     /// it is a plain connection error, then connection_lost(exc).
-    /// uvloop's write coalescing (the Python face turns it on): write() only buffers, and
-    /// what one loop iteration wrote is sent once the iteration's callbacks have run, with one
-    /// system call - a response written as headers, body and trailer is one send, not three.
+    /// uvloop's write coalescing (the Python face turns it on): a small write() only buffers,
+    /// and what one loop iteration wrote is sent once the iteration's callbacks have run, with
+    /// one system call - a response written as headers, body and trailer is one send, not
+    /// three. A write of 16 KiB or more is sent at once (after what is buffered).
     /// Off by default: C++ users get write()'s send-at-once.
     void coalesce_writes(bool on) noexcept { coalesce_ = on; }
 
