@@ -151,23 +151,8 @@ PyObject* dt_get_write_buffer_limits(PyObject* o, PyObject*) {
     return Py_BuildValue("(nn)", static_cast<Py_ssize_t>(low), static_cast<Py_ssize_t>(high));
 }
 PyObject* dt_set_write_buffer_limits(PyObject* o, PyObject* args, PyObject* kwargs) {
-    static const char* names[] = {"high", "low", nullptr};
-    PyObject* high = Py_None;
-    PyObject* low = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:set_write_buffer_limits", const_cast<char**>(names), &high,
-                                     &low))
-        return nullptr;
     std::optional<std::size_t> h, l;
-    for (auto [value, slot] : {std::pair{high, &h}, std::pair{low, &l}}) {
-        if (value == Py_None) continue;
-        Py_ssize_t n = PyLong_AsSsize_t(value);
-        if (n == -1 && PyErr_Occurred()) return nullptr;
-        if (n < 0) {
-            PyErr_SetString(PyExc_ValueError, "high and low must be >= 0");
-            return nullptr;
-        }
-        *slot = static_cast<std::size_t>(n);
-    }
+    if (parse_write_buffer_limits(args, kwargs, h, l) < 0) return nullptr;
     return guarded([&] {
         core(o).set_write_buffer_limits(h, l);
         Py_RETURN_NONE;
@@ -185,16 +170,8 @@ PyObject* dt_get_extra_info(PyObject* o, PyObject* const* args, Py_ssize_t nargs
     return guarded([&]() -> PyObject* {
         std::any v = core(o).get_extra_info(name);
         if (const SockAddr* a = std::any_cast<SockAddr>(&v)) return address_to_python(*a);
-        if (const TransportSocket* s = std::any_cast<TransportSocket>(&v)) {
-            DatagramTransportObject* self = as_dt(o);
-            if (!self->socket) {
-                Ref module = Ref::steal(PyImport_ImportModule("asyncio_cpp._loop"));
-                if (!module) return nullptr;
-                self->socket = PyObject_CallMethod(module.get(), "_transport_socket", "i", s->fileno());
-                if (!self->socket) return nullptr;
-            }
-            return Py_NewRef(self->socket);
-        }
+        if (const TransportSocket* s = std::any_cast<TransportSocket>(&v))
+            return cached_extra_socket(&as_dt(o)->socket, s->fileno());
         return Py_NewRef(nargs == 2 ? args[1] : Py_None);
     });
 }

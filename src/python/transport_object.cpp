@@ -127,27 +127,9 @@ PyObject* transport_resume_reading(PyObject* o, PyObject*) {
 }
 PyObject* transport_is_reading(PyObject* o, PyObject*) { return PyBool_FromLong(core(o).is_reading()); }
 
-int optional_size(PyObject* value, const char* name, std::optional<std::size_t>& out) {
-    if (!value || value == Py_None) return 0;
-    Py_ssize_t n = PyLong_AsSsize_t(value);
-    if (n == -1 && PyErr_Occurred()) return -1;
-    if (n < 0) {
-        PyErr_Format(PyExc_ValueError, "%s must be >= 0, got %zd", name, n);
-        return -1;
-    }
-    out = static_cast<std::size_t>(n);
-    return 0;
-}
-
 PyObject* transport_set_write_buffer_limits(PyObject* o, PyObject* args, PyObject* kwargs) {
-    static const char* names[] = {"high", "low", nullptr};
-    PyObject* high = Py_None;
-    PyObject* low = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:set_write_buffer_limits", const_cast<char**>(names), &high,
-                                     &low))
-        return nullptr;
     std::optional<std::size_t> h, l;
-    if (optional_size(high, "high", h) < 0 || optional_size(low, "low", l) < 0) return nullptr;
+    if (parse_write_buffer_limits(args, kwargs, h, l) < 0) return nullptr;
     return call([&] {
         core(o).set_write_buffer_limits(h, l);
         Py_RETURN_NONE;
@@ -161,19 +143,6 @@ PyObject* transport_get_write_buffer_limits(PyObject* o, PyObject*) {
 
 PyObject* transport_get_write_buffer_size(PyObject* o, PyObject*) {
     return PyLong_FromSize_t(core(o).get_write_buffer_size());
-}
-
-/// get_extra_info('socket'): asyncio.trsock.TransportSocket over a socket.socket of a dup of
-/// the transport's fd (the transport keeps its own; options set through it apply to the same
-/// socket), made by the package's helper.
-PyObject* extra_socket(TransportObject* self, int fd) {
-    if (self->socket) return Py_NewRef(self->socket);
-    Ref module = Ref::steal(PyImport_ImportModule("asyncio_cpp._loop"));
-    if (!module) return nullptr;
-    Ref s = Ref::steal(PyObject_CallMethod(module.get(), "_transport_socket", "i", fd));
-    if (!s) return nullptr;
-    self->socket = Py_NewRef(s.get());
-    return s.release();
 }
 
 PyObject* transport_get_extra_info(PyObject* o, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
@@ -200,7 +169,7 @@ PyObject* transport_get_extra_info(PyObject* o, PyObject* const* args, Py_ssize_
         std::any v = core(o).get_extra_info(name);
         if (const SockAddr* a = std::any_cast<SockAddr>(&v)) return address_to_python(*a);
         if (const TransportSocket* s = std::any_cast<TransportSocket>(&v))
-            return extra_socket(as_transport(o), s->fileno());
+            return cached_extra_socket(&as_transport(o)->socket, s->fileno());
     } catch (...) {
         return set_python_error();
     }
@@ -315,6 +284,37 @@ TransportObject* new_transport(LoopObject* loop, std::shared_ptr<Transport> tran
     }
     PyObject_GC_Track(self);
     return self;
+}
+
+int parse_write_buffer_limits(PyObject* args, PyObject* kwargs, std::optional<std::size_t>& high,
+                              std::optional<std::size_t>& low) {
+    static const char* names[] = {"high", "low", nullptr};
+    PyObject* values[2] = {Py_None, Py_None};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:set_write_buffer_limits", const_cast<char**>(names), &values[0],
+                                     &values[1]))
+        return -1;
+    std::optional<std::size_t>* out[2] = {&high, &low};
+    for (int i = 0; i < 2; ++i) {
+        if (values[i] == Py_None) continue;
+        Py_ssize_t n = PyLong_AsSsize_t(values[i]);
+        if (n == -1 && PyErr_Occurred()) return -1;
+        if (n < 0) {
+            PyErr_Format(PyExc_ValueError, "%s must be >= 0, got %zd", names[i], n);
+            return -1;
+        }
+        *out[i] = static_cast<std::size_t>(n);
+    }
+    return 0;
+}
+
+PyObject* cached_extra_socket(PyObject** slot, int fd) {
+    if (*slot) return Py_NewRef(*slot);
+    Ref module = Ref::steal(PyImport_ImportModule("asyncio_cpp._loop"));
+    if (!module) return nullptr;
+    Ref s = Ref::steal(PyObject_CallMethod(module.get(), "_transport_socket", "i", fd));
+    if (!s) return nullptr;
+    *slot = Py_NewRef(s.get());
+    return s.release();
 }
 
 void release_extra_socket(PyObject* o) noexcept {

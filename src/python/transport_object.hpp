@@ -8,7 +8,9 @@
 #include <asyncio/sockets.hpp>
 #include <asyncio/transports.hpp>
 
+#include <cstddef>
 #include <memory>
+#include <optional>
 
 namespace asyncio::python {
 
@@ -40,6 +42,15 @@ TransportObject* new_transport(LoopObject* loop, std::shared_ptr<Transport> tran
 /// The connection is gone: closes the duplicate fd behind get_extra_info('socket') (while it
 /// is open, the peer would not see the connection close).
 void release_extra_socket(PyObject* transport) noexcept;
+
+/// set_write_buffer_limits(high=None, low=None)'s arguments, checked (>= 0); 0, or -1 with a
+/// Python error set. Shared by the stream and datagram transports.
+int parse_write_buffer_limits(PyObject* args, PyObject* kwargs, std::optional<std::size_t>& high,
+                              std::optional<std::size_t>& low);
+/// get_extra_info('socket'): the transport's cached `*slot`, or a new
+/// asyncio.trsock.TransportSocket over a duplicate of `fd` (options set through it apply to
+/// the same socket; the transport keeps its own fd), cached there. A new reference.
+PyObject* cached_extra_socket(PyObject** slot, int fd);
 
 /// A socket address as Python gives it: (host, port) for IPv4, (host, port, flowinfo,
 /// scope_id) for IPv6, the path (str, or bytes for an abstract name) for Unix sockets.
