@@ -59,16 +59,21 @@ PyType_Spec cancel_task_spec = {
     cancel_task_slots,
 };
 
-bool is_done(PyObject* future) {
+}  // namespace
+
+bool is_done(PyObject* future) noexcept {
     Ref done = Ref::steal(PyObject_CallMethodNoArgs(future, str_done));
     if (!done) {
-        PyErr_Clear();
+        PyErr_WriteUnraisable(future);
         return true;
     }
     return PyObject_IsTrue(done.get()) > 0;
 }
 
-}  // namespace
+int add_done_callback(PyObject* future, PyObject* callback) noexcept {
+    Ref r = Ref::steal(PyObject_CallMethodOneArg(future, str_add_done_callback, callback));
+    return r ? 0 : -1;
+}
 
 int init_types() noexcept {
     str_done = PyUnicode_InternFromString("done");
@@ -120,8 +125,7 @@ int cancel_task_with(PyObject* future, AnyTask task) noexcept {
         PyErr_NoMemory();
         return -1;
     }
-    Ref r = Ref::steal(PyObject_CallMethodOneArg(future, str_add_done_callback, hold.get()));
-    return r ? 0 : -1;
+    return add_done_callback(future, hold.get());
 }
 
 }  // namespace asyncio::python::bridge

@@ -24,6 +24,10 @@ PyObject* new_future(LoopObject* loop) noexcept;
 void settle(PyObject* future, PyObject* result) noexcept;
 /// set_exception(the Python form of `error`) unless done.
 void settle_error(PyObject* future, const std::exception_ptr& error) noexcept;
+/// Whether the future is done (an error asking counts as done: nothing more is set on it).
+bool is_done(PyObject* future) noexcept;
+/// future.add_done_callback(callback); -1 with a Python error set on failure.
+int add_done_callback(PyObject* future, PyObject* callback) noexcept;
 /// cancel() unless done.
 void settle_cancelled(PyObject* future) noexcept;
 /// Adds a done callback to `future` that cancels `task` when the future was cancelled.

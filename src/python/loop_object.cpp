@@ -7,6 +7,7 @@
 
 #include "python/connections.hpp"
 #include "python/datagram.hpp"
+#include "python/future_bridge.hpp"
 #include "python/handles.hpp"
 #include "python/sock_ops.hpp"
 
@@ -380,11 +381,7 @@ PyObject* loop_io_backend(PyObject* o, PyObject*) {
 
 // ---- futures and tasks --------------------------------------------------------------------------
 
-PyObject* loop_create_future(PyObject* o, PyObject*) {
-    // asyncio.Future(loop=self)
-    PyObject* args[2] = {nullptr, o};
-    return PyObject_Vectorcall(refs.future_type, args + 1, PY_VECTORCALL_ARGUMENTS_OFFSET, refs.kw_loop);
-}
+PyObject* loop_create_future(PyObject* o, PyObject*) { return bridge::new_future(as_loop(o)); }  // Future(loop=self)
 
 PyObject* loop_create_task(PyObject* o, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
     LoopObject* self = as_loop(o);

@@ -8,6 +8,7 @@
 // so cancelling (wait_for's timeout...) never loses bytes.
 #include "python/sock_ops.hpp"
 
+#include "python/future_bridge.hpp"
 #include "python/loop_object.hpp"
 
 #include "backend/backend.hpp"
@@ -22,10 +23,6 @@ namespace asyncio::python {
 namespace {
 
 PyTypeObject* SockWaitType = nullptr;
-PyObject* str_set_result = nullptr;
-PyObject* str_set_exception = nullptr;
-PyObject* str_add_done_callback = nullptr;
-PyObject* str_done = nullptr;
 
 struct SockWait {
     PyObject ob_base;  // PyObject_HEAD
@@ -173,23 +170,6 @@ PyObject* attempt(SockWait* w, int fd) {
     Py_RETURN_NONE;
 }
 
-int future_done(PyObject* future) {
-    Ref r = Ref::steal(PyObject_CallMethodNoArgs(future, str_done));
-    if (!r) return -1;
-    return PyObject_IsTrue(r.get());
-}
-
-void settle(SockWait* w, PyObject* result) {
-    Ref r;
-    if (result) {
-        r = Ref::steal(PyObject_CallMethodOneArg(w->future, str_set_result, result));
-    } else {
-        Ref exc = Ref::steal(fetch_exception());
-        r = Ref::steal(PyObject_CallMethodOneArg(w->future, str_set_exception, exc.get()));
-    }
-    if (!r) PyErr_WriteUnraisable(w->future);
-}
-
 void on_ready(detail::IoOperation* op) {
     auto* w = static_cast<SockWait*>(op->user);
     Ref held = Ref::steal(reinterpret_cast<PyObject*>(w));  // the backend's reference
@@ -197,29 +177,23 @@ void on_ready(detail::IoOperation* op) {
     unlink(w);
     const int fd = op->reg->fd;
     backend_of(w).release_interest(op->reg);  // the socket may be closed before the next call
-    int done = future_done(w->future);
-    if (done != 0) {
-        if (done < 0) PyErr_WriteUnraisable(w->future);
-        return;  // cancelled: nothing was read
-    }
+    if (bridge::is_done(w->future)) return;   // cancelled: nothing was read
     if (op->result < 0) {
         errno = static_cast<int>(-op->result);
         PyErr_SetFromErrno(PyExc_OSError);
-        settle(w, nullptr);
+        bridge::settle(w->future, nullptr);
         return;
     }
-    Ref result = Ref::steal(attempt(w, fd));
-    if (result) {
-        settle(w, result.get());
-    } else if (PyErr_Occurred()) {
-        settle(w, nullptr);
-    } else {
-        try {
-            arm(w, fd);
-        } catch (...) {
-            set_python_error();
-            settle(w, nullptr);
-        }
+    PyObject* result = attempt(w, fd);
+    if (result || PyErr_Occurred()) {
+        bridge::settle(w->future, result);  // the result, or the error
+        return;
+    }
+    try {
+        arm(w, fd);
+    } catch (...) {
+        set_python_error();
+        bridge::settle(w->future, nullptr);
     }
 }
 
@@ -253,12 +227,8 @@ PyType_Spec sockwait_spec = {
 
 /// Makes the future, arms the wait and hooks the cancellation; returns the future.
 PyObject* wait_for_ready(SockWait* w, int fd) {
-    LoopObject* loop = w->loop;
-    PyObject* args[2] = {nullptr, reinterpret_cast<PyObject*>(loop)};
-    w->future = PyObject_Vectorcall(refs.future_type, args + 1, PY_VECTORCALL_ARGUMENTS_OFFSET, refs.kw_loop);
-    if (!w->future) return nullptr;
-    Ref r = Ref::steal(PyObject_CallMethodOneArg(w->future, str_add_done_callback, reinterpret_cast<PyObject*>(w)));
-    if (!r) return nullptr;
+    w->future = bridge::new_future(w->loop);
+    if (!w->future || bridge::add_done_callback(w->future, reinterpret_cast<PyObject*>(w)) < 0) return nullptr;
     try {
         arm(w, fd);
     } catch (...) {
@@ -290,11 +260,7 @@ void drop_sock_waits(LoopObject* loop) noexcept {
 
 int init_sock_types(PyObject*) noexcept {
     SockWaitType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&sockwait_spec));
-    str_set_result = PyUnicode_InternFromString("set_result");
-    str_set_exception = PyUnicode_InternFromString("set_exception");
-    str_add_done_callback = PyUnicode_InternFromString("add_done_callback");
-    str_done = PyUnicode_InternFromString("done");
-    return SockWaitType && str_set_result && str_set_exception && str_add_done_callback && str_done ? 0 : -1;
+    return SockWaitType ? 0 : -1;
 }
 
 namespace {
