@@ -135,6 +135,11 @@ double EventLoop::time() const noexcept { return impl_->virtual_clock ? impl_->v
 std::string_view EventLoop::io_backend() const noexcept { return impl_->backend->name(); }
 
 std::size_t detail::LoopAccess::timer_count(const EventLoop& loop) noexcept { return loop.impl_->timers.live_count(); }
+int detail::LoopAccess::visit_queued(const EventLoop& loop, int (*visit)(ReadyItem*, void*), void* arg) {
+    for (ReadyItem* item = loop.ready_.front(); item; item = item->next)
+        if (int r = visit(item, arg)) return r;
+    return loop.impl_->timers.visit([&](TimerNode* node) { return visit(node, arg); });
+}
 
 Handle EventLoop::call_soon_impl(detail::HandleState* h) {
     // A call_soon_threadsafe() that happened before this call must run before it.

@@ -63,6 +63,14 @@ public:
         for (const Entry& e : heap_) n += is_live(e);
         return n;
     }
+    /// Calls `visit(node)` for every entry, stale ones included (each holds a reference),
+    /// until one returns non-zero; returns that.
+    template <class Visit>
+    int visit(Visit&& visit) const {
+        for (const Entry& e : heap_)
+            if (int r = visit(e.node)) return r;
+        return 0;
+    }
     /// Releases every entry (loop closing).
     void clear() noexcept {
         std::vector<Entry> old;
@@ -90,17 +98,21 @@ private:
             e.node->ops->release(e.node);
         }
     }
+    // Each stale entry leaves the heap before its reference is released: releasing may run
+    // arbitrary code (a Python __del__) that adds timers or, through a garbage collection,
+    // walks the heap (visit()), and both must find only entries that hold a reference. A
+    // timer added meanwhile goes at the back, which the walk down from the top never reaches
+    // again; make_heap() then orders whatever is left.
     void compact() noexcept {
-        std::size_t kept = 0;
-        for (Entry& e : heap_) {
-            if (is_live(e))
-                heap_[kept++] = e;
-            else
-                e.node->ops->release(e.node);
+        stale_ = 0;  // before releasing: what a release cancels counts anew
+        for (std::size_t i = heap_.size(); i-- > 0;) {
+            if (i >= heap_.size() || is_live(heap_[i])) continue;
+            Entry e = heap_[i];
+            heap_[i] = heap_.back();
+            heap_.pop_back();
+            e.node->ops->release(e.node);
         }
-        heap_.resize(kept);
         std::make_heap(heap_.begin(), heap_.end(), later);
-        stale_ = 0;
     }
 
     std::vector<Entry> heap_;

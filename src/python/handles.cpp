@@ -379,6 +379,10 @@ HandleObject* new_handle(LoopObject* loop, PyObject* callback, PyObject* args, P
     return h;
 }
 
+PyObject* queued_handle(detail::ReadyItem* item) noexcept {
+    return item->ops == &handle_ops ? reinterpret_cast<PyObject*>(owner(item)) : nullptr;
+}
+
 void schedule(LoopObject* loop, HandleObject* h) {
     Py_INCREF(reinterpret_cast<PyObject*>(h));
     detail::LoopAccess::schedule_soon(*loop->core, &h->node());

@@ -50,6 +50,9 @@ int init_handle_types(PyObject* module) noexcept;
 HandleObject* new_handle(LoopObject* loop, PyObject* callback, PyObject* args, PyObject* context, bool timer,
                          double when) noexcept;
 
+/// The handle whose link `item` is, when it is one (the loop also queues items of its own);
+/// borrowed, or null.
+PyObject* queued_handle(detail::ReadyItem* item) noexcept;
 /// Queues `h` on the loop's ready queue (the queue takes a reference).
 void schedule(LoopObject* loop, HandleObject* h);
 /// Puts a timer handle in the loop's timer heap.

@@ -167,16 +167,45 @@ PyObject* loop_new(PyTypeObject* type, PyObject*, PyObject*) {
     return obj.release();
 }
 
+struct VisitArgs {
+    visitproc visit;
+    void* arg;
+};
+
+/// The handles queued in the C++ loop's ready queue and timer heap: each entry is one
+/// reference to its handle (handles.cpp).
+int visit_queued_handle(detail::ReadyItem* item, void* p) {
+    PyObject* handle = queued_handle(item);
+    if (!handle) return 0;  // not a Python handle (the loop's own items)
+    auto* va = static_cast<VisitArgs*>(p);
+    return va->visit(handle, va->arg);
+}
+
+// What the loop holds that may refer back to it - queued handles, watches, posted callbacks,
+// armed sock_* waits - is shown to the garbage collector, so a loop the program dropped
+// without closing it is collected, as the stock loop (whose queues are Python objects) is.
+// Transports and servers are not: a C++ transport is shared with its Python object, so the
+// loop does not own its references alone (close them, as asyncio asks anyway).
 int loop_traverse(PyObject* o, visitproc visit, void* arg) {
     LoopObject* self = as_loop(o);
     Py_VISIT(Py_TYPE(o));
     Py_VISIT(self->task_factory);
     Py_VISIT(self->exit_exception);
-    return 0;
+    if (!self->core || self->core->is_closed()) return 0;
+    VisitArgs va{visit, arg};
+    if (int r = detail::LoopAccess::visit_queued(*self->core, visit_queued_handle, &va)) return r;
+    if (int r = HeldRef::traverse(self, visit, arg)) return r;
+    return visit_sock_waits(self, visit, arg);
 }
 
+// Breaks a cycle through the loop's queues: an unreachable loop cannot be running, and its
+// __del__ (the Python class's) has closed it already unless it was only a _core.Loop.
 int loop_clear(PyObject* o) {
     LoopObject* self = as_loop(o);
+    if (self->core && !self->core->is_closed() && !self->core->is_running()) {
+        drop_sock_waits(self);
+        self->core->close();
+    }
     Py_CLEAR(self->task_factory);
     Py_CLEAR(self->exit_exception);
     return 0;
@@ -193,6 +222,7 @@ void loop_dealloc(PyObject* o) {
         delete self->core;
         self->core = nullptr;
     }
+    HeldRef::detach_all(self);
     loop_clear(o);
     type->tp_free(o);
     Py_DECREF(type);
@@ -278,7 +308,7 @@ PyObject* loop_call_at(PyObject* o, PyObject* const* args, Py_ssize_t nargsf, Py
 
 /// What call_soon_threadsafe() posts to the C++ loop: runs the Python handle there.
 struct RunPostedHandle {
-    Ref handle;
+    HeldRef handle;
     void operator()() {
         auto* h = reinterpret_cast<HandleObject*>(handle.get());
         if (!h->cancelled) run_handle(h);
@@ -300,7 +330,7 @@ PyObject* loop_call_soon_threadsafe(PyObject* o, PyObject* const* args, Py_ssize
     Ref h = Ref::steal(reinterpret_cast<PyObject*>(new_handle(self, args[0], tuple.get(), context, false, 0)));
     if (!h) return nullptr;
     try {
-        self->core->call_soon_threadsafe(RunPostedHandle{h});
+        self->core->call_soon_threadsafe(RunPostedHandle{HeldRef(self, h.get())});
     } catch (...) {
         return set_python_error();
     }
@@ -457,7 +487,7 @@ PyObject* loop_set_task_factory(PyObject* o, PyObject* factory) {
 /// What add_reader()/add_writer() leave with the C++ loop: runs the Python handle each time
 /// the fd is ready.
 struct RunWatchHandle {
-    Ref handle;
+    HeldRef handle;
     void operator()() const {
         auto* h = reinterpret_cast<HandleObject*>(handle.get());
         if (!h->cancelled) run_handle(h);
@@ -479,9 +509,9 @@ PyObject* add_watch(LoopObject* self, const char* method, bool reader, PyObject*
     if (!h) return nullptr;
     try {
         if (reader)
-            self->core->add_reader(fd, RunWatchHandle{h});
+            self->core->add_reader(fd, RunWatchHandle{HeldRef(self, h.get())});
         else
-            self->core->add_writer(fd, RunWatchHandle{h});
+            self->core->add_writer(fd, RunWatchHandle{HeldRef(self, h.get())});
     } catch (...) {
         return set_python_error();
     }
@@ -585,6 +615,35 @@ PyType_Spec loop_spec = {
 };
 
 }  // namespace
+
+void HeldRef::link() noexcept {
+    if (!loop_) return;
+    next_ = loop_->held_refs;
+    if (next_) next_->prev_ = this;
+    loop_->held_refs = this;
+}
+
+void HeldRef::unlink() noexcept {
+    if (!loop_) return;
+    if (prev_)
+        prev_->next_ = next_;
+    else if (loop_->held_refs == this)
+        loop_->held_refs = next_;
+    if (next_) next_->prev_ = prev_;
+    prev_ = next_ = nullptr;
+}
+
+int HeldRef::traverse(LoopObject* loop, visitproc visit, void* arg) {
+    for (HeldRef* r = loop->held_refs; r; r = r->next_) Py_VISIT(r->o_);
+    return 0;
+}
+
+void HeldRef::detach_all(LoopObject* loop) noexcept {
+    while (HeldRef* r = loop->held_refs) {
+        r->unlink();
+        r->loop_ = nullptr;
+    }
+}
 
 int init_loop_type(PyObject* module) noexcept {
     LoopType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&loop_spec));

@@ -258,6 +258,11 @@ void drop_sock_waits(LoopObject* loop) noexcept {
     }
 }
 
+int visit_sock_waits(LoopObject* loop, visitproc visit, void* arg) {
+    for (auto* w = static_cast<SockWait*>(loop->sock_waits); w; w = w->next) Py_VISIT(reinterpret_cast<PyObject*>(w));
+    return 0;
+}
+
 int init_sock_types(PyObject*) noexcept {
     SockWaitType = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&sockwait_spec));
     return SockWaitType ? 0 : -1;

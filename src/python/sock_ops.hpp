@@ -23,5 +23,8 @@ struct LoopObject;
 /// The loop is closing: every wait still in flight stops (its future stays pending, as with
 /// the stock loop, whose selector closes) and lets go of its objects.
 void drop_sock_waits(LoopObject* loop) noexcept;
+/// Visits the armed waits (each holds a reference to itself while the backend has it): the
+/// loop's tp_traverse.
+int visit_sock_waits(LoopObject* loop, visitproc visit, void* arg);
 
 }  // namespace asyncio::python

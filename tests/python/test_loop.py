@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import unittest
+import warnings
 import weakref
 
 import asyncio_cpp
@@ -549,6 +550,134 @@ class TestSignals(LoopTestCase):
                 self.loop.run_until_complete(asyncio.sleep(10))
         finally:
             timer.cancel()
+
+
+class TestGarbageCollection(unittest.TestCase):
+    """A loop dropped without close() is collected (and its __del__ closes it with a
+    ResourceWarning) even when what it holds refers back to it, as the stock loop is: the
+    C++ loop shows the collector its queued handles, watches, posted callbacks and sock_*
+    waits."""
+
+    def assert_collected_with(self, schedule):
+        class Holder:
+            pass
+
+        def make():
+            loop = asyncio_cpp.new_event_loop()
+            loop.set_exception_handler(lambda loop, context: None)
+            holder = Holder()
+            holder.loop = loop
+            schedule(loop, holder)
+            return weakref.ref(loop), weakref.ref(holder)
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loop_ref, holder_ref = make()
+            gc.collect()
+        self.assertIsNone(loop_ref(), "the loop was not collected")
+        self.assertIsNone(holder_ref(), "what the loop held was not collected")
+        self.assertTrue(any(issubclass(w.category, ResourceWarning) and "unclosed event loop" in str(w.message)
+                            for w in caught), [str(w.message) for w in caught])
+
+    def socketpair(self, holder):
+        a, b = socket.socketpair()
+        holder.socks = (a, b)
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        return a, b
+
+    def test_a_queued_callback_referring_to_the_loop(self):
+        self.assert_collected_with(lambda loop, holder: loop.call_soon(lambda: holder))
+
+    def test_a_timer_referring_to_the_loop(self):
+        self.assert_collected_with(lambda loop, holder: loop.call_later(3600, lambda: holder))
+
+    def test_a_cancelled_timer_still_in_the_heap(self):
+        def schedule(loop, holder):
+            holder.timer = loop.call_later(3600, lambda: None)
+            holder.timer.cancel()
+
+        self.assert_collected_with(schedule)
+
+    def test_a_reader_and_a_writer_referring_to_the_loop(self):
+        def schedule(loop, holder):
+            a, b = self.socketpair(holder)
+            loop.add_reader(a.fileno(), lambda: holder)
+            loop.add_writer(b.fileno(), lambda: holder)
+
+        self.assert_collected_with(schedule)
+
+    def test_a_callback_posted_from_another_thread(self):
+        def schedule(loop, holder):
+            t = threading.Thread(target=loop.call_soon_threadsafe, args=(lambda: holder,))
+            t.start()
+            t.join()
+
+        self.assert_collected_with(schedule)
+
+    def test_a_task_waiting_in_sock_recv(self):
+        def schedule(loop, holder):
+            a, _ = self.socketpair(holder)
+            a.setblocking(False)
+            holder.task = loop.create_task(loop.sock_recv(a, 10))
+            loop.run_until_complete(asyncio.sleep(0))  # the wait is armed now
+            self.assertFalse(holder.task.done())
+
+        self.assert_collected_with(schedule)
+
+    def test_collections_while_the_loop_runs_free_nothing_it_still_needs(self):
+        # A collection at nearly every allocation: a reference the loop showed the collector
+        # without holding it would let it free a handle still queued (and crash here).
+        loop = asyncio_cpp.new_event_loop()
+        self.addCleanup(loop.close)
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        a.setblocking(False)
+        b.setblocking(False)
+        seen = []
+
+        async def main():
+            done = loop.create_future()
+            for i in range(300):
+                loop.call_soon(seen.append, ("soon", [i]))
+                h = loop.call_later(0.001 * (i % 7), seen.append, ("later", [i]))
+                if i % 3 == 0:
+                    h.cancel()
+            threads = [threading.Thread(target=loop.call_soon_threadsafe, args=(seen.append, ("posted", [i])))
+                       for i in range(20)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+            def on_readable():
+                seen.append(("read", [a.recv(100)]))
+                loop.remove_reader(a.fileno())
+                done.set_result(None)
+
+            loop.add_reader(a.fileno(), on_readable)
+            b.send(b"ping")
+            await done
+            for i in range(50):
+                recv = loop.create_task(loop.sock_recv(a, 100))
+                await asyncio.sleep(0)
+                await loop.sock_sendall(b, b"x%d" % i)
+                seen.append(("sock", [await recv]))
+            await asyncio.sleep(0.02)
+
+        old = gc.get_threshold()
+        gc.set_threshold(1, 1, 1)
+        try:
+            loop.run_until_complete(main())
+        finally:
+            gc.set_threshold(*old)
+        kinds = [k for k, _ in seen]
+        self.assertEqual(kinds.count("soon"), 300)
+        self.assertEqual(kinds.count("later"), 200)
+        self.assertEqual(kinds.count("posted"), 20)
+        self.assertEqual([v for k, v in seen if k == "read"], [[b"ping"]])
+        self.assertEqual([v[0] for k, v in seen if k == "sock"], [b"x%d" % i for i in range(50)])
 
 
 if __name__ == "__main__":

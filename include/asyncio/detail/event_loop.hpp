@@ -794,6 +794,13 @@ struct LoopAccess {
     /// The number of callbacks in the ready queue and of live timers (for tests).
     static std::size_t ready_count(const EventLoop& loop) noexcept { return loop.ready_.size(); }
     static std::size_t timer_count(const EventLoop& loop) noexcept;
+    /// Calls `visit(item, arg)` once for each reference the ready queue and the timer heap
+    /// hold (an item queued twice is seen twice, a cancelled timer's entry until the heap
+    /// drops it), stopping at the first non-zero result, which it returns. For a garbage
+    /// collector above (the Python face's tp_traverse), which must see exactly the references
+    /// the loop holds: an item is always taken out of the queue or heap before its reference
+    /// is dropped.
+    static int visit_queued(const EventLoop& loop, int (*visit)(ReadyItem* item, void* arg), void* arg);
 };
 }  // namespace detail
 
