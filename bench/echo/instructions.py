@@ -19,8 +19,15 @@ a Protocol) shows the same count at every size.
   bench/echo/instructions.py --build-dir build-bench
   bench/echo/instructions.py --build-dir build-bench --servers asio,ours-streams --size 10K --top 15
 
+The Python servers are offered to compare event loops on one interpreter: uvloop's and
+asyncio_cpp's Protocol or streams server run the same Python code, so the difference of their
+counts is what the loops themselves cost (CPython's own instructions are in both):
+
+  PYTHONPATH=build/release/python-cpython-311 bench/echo/instructions.py --build-dir build/bench \
+      --servers uvloop-protocol,asyncio_cpp-protocol,c-epoll --conns 10
+
 Needs valgrind (apt-get install -y valgrind). Exits non-zero if a server or the load
-generator fails. The Python servers are not offered: an interpreter's count says little.
+generator fails.
 """
 
 import argparse
@@ -36,6 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run_echo  # noqa: E402  (the server table and the start-up helpers)
 
 COMPILED = ["c-epoll", "asio", "ours-streams", "ours-protocol", "ours-streams-uring", "ours-protocol-uring"]
+PYTHON = ["asyncio-protocol", "asyncio-streams", "uvloop-protocol", "uvloop-streams", "asyncio_cpp-protocol",
+          "asyncio_cpp-streams"]
 DEFAULT = ["c-epoll", "asio", "ours-streams", "ours-protocol"]
 
 
@@ -126,7 +135,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--build-dir", required=True)
     p.add_argument("--servers", default=",".join(DEFAULT),
-                   help=f"comma-separated subset of {', '.join(COMPILED)} (default: {', '.join(DEFAULT)})")
+                   help=f"comma-separated subset of {', '.join(COMPILED + PYTHON)} (default: {', '.join(DEFAULT)})")
     p.add_argument("--size", default="1K", help="message size (bytes, or 1K, 10K, 100K); default 1K")
     p.add_argument("--conns", type=int, default=100, help="ping-pong connections (default 100)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds under load before counting (default 2)")
@@ -136,11 +145,11 @@ def main():
     p.add_argument("--client-cpu", default="1")
     args = p.parse_args()
     args.size = run_echo.parse_size(args.size)
-    args.python = "/usr/bin/python3"  # unused: no Python server is offered here
+    args.python = "/usr/bin/python3"  # Debian's: the one with python3-uvloop
     servers = [s for s in args.servers.split(",") if s]
-    unknown = [s for s in servers if s not in COMPILED]
+    unknown = [s for s in servers if s not in COMPILED + PYTHON]
     if unknown:
-        p.error(f"unknown or not compiled server(s): {', '.join(unknown)}")
+        p.error(f"unknown server(s): {', '.join(unknown)}")
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
         if subprocess.run(["which", tool], capture_output=True).returncode != 0:
             sys.exit(f"instructions.py: {tool} not found (apt-get install -y valgrind)")

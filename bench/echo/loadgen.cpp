@@ -23,7 +23,8 @@
 // where mib_per_s counts echoed bytes (one direction), client_cpu is this process's CPU time
 // over the measured window / the window, server_cpu the same for --server-pid (from
 // /proc/PID/stat; -1 if not given), machine_cpu the busy CPUs of the whole machine (from
-// /proc/stat: so machine_cpu - client_cpu - server_cpu is what everything else used).
+// /proc/stat: so machine_cpu - client_cpu - server_cpu is what everything else used), and
+// server_user_cpu the user-space part of server_cpu (the rest is the kernel's work for it).
 // client_cpu near 1 with server_cpu well below 1 means the load generator, not the server,
 // is the bottleneck.
 // SIGUSR1 makes pingpong and streaming print one line "progress requests=N bytes=B" at once
@@ -108,8 +109,8 @@ double self_cpu_s() {
            static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
-// utime + stime of another process, in seconds; -1 if unavailable.
-double proc_cpu_s(long pid) {
+// utime + stime of another process, in seconds (utime alone in *user); -1 if unavailable.
+double proc_cpu_s(long pid, double* user = nullptr) {
     if (pid <= 0) return -1.0;
     char path[64];
     std::snprintf(path, sizeof path, "/proc/%ld/stat", pid);
@@ -124,6 +125,7 @@ double proc_cpu_s(long pid) {
     unsigned long utime = 0, stime = 0;
     // after ")": state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15)
     if (std::sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) return -1.0;
+    if (user) *user = static_cast<double>(utime) / static_cast<double>(sysconf(_SC_CLK_TCK));
     return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
@@ -213,7 +215,7 @@ public:
         const double t1 = t0 + o_.duration;
         bool measuring = false;
         std::uint64_t req0 = 0, bytes0 = 0;
-        double m0 = 0, cpu0 = 0, scpu0 = 0, mcpu0 = 0;
+        double m0 = 0, cpu0 = 0, scpu0 = 0, ucpu0 = 0, mcpu0 = 0;
         double last_progress = start;
         std::uint64_t last_bytes = 0;
         for (;;) {
@@ -224,14 +226,16 @@ public:
                 req0 = requests_;
                 bytes0 = bytes_;
                 cpu0 = self_cpu_s();
-                scpu0 = proc_cpu_s(o_.server_pid);
+                scpu0 = proc_cpu_s(o_.server_pid, &ucpu0);
                 mcpu0 = machine_busy_s();
             }
             if (measuring && now >= t1) {
                 double secs = now - m0;
                 double cpu = (self_cpu_s() - cpu0) / secs;
-                double scpu1 = proc_cpu_s(o_.server_pid);
+                double ucpu1 = 0;
+                double scpu1 = proc_cpu_s(o_.server_pid, &ucpu1);
                 double scpu = (scpu0 >= 0 && scpu1 >= 0) ? (scpu1 - scpu0) / secs : -1.0;
+                double ucpu = (scpu0 >= 0 && scpu1 >= 0) ? (ucpu1 - ucpu0) / secs : -1.0;
                 double mcpu1 = machine_busy_s();
                 double mcpu = (mcpu0 >= 0 && mcpu1 >= 0) ? (mcpu1 - mcpu0) / secs : -1.0;
                 std::uint64_t reqs = requests_ - req0;
@@ -239,10 +243,11 @@ public:
                 if (streaming_) reqs = bytes / o_.size;  // whole messages echoed in the window
                 std::printf(
                     "mode=%s size=%zu conns=%zu seconds=%.3f requests=%llu bytes=%llu "
-                    "requests_per_s=%.1f mib_per_s=%.2f client_cpu=%.3f server_cpu=%.3f machine_cpu=%.3f\n",
+                    "requests_per_s=%.1f mib_per_s=%.2f client_cpu=%.3f server_cpu=%.3f machine_cpu=%.3f "
+                    "server_user_cpu=%.3f\n",
                     o_.mode.c_str(), o_.size, conns_.size(), secs, static_cast<unsigned long long>(reqs),
                     static_cast<unsigned long long>(bytes), static_cast<double>(reqs) / secs,
-                    static_cast<double>(bytes) / secs / (1024.0 * 1024.0), cpu, scpu, mcpu);
+                    static_cast<double>(bytes) / secs / (1024.0 * 1024.0), cpu, scpu, mcpu, ucpu);
                 std::fflush(stdout);
                 return 0;
             }

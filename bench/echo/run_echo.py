@@ -55,8 +55,13 @@ SERVERS = {
     # The same two on the io_uring backend (not in the default set: pick them with --servers).
     "ours-streams-uring": ["{build}/echo_server_streams", "--port", "{port}", "--backend", "io_uring"],
     "ours-protocol-uring": ["{build}/echo_server_protocol", "--port", "{port}", "--backend", "io_uring"],
+    # Our Python face (PYTHONPATH must reach asyncio_cpp; bench/python compares it in full).
+    "asyncio_cpp-streams": ["{python}", "{here}/python_server.py", "--port", "{port}", "--mode", "streams",
+                            "--loop", "asyncio_cpp"],
+    "asyncio_cpp-protocol": ["{python}", "{here}/python_server.py", "--port", "{port}", "--mode", "protocol",
+                             "--loop", "asyncio_cpp"],
 }
-OPTIONAL_SERVERS = {"ours-streams-uring", "ours-protocol-uring"}
+OPTIONAL_SERVERS = {"ours-streams-uring", "ours-protocol-uring", "asyncio_cpp-streams", "asyncio_cpp-protocol"}
 # CMake target that builds each server's binary (None: a script).
 TARGETS = {"c-epoll": "c_epoll_server", "asio": "asio_server", "ours-streams": "echo_server_streams",
            "ours-protocol": "echo_server_protocol", "ours-streams-uring": "echo_server_streams",
@@ -127,7 +132,8 @@ def check_programs(args, servers):
             errors.append(f"server {name}: program not found: {prog}{why}")
             continue
         if prog == args.python:
-            need = "uvloop" if "--uvloop" in SERVERS[name] else "asyncio"
+            need = ("uvloop" if "--uvloop" in SERVERS[name] else
+                    "asyncio_cpp" if "asyncio_cpp" in SERVERS[name] else "asyncio")
             if need not in py_checked:
                 p = subprocess.run([args.python, "-c", f"import {need}"], capture_output=True, text=True)
                 py_checked[need] = p.returncode == 0

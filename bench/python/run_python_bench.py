@@ -101,6 +101,9 @@ class Server:
 
 
 def echo_server(args, loop, mode):
+    if loop == "c-floor":  # the plain C epoll server: the kernel's share, with no Python at all
+        return Server(args, lambda port: [os.path.join(os.path.abspath(args.build_dir), "bench", "echo",
+                                                       "c_epoll_server"), "--port", str(port)])
     return Server(args, lambda port: [args.python, os.path.join(ROOT, "bench", "echo", "python_server.py"), "--port",
                                       str(port), "--mode", mode, "--loop", loop])
 
@@ -119,8 +122,9 @@ def echo(args, loop, mode, size):
     line = out.stdout.strip().splitlines()[-1]
     d = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
     requests = float(d["requests"])
-    return {"rps": float(d["requests_per_s"]),
-            "cpu_us": float(d["server_cpu"]) * float(d["seconds"]) / requests * 1e6 if requests else None}
+    per_request = (lambda cpu: float(cpu) * float(d["seconds"]) / requests * 1e6 if requests else None)
+    return {"rps": float(d["requests_per_s"]), "cpu_us": per_request(d["server_cpu"]),
+            "user_us": per_request(d["server_user_cpu"])}
 
 
 def uvicorn(args, loop):
@@ -171,6 +175,8 @@ def main():
     ap.add_argument("--rows", default="micro,echo,uvicorn,idle")
     ap.add_argument("--modes", default="sock,streams,protocol")
     ap.add_argument("--sizes", default="1K,10K,100K")
+    ap.add_argument("--c-floor", action="store_true",
+                    help="also run bench/echo/c_epoll_server (no Python: the kernel's share) in the Protocol rows")
     ap.add_argument("--json")
     args = ap.parse_args()
     args.loadgen = os.path.join(os.path.abspath(args.build_dir), "bench", "echo", "loadgen")
@@ -180,10 +186,18 @@ def main():
     def add(row, loop, value):
         samples.setdefault(row, {}).setdefault(loop, []).append(value)
 
+    loops = LOOPS + (["c-floor"] if args.c_floor else [])
     for r in range(args.rounds):
-        order = LOOPS[r % 3:] + LOOPS[:r % 3]
+        order = loops[r % len(loops):] + loops[:r % len(loops)]
         print(f"round {r + 1}/{args.rounds} ({', '.join(order)})", file=sys.stderr, flush=True)
         for loop in order:
+            if loop == "c-floor":  # echo rows only
+                for size in args.sizes.split(","):
+                    e = echo(args, loop, "protocol", SIZES[size])
+                    add(f"echo protocol {size} (req/s)", loop, e["rps"])
+                    add(f"echo protocol {size} (server us/req)", loop, e["cpu_us"])
+                    add(f"echo protocol {size} (server user-space us/req)", loop, e["user_us"])
+                continue
             if "micro" in rows:
                 for name, v in micro(args, loop).items():
                     add(f"{name} (per s)", loop, v)
@@ -193,14 +207,19 @@ def main():
                         e = echo(args, loop, mode, SIZES[size])
                         add(f"echo {mode} {size} (req/s)", loop, e["rps"])
                         add(f"echo {mode} {size} (server us/req)", loop, e["cpu_us"])
+                        add(f"echo {mode} {size} (server user-space us/req)", loop, e["user_us"])
             if "uvicorn" in rows:
                 add("uvicorn hello (req/s)", loop, uvicorn(args, loop)["rps"])
             if "idle" in rows:
                 add("memory per idle connection (bytes)", loop, idle_memory(args, loop)["bytes_per_conn"])
-    print(f"\nPython {sys.version.split()[0]} (server: {args.python}), {args.rounds} rounds, medians; "
-          f"ratio = asyncio_cpp vs uvloop (higher is better; for us/req and bytes, uvloop / ours)\n")
-    print("| row | asyncio | uvloop | asyncio_cpp | ratio vs uvloop |")
-    print("|---|---:|---:|---:|---:|")
+    server_python = subprocess.run([args.python, "-c", "import sys; print(sys.version)"], capture_output=True,
+                                   text=True).stdout.strip()
+    print(f"\nPython {server_python.split()[0]} ({args.python}), {args.rounds} rounds, medians; "
+          f"ratio = asyncio_cpp vs uvloop (higher is better; for us/req and bytes, uvloop / ours)"
+          + ("; c-floor: bench/echo/c_epoll_server, no Python" if args.c_floor else "") + "\n")
+    floor_col = " c-floor |" if args.c_floor else ""
+    print("| row | asyncio | uvloop | asyncio_cpp | ratio vs uvloop |" + floor_col)
+    print("|---|---:|---:|---:|---:|" + ("---:|" if args.c_floor else ""))
     table = {}
     for row, per_loop in samples.items():
         med = {l: statistics.median(v) for l, v in per_loop.items()}
@@ -208,11 +227,17 @@ def main():
         ratio = (med["uvloop"] / med["asyncio_cpp"]) if lower_is_better else (med["asyncio_cpp"] / med["uvloop"])
         table[row] = {"median": med, "samples": per_loop, "ratio_vs_uvloop": ratio}
         fmt = (lambda v: f"{v:,.2f}") if lower_is_better and "us" in row else (lambda v: f"{v:,.0f}")
+        floor = ""
+        if args.c_floor:
+            floor = " |"
+            if "c-floor" in med:
+                c = med["c-floor"]
+                floor = f" {fmt(c)} ({(med['uvloop'] / c) if lower_is_better else (c / med['uvloop']):.2f}x) |"
         print(f"| {row} | {fmt(med['asyncio'])} | {fmt(med['uvloop'])} | {fmt(med['asyncio_cpp'])} | "
-              f"{ratio:.2f}x |")
+              f"{ratio:.2f}x |" + floor)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"python": sys.version, "args": vars(args), "rows": table}, f, indent=1)
+            json.dump({"python": server_python, "args": vars(args), "rows": table}, f, indent=1)
 
 
 if __name__ == "__main__":

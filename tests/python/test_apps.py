@@ -1,8 +1,11 @@
 """Real applications, unmodified, on asyncio_cpp's loop: aiohttp (server and client) and
 uvicorn serving an ASGI app (Debian's python3-aiohttp and python3-uvicorn; skipped where the
-interpreter has not got them)."""
+interpreter has not got them), driven by Python clients and by curl and wrk (where installed)."""
 import asyncio
+import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -47,6 +50,15 @@ class TestAiohttp(unittest.TestCase):
                         self.assertEqual(await r.read(), body)
                     responses = await asyncio.gather(*[s.get(f"http://127.0.0.1:{port}/{i}") for i in range(50)])
                     self.assertEqual([await r.text() for r in responses], [f"Hello, {i}" for i in range(50)])
+                if shutil.which("curl"):
+                    # curl in a thread (subprocesses are part 2 of the Python face).
+                    loop = asyncio.get_running_loop()
+                    out = await loop.run_in_executor(None, lambda: subprocess.run(
+                        ["curl", "-sS", "--max-time", "10", f"http://127.0.0.1:{port}/curl", "--next",
+                         "-sS", "--max-time", "10", "--data-binary", "@-", f"http://127.0.0.1:{port}/echo"],
+                        input=b"x" * 100_000, capture_output=True, timeout=20))
+                    self.assertEqual(out.returncode, 0, out.stderr)
+                    self.assertEqual(out.stdout, b"Hello, curl" + b"x" * 100_000)
             finally:
                 await runner.cleanup()
 
@@ -85,6 +97,14 @@ class TestUvicorn(unittest.TestCase):
             for _ in range(20):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
                     self.assertEqual((r.status, r.read()), (200, b"Hello, world!"))
+            if shutil.which("wrk"):
+                out = subprocess.run(["wrk", "-t1", "-c8", "-d1s", f"http://127.0.0.1:{port}/"],
+                                     capture_output=True, text=True, timeout=30).stdout
+                self.assertNotIn("Non-2xx", out)
+                self.assertNotIn("Socket errors", out)
+                requests = re.search(r"(\d+) requests in", out)
+                self.assertIsNotNone(requests, out)
+                self.assertGreater(int(requests.group(1)), 100, out)
         finally:
             server.should_exit = True
             thread.join(10)
