@@ -45,6 +45,9 @@ def _run_until_complete_cb(fut):
 
 
 _unset = object()
+# Whether create_unix_server() removes its socket file when the server closes: Python 3.13's
+# cleanup_socket=True; earlier versions leave the file, and so do we under them.
+_CLEANUP_SOCKET_DEFAULT = sys.version_info >= (3, 13)
 
 
 def _transport_socket(fd):
@@ -848,13 +851,13 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
             handle = await _with_sock(sock, self._serve_fd(protocol_factory, os.dup(sock.fileno()), False, backlog,
-                                                           bool(keep_alive), bool(start_serving)))
+                                                           bool(keep_alive), bool(start_serving), False))
             return Server(self, handle, sock)
         return Server(self, handle)
 
     async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100, ssl=None,
                                  ssl_handshake_timeout=None, ssl_shutdown_timeout=None, start_serving=True,
-                                 cleanup_socket=True):
+                                 cleanup_socket=_CLEANUP_SOCKET_DEFAULT):
         """Listen on the Unix socket `path` (or the bound `sock`); return a Server."""
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
@@ -867,15 +870,21 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
-            handle = await self._create_unix_server(protocol_factory, os.fsdecode(os.fspath(path)), backlog,
-                                                    bool(start_serving), bool(cleanup_socket))
+            path = os.fspath(path)
+            try:
+                handle = await self._create_unix_server(protocol_factory, os.fsdecode(path), backlog,
+                                                        bool(start_serving), bool(cleanup_socket))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:  # Python's message names the address
+                    raise OSError(errno.EADDRINUSE, f"Address {path!r} is already in use") from None
+                raise
         else:
             if sock is None:
                 raise ValueError("path was not specified, and no sock specified")
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
             handle = await _with_sock(sock, self._serve_fd(protocol_factory, os.dup(sock.fileno()), True, backlog,
-                                                           False, bool(start_serving)))
+                                                           False, bool(start_serving), bool(cleanup_socket)))
             return Server(self, handle, sock)
         return Server(self, handle)
 

@@ -282,11 +282,12 @@ PyObject* loop_create_server(PyObject* o, PyObject* args) {
 }
 
 PyObject* loop_serve_fd(PyObject* o, PyObject* args) {
-    // (factory, fd, unix, backlog, keep_alive, start_serving): create_server(sock=) and
-    // create_unix_server(sock=); the server owns the fd from now on.
+    // (factory, fd, unix, backlog, keep_alive, start_serving, cleanup_socket): create_server(sock=)
+    // and create_unix_server(sock=); the server owns the fd from now on.
     PyObject* factory;
-    int fd, is_unix, backlog, keep_alive, start_serving;
-    if (!PyArg_ParseTuple(args, "Oipipp:_serve_fd", &factory, &fd, &is_unix, &backlog, &keep_alive, &start_serving))
+    int fd, is_unix, backlog, keep_alive, start_serving, cleanup_socket;
+    if (!PyArg_ParseTuple(args, "Oipippp:_serve_fd", &factory, &fd, &is_unix, &backlog, &keep_alive, &start_serving,
+                          &cleanup_socket))
         return nullptr;
     LoopObject* loop = open_loop(o);
     if (!loop) return nullptr;
@@ -294,6 +295,7 @@ PyObject* loop_serve_fd(PyObject* o, PyObject* args) {
     opts.backlog = backlog;
     opts.keep_alive = keep_alive != 0;
     opts.start_serving = start_serving != 0;
+    opts.cleanup_socket = cleanup_socket != 0;
     return guarded([&] {
         Socket sock = Socket::adopt(fd);
         detail::ProtocolFactory f = python_protocol_factory(loop, factory);

@@ -34,10 +34,10 @@ struct CountedNode : TimerNode {
 struct World {
     EventLoop* loop = nullptr;
     std::vector<CountedNode>* nodes = nullptr;
-    std::vector<double> fired_at;     // loop.time() of each fired node and added timer
-    int walks = 0;                    // releases that walked the queues
-    int mismatches = 0;               // walks that saw other than the held references
-    int added = 0;                    // timers added by releases
+    std::vector<double> fired_at;  // loop.time() of each fired node and added timer
+    int walks = 0;                 // releases that walked the queues
+    int mismatches = 0;            // walks that saw other than the held references
+    int added = 0;                 // timers added by releases
 };
 World* world = nullptr;
 

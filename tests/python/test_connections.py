@@ -1,8 +1,10 @@
 """asyncio_cpp.Loop's connections and servers: Python's streams unchanged, Protocol and
 BufferedProtocol over the C++ transports, flow control, servers, Unix sockets, errors."""
 import asyncio
+import errno
 import os
 import socket
+import sys
 import tempfile
 import unittest
 
@@ -392,6 +394,43 @@ class TestServers(ConnTestCase):
                 await writer.wait_closed()
                 server.close()
                 await server.wait_closed()
+
+        self.go(main())
+
+    def test_unix_server_socket_file_is_removed_on_close_as_the_interpreters_own_loop_does(self):
+        # Python 3.13's create_unix_server(cleanup_socket=True) removes the file, for a path and
+        # for a bound sock=; earlier versions leave it. cleanup_socket=False always leaves it.
+        removes = sys.version_info >= (3, 13)
+
+        async def serve_and_close(path, **kw):
+            if kw.pop("bound_sock", False):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.bind(path)
+                server = await self.loop.create_unix_server(asyncio.Protocol, sock=sock, **kw)
+            else:
+                server = await self.loop.create_unix_server(asyncio.Protocol, path, **kw)
+            self.assertTrue(os.path.exists(path))
+            server.close()
+            await server.wait_closed()
+            return os.path.exists(path)
+
+        async def main():
+            with tempfile.TemporaryDirectory() as d:
+                self.assertEqual(await serve_and_close(os.path.join(d, "a")), not removes)
+                self.assertEqual(await serve_and_close(os.path.join(d, "b"), bound_sock=True), not removes)
+                self.assertTrue(await serve_and_close(os.path.join(d, "c"), cleanup_socket=False))
+                self.assertTrue(await serve_and_close(os.path.join(d, "d"), bound_sock=True, cleanup_socket=False))
+
+        self.go(main())
+
+    def test_unix_server_on_a_file_that_is_not_a_socket_names_the_address(self):
+        async def main():
+            with tempfile.NamedTemporaryFile() as f:
+                with self.assertRaises(OSError) as caught:
+                    await self.loop.create_unix_server(asyncio.Protocol, f.name)
+                self.assertEqual(caught.exception.errno, errno.EADDRINUSE)
+                self.assertEqual(caught.exception.strerror, f"Address {f.name!r} is already in use")
+                self.assertTrue(os.path.isfile(f.name))  # not removed: only a socket file is replaced
 
         self.go(main())
 
