@@ -48,6 +48,9 @@ _unset = object()
 # Whether create_unix_server() removes its socket file when the server closes: Python 3.13's
 # cleanup_socket=True; earlier versions leave the file, and so do we under them.
 _CLEANUP_SOCKET_DEFAULT = sys.version_info >= (3, 13)
+# create_datagram_endpoint(sock=<a stream socket>)'s message, as each version words it.
+_DATAGRAM_SOCKET_EXPECTED = ("A datagram socket was expected" if sys.version_info >= (3, 13)
+                             else "A UDP Socket was expected")
 
 
 def _transport_socket(fd):
@@ -895,7 +898,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
         datagram socket `sock`); return (transport, protocol)."""
         if sock is not None:
             if sock.type == socket.SOCK_STREAM:
-                raise ValueError(f"A datagram socket was expected, got {sock!r}")
+                raise ValueError(f"{_DATAGRAM_SOCKET_EXPECTED}, got {sock!r}")
             if (local_addr or remote_addr or family or proto or flags or reuse_port or allow_broadcast):
                 opts = dict(local_addr=local_addr, remote_addr=remote_addr, family=family, proto=proto, flags=flags,
                             reuse_address=reuse_address, reuse_port=reuse_port, allow_broadcast=allow_broadcast)
@@ -918,6 +921,9 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             return await self._create_datagram_endpoint(
                 protocol_factory, -1, os.fsdecode(local_addr) if local_addr else None, -1,
                 os.fsdecode(remote_addr) if remote_addr else None, -1, family, proto, flags, False, False)
+        for addr in (local_addr, remote_addr):
+            if addr is not None and not (isinstance(addr, tuple) and len(addr) == 2):
+                raise TypeError("2-tuple is expected")
         local_host, local_port = (None, -1) if local_addr is None else (local_addr[0], _port_number(local_addr[1]))
         remote_host, remote_port = (None, -1) if remote_addr is None else (remote_addr[0],
                                                                              _port_number(remote_addr[1]))

@@ -3,6 +3,7 @@ errors through error_received, the sock= form and its argument checks."""
 import asyncio
 import os
 import socket
+import sys
 import tempfile
 import unittest
 
@@ -110,9 +111,16 @@ class TestDatagram(unittest.TestCase):
             self.assertEqual(s.getsockname(), t.get_extra_info("sockname"))
             self.assertEqual(t.get_extra_info("socket").fileno(), s.fileno())
             stream = socket.socket()
-            with self.assertRaisesRegex(ValueError, "A datagram socket was expected"):
+            # Each version's own wording.
+            expected = "A datagram socket was expected" if sys.version_info >= (3, 13) else "A UDP Socket was expected"
+            with self.assertRaisesRegex(ValueError, expected):
                 await self.loop.create_datagram_endpoint(Collector, sock=stream)
             stream.close()
+            for bad in ("localhost", ("localhost", 1, 2, 3)):
+                with self.assertRaisesRegex(TypeError, "2-tuple is expected"):
+                    await self.loop.create_datagram_endpoint(Collector, local_addr=bad)
+                with self.assertRaisesRegex(TypeError, "2-tuple is expected"):
+                    await self.loop.create_datagram_endpoint(Collector, remote_addr=bad)
             with self.assertRaisesRegex(ValueError, "Passing `reuse_address=True` is no longer supported"):
                 await self.loop.create_datagram_endpoint(Collector, local_addr=("127.0.0.1", 0),
                                                          reuse_address=True)
