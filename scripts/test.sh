@@ -38,7 +38,7 @@ for bin in test_net_smoke test_sock_lowlevel test_streams test_server test_proto
 done
 echo "== release: soak and hostile peers, the short form on both backends (scripts/soak.sh; docs/reliability.md)"
 scripts/soak.sh short build/release
-echo "== python: the Python face (asyncio_cpp) for each interpreter, both backends"
+echo "== python: the Python face (asyncio_cpp) for each interpreter, both backends; then under ASan/UBSan"
 scripts/test_python.sh
 echo "== fuzz: each fuzzer for 20 s over its seed corpus (clang-16, libFuzzer + ASan/UBSan)"
 scripts/fuzz.sh 20
