@@ -153,6 +153,19 @@ class Server(events.AbstractServer):
         await self._handle.wait_closed()
 
 
+def _check_file_range(offset, count):
+    """sendfile()'s and sock_sendfile()'s checks of offset and count, with Python's messages."""
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+    if not isinstance(offset, int):
+        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+    if offset < 0:
+        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+
+
 def _not_yet(name):
     def method(self, *args, **kwargs):
         raise NotImplementedError(
@@ -675,15 +688,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             raise ValueError("file should be opened in binary mode")
         if not sock.type == socket.SOCK_STREAM:
             raise ValueError("only SOCK_STREAM type sockets are supported")
-        if count is not None:
-            if not isinstance(count, int):
-                raise TypeError(f"count must be a positive integer (got {count!r})")
-            if count <= 0:
-                raise ValueError(f"count must be a positive integer (got {count!r})")
-        if not isinstance(offset, int):
-            raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
-        if offset < 0:
-            raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+        _check_file_range(offset, count)
 
     async def _sock_sendfile_native(self, sock, file, offset, count):
         try:
@@ -947,15 +952,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):
             raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
         if "b" not in getattr(file, "mode", "b"):
             raise ValueError("file should be opened in binary mode")
-        if count is not None:
-            if not isinstance(count, int):
-                raise TypeError(f"count must be a positive integer (got {count!r})")
-            if count <= 0:
-                raise ValueError(f"count must be a positive integer (got {count!r})")
-        if not isinstance(offset, int):
-            raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
-        if offset < 0:
-            raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+        _check_file_range(offset, count)
         try:
             fileno = file.fileno()
         except (AttributeError, io.UnsupportedOperation):
